@@ -1,0 +1,249 @@
+//! Command-line interface. The command and flag names are a contract: users script against them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use coupon_host::{Coupon, Host, QueryRequest, Recipient, SendOutcome, SendRequest};
+
+/// Send and query coupons on Chinese e-commerce platforms through sandboxed adapters.
+#[derive(Parser)]
+#[command(name = "coupon-host", version, about)]
+struct Cli {
+    /// The host config (TOML).
+    #[arg(long, global = true, env = "COUPON_HOST_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the loaded plugins and what each adapter says about itself.
+    Plugins {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a coupon to recipients.
+    Send {
+        /// The plugin (a `[plugins.NAME]` of the config).
+        plugin: String,
+        /// The platform's coupon reference.
+        #[arg(long)]
+        coupon: String,
+        /// A recipient, `KIND:ID` with KIND nick, open-id or customer-id; repeat for more.
+        #[arg(long = "to", value_name = "KIND:ID", required = true)]
+        to: Vec<Recipient>,
+        /// Coupons per recipient.
+        #[arg(long, default_value_t = 1)]
+        quantity: u32,
+        /// Reuse the key of an earlier send to make a retry safe; generated when absent.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the coupons a recipient holds or can claim.
+    Query {
+        /// The plugin.
+        plugin: String,
+        /// Whose coupons, `KIND:ID`.
+        #[arg(long, value_name = "KIND:ID")]
+        recipient: Recipient,
+        /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {:?}", truncate(text, 40))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        text.chars().take(max).chain(std::iter::once('…')).collect()
+    }
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the chain joined, as scripts read stderr line by line.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUPON_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli
+        .config
+        .context("no config: pass --config FILE (or set COUPON_HOST_CONFIG)")?;
+    let host = Host::from_config_file(&config).await?;
+    match cli.command {
+        Command::Plugins { json } => {
+            let plugins = host.plugins();
+            if json {
+                print_json(&serde_json::json!({ "plugins": plugins }))?;
+            } else {
+                for plugin in plugins {
+                    let d = &plugin.describe;
+                    let kinds: Vec<_> = d.recipient_kinds.iter().map(|k| k.as_str()).collect();
+                    println!(
+                        "{}\t{} {}\t{} per call\tidempotent send: {}\trecipients: {}\tsha256 {}",
+                        plugin.name,
+                        d.platform,
+                        d.version,
+                        d.max_recipients_per_call,
+                        if d.idempotent_send { "yes" } else { "no" },
+                        kinds.join(","),
+                        plugin.sha256
+                    );
+                }
+            }
+        }
+        Command::Send {
+            plugin,
+            coupon,
+            to,
+            quantity,
+            idempotency_key,
+            options,
+            json,
+        } => {
+            let request = SendRequest {
+                coupon,
+                recipients: to,
+                quantity,
+                idempotency_key,
+                options,
+            };
+            let outcome = host.send(&plugin, request).await?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print_outcome(&outcome);
+            }
+        }
+        Command::Query {
+            plugin,
+            recipient,
+            options,
+            json,
+        } => {
+            let coupons = host
+                .query(&plugin, QueryRequest { recipient, options })
+                .await?;
+            if json {
+                print_json(&serde_json::json!({ "coupons": coupons }))?;
+            } else {
+                print_coupons(&coupons);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn yuan(fen: Option<i64>) -> String {
+    match fen {
+        Some(fen) => format!("¥{}.{:02}", fen / 100, (fen % 100).abs()),
+        None => "-".to_owned(),
+    }
+}
+
+fn print_outcome(outcome: &SendOutcome) {
+    for issued in &outcome.issued {
+        println!(
+            "issued\t{}\t{}",
+            issued.recipient,
+            issued.coupon_id.as_deref().unwrap_or("-")
+        );
+    }
+    for failed in &outcome.failed {
+        println!(
+            "failed\t{}\t{} ({}: {})",
+            failed.recipient, failed.error.class, failed.error.code, failed.error.message
+        );
+    }
+    println!(
+        "{} issued, {} failed (idempotency key {})",
+        outcome.issued.len(),
+        outcome.failed.len(),
+        outcome.idempotency_key
+    );
+}
+
+fn print_coupons(coupons: &[Coupon]) {
+    for coupon in coupons {
+        let state = serde_json::to_value(coupon.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{} off, min {}",
+            coupon.id,
+            state,
+            coupon.title.as_deref().unwrap_or("-"),
+            yuan(coupon.amount_fen),
+            yuan(coupon.threshold_fen)
+        );
+    }
+    println!("{} coupons", coupons.len());
+}

@@ -1,0 +1,736 @@
+//! The TOML config: parsed into typed, validated values, with errors that name file, line and key.
+//!
+//! Secrets are never written in the file: `auth` names environment variables, and loading reads
+//! them into [`Secret`]s. Every table rejects keys it does not know.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::secret::Secret;
+use crate::signing::top::SignMethod;
+
+/// A config that could not be loaded: where, which key, and why. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The config file (or `<inline>`).
+    pub file: PathBuf,
+    /// 1-based line of the offending key, when known.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `plugins.taobao.limits.timeout_ms`; empty for whole-file errors.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// The whole host config.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where state lives.
+    pub storage: StorageConfig,
+    /// Engine-wide settings.
+    pub runtime: RuntimeConfig,
+    /// The plugins, by name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StorageConfig {
+    /// The SQLite file (absolute, resolved against the config file's folder).
+    pub path: PathBuf,
+}
+
+/// `[runtime]`
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached (absolute).
+    pub cache_dir: PathBuf,
+    /// How many adapter instances may be live at once (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+/// `[plugins.NAME]`
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PluginConfig {
+    /// The component file (absolute).
+    pub component: PathBuf,
+    /// Optional pin: SHA-256 of the component, lowercase hex.
+    pub sha256: Option<String>,
+    /// Where the plugin may send requests.
+    pub allowed_hosts: Vec<AllowedHost>,
+    /// How the host authenticates the plugin's requests.
+    pub auth: Auth,
+    /// Sandbox and network limits.
+    pub limits: Limits,
+    /// Non-secret strings the adapter may read.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// One `allowed_hosts` entry: `scheme://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHost {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Lowercase host name or IP literal.
+    pub host: String,
+    /// The port, explicit or the scheme's default.
+    pub port: u16,
+}
+
+impl AllowedHost {
+    /// Whether `url` points at this origin.
+    pub fn matches(&self, url: &url::Url) -> bool {
+        url.scheme() == self.scheme
+            && url.host_str().map(|h| h.to_ascii_lowercase()).as_deref() == Some(&*self.host)
+            && url.port_or_known_default() == Some(self.port)
+    }
+}
+
+impl fmt::Display for AllowedHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
+    }
+}
+
+/// How the host authenticates a plugin's outgoing requests.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Auth {
+    /// Requests go out as the adapter built them.
+    None,
+    /// TOP: system parameters and a signature are added to every request.
+    Top(TopAuth),
+}
+
+/// TOP credentials.
+#[derive(Debug, Clone)]
+pub struct TopAuth {
+    /// The AppKey (not secret).
+    pub app_key: String,
+    /// The AppSecret, from `app_secret_env`.
+    pub app_secret: Secret,
+    /// The seller's session key, from `session_env`; some APIs (ALSC) are called without one.
+    pub session: Option<Secret>,
+    /// Which signature method to use.
+    pub sign_method: SignMethod,
+}
+
+/// `limits = { … }`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock deadline of one adapter call, in milliseconds (default 10 000).
+    pub timeout_ms: u64,
+    /// Linear-memory cap of one adapter instance, in MiB (default 64).
+    pub memory_mib: u32,
+    /// Deadline of one outgoing HTTP request, in milliseconds (default 5 000).
+    pub http_timeout_ms: u64,
+    /// Largest HTTP response body handed to the adapter, in KiB (default 4 096).
+    pub max_response_kib: u32,
+    /// Most HTTP requests one adapter call may make (default 64).
+    pub max_http_requests: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout_ms: 10_000,
+            memory_mib: 64,
+            http_timeout_ms: 5_000,
+            max_response_kib: 4_096,
+            max_http_requests: 64,
+        }
+    }
+}
+
+/// The largest `memory_mib` a plugin may ask for (one pooling-allocator slot).
+pub const MAX_MEMORY_MIB: u32 = 1024;
+
+// The file's shape. Kept private: the public types above are what is left after validation.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    runtime: RawRuntime,
+    #[serde(default)]
+    plugins: BTreeMap<String, RawPlugin>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    /// Only `sqlite` for now.
+    backend: Option<String>,
+    path: Option<PathBuf>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    cache_dir: Option<PathBuf>,
+    max_instances: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlugin {
+    component: PathBuf,
+    sha256: Option<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
+enum RawAuth {
+    Top {
+        app_key: String,
+        app_secret_env: String,
+        session_env: Option<String>,
+        #[serde(default)]
+        sign_method: SignMethod,
+    },
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    timeout_ms: Option<u64>,
+    memory_mib: Option<u32>,
+    http_timeout_ms: Option<u64>,
+    max_response_kib: Option<u32>,
+    max_http_requests: Option<u32>,
+}
+
+/// Reads environment variables for secrets; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+impl Config {
+    /// Loads and validates a config file, reading secrets from the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with_env(path, &process_env)
+    }
+
+    /// Like [`Config::load`], with secrets from `env`.
+    pub fn load_with_env(path: &Path, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_owned(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read the config file: {e}"),
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Config::parse(&text, path, &base, env)
+    }
+
+    /// Parses config text. `file` names it in errors; relative paths resolve against `base`.
+    pub fn parse(
+        text: &str,
+        file: &Path,
+        base: &Path,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
+        let locator = Locator::new(text, file);
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.from_toml(&e))?;
+
+        let storage = {
+            if let Some(backend) = &raw.storage.backend
+                && backend != "sqlite"
+            {
+                return Err(locator.at(
+                    &["storage", "backend"],
+                    format!("unknown backend {backend:?}: the only backend is \"sqlite\""),
+                ));
+            }
+            let path = raw
+                .storage
+                .path
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("coupon-host.db"));
+            StorageConfig {
+                path: base.join(path),
+            }
+        };
+        let runtime = RuntimeConfig {
+            cache_dir: base.join(
+                raw.runtime
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(".coupon-host/cache")),
+            ),
+            max_instances: match raw.runtime.max_instances {
+                None => 256,
+                Some(n @ 1..=10_000) => n,
+                Some(_) => {
+                    return Err(
+                        locator.at(&["runtime", "max_instances"], "must be between 1 and 10000")
+                    );
+                }
+            },
+        };
+
+        let mut plugins = BTreeMap::new();
+        for (name, plugin) in raw.plugins {
+            let plugin = validate_plugin(&name, plugin, &base, &locator, env)?;
+            plugins.insert(name, plugin);
+        }
+        Ok(Config {
+            storage,
+            runtime,
+            plugins,
+        })
+    }
+}
+
+fn validate_plugin(
+    name: &str,
+    raw: RawPlugin,
+    base: &Path,
+    locator: &Locator<'_>,
+    env: EnvLookup<'_>,
+) -> Result<PluginConfig, ConfigError> {
+    let at = |key: &[&str], message: String| {
+        let mut path = vec!["plugins", name];
+        path.extend_from_slice(key);
+        locator.at(&path, message)
+    };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(at(
+            &[],
+            "plugin names use only a-z, 0-9, '-' and '_'".to_owned(),
+        ));
+    }
+
+    let component = base.join(&raw.component);
+    if !component.is_file() {
+        return Err(at(
+            &["component"],
+            format!("component file {} not found", component.display()),
+        ));
+    }
+
+    let sha256 = match raw.sha256 {
+        Some(pin) => {
+            let pin = pin.to_ascii_lowercase();
+            if pin.len() != 64 || !pin.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(at(
+                    &["sha256"],
+                    "must be 64 hex digits (the component's SHA-256)".to_owned(),
+                ));
+            }
+            Some(pin)
+        }
+        None => None,
+    };
+
+    let mut allowed_hosts = Vec::new();
+    for (i, entry) in raw.allowed_hosts.iter().enumerate() {
+        let host = parse_allowed_host(entry)
+            .map_err(|why| at(&["allowed_hosts"], format!("entry {}: {why}", i + 1)))?;
+        allowed_hosts.push(host);
+    }
+
+    let auth = match raw.auth {
+        None => Auth::None,
+        Some(RawAuth::Top {
+            app_key,
+            app_secret_env,
+            session_env,
+            sign_method,
+        }) => {
+            if app_key.trim().is_empty() {
+                return Err(at(&["auth", "app_key"], "must not be empty".to_owned()));
+            }
+            let app_secret = read_secret(&app_secret_env, env)
+                .map_err(|why| at(&["auth", "app_secret_env"], why))?;
+            let session = match session_env {
+                Some(var) => {
+                    Some(read_secret(&var, env).map_err(|why| at(&["auth", "session_env"], why))?)
+                }
+                None => None,
+            };
+            Auth::Top(TopAuth {
+                app_key,
+                app_secret,
+                session,
+                sign_method,
+            })
+        }
+    };
+
+    let defaults = Limits::default();
+    let range = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| match value {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(at(
+            &["limits", key],
+            format!("must be between {min} and {max}"),
+        )),
+    };
+    let limits = Limits {
+        timeout_ms: range(
+            "timeout_ms",
+            raw.limits.timeout_ms,
+            defaults.timeout_ms,
+            1,
+            600_000,
+        )?,
+        memory_mib: range(
+            "memory_mib",
+            raw.limits.memory_mib.map(u64::from),
+            defaults.memory_mib.into(),
+            1,
+            MAX_MEMORY_MIB.into(),
+        )? as u32,
+        http_timeout_ms: range(
+            "http_timeout_ms",
+            raw.limits.http_timeout_ms,
+            defaults.http_timeout_ms,
+            1,
+            600_000,
+        )?,
+        max_response_kib: range(
+            "max_response_kib",
+            raw.limits.max_response_kib.map(u64::from),
+            defaults.max_response_kib.into(),
+            1,
+            256 * 1024,
+        )? as u32,
+        max_http_requests: range(
+            "max_http_requests",
+            raw.limits.max_http_requests.map(u64::from),
+            defaults.max_http_requests.into(),
+            1,
+            100_000,
+        )? as u32,
+    };
+
+    for (key, value) in &raw.settings {
+        if key.is_empty() || value.len() > 4096 {
+            return Err(at(
+                &["settings", key],
+                "setting keys must be non-empty and values at most 4096 bytes".to_owned(),
+            ));
+        }
+    }
+
+    Ok(PluginConfig {
+        component,
+        sha256,
+        allowed_hosts,
+        auth,
+        limits,
+        settings: raw.settings,
+    })
+}
+
+fn read_secret(var: &str, env: EnvLookup<'_>) -> Result<Secret, String> {
+    if var.trim().is_empty() {
+        return Err("must name an environment variable".to_owned());
+    }
+    match env(var) {
+        Some(value) if !value.trim().is_empty() => Ok(Secret::new(value)),
+        Some(_) => Err(format!("environment variable {var} is empty")),
+        None => Err(format!("environment variable {var} is not set")),
+    }
+}
+
+/// Parses `scheme://host[:port]`; anything more (a path, a query, credentials) is refused.
+pub fn parse_allowed_host(entry: &str) -> Result<AllowedHost, String> {
+    if entry.trim().is_empty() {
+        return Err("is empty; write scheme://host[:port]".to_owned());
+    }
+    let url = url::Url::parse(entry).map_err(|e| format!("{entry:?} is not a URL: {e}"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!("{entry:?}: the scheme must be http or https"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{entry:?}: credentials are not allowed here"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{entry:?}: write only scheme://host[:port], without a path"
+        ));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| format!("{entry:?}: no host"))?
+        .to_ascii_lowercase();
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| format!("{entry:?}: no port"))?;
+    Ok(AllowedHost {
+        scheme: url.scheme().to_owned(),
+        host,
+        port,
+    })
+}
+
+/// Finds the line of a key in the config text, for error messages.
+struct Locator<'a> {
+    text: &'a str,
+    file: &'a Path,
+    document: Option<toml_edit::Document<String>>,
+}
+
+impl<'a> Locator<'a> {
+    fn new(text: &'a str, file: &'a Path) -> Self {
+        Locator {
+            text,
+            file,
+            document: toml_edit::Document::parse(text.to_owned()).ok(),
+        }
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error at the key `path` (or at the deepest part of it that exists).
+    fn at(&self, path: &[&str], message: impl Into<String>) -> ConfigError {
+        let mut line = None;
+        if let Some(document) = &self.document {
+            let mut item = document.as_item();
+            for key in path {
+                let Some((k, next)) = item.as_table_like().and_then(|t| t.get_key_value(key))
+                else {
+                    break;
+                };
+                if let Some(span) = k.span() {
+                    line = Some(self.line_of(span.start));
+                }
+                item = next;
+            }
+        }
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            key: path.join("."),
+            message: message.into(),
+        }
+    }
+
+    /// A deserialization error: the key is the deepest one whose value holds the error's span.
+    fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+        let message = error.message().trim().replace('\n', " ");
+        let Some(span) = error.span() else {
+            return ConfigError {
+                file: self.file.to_owned(),
+                line: None,
+                key: String::new(),
+                message,
+            };
+        };
+        let mut key = Vec::new();
+        if let Some(document) = &self.document {
+            find_key(document.as_item(), &span, &mut key);
+        }
+        ConfigError {
+            file: self.file.to_owned(),
+            line: Some(self.line_of(span.start)),
+            key: key.join("."),
+            message,
+        }
+    }
+}
+
+fn find_key(item: &toml_edit::Item, span: &Range<usize>, path: &mut Vec<String>) {
+    let Some(table) = item.as_table_like() else {
+        return;
+    };
+    for (name, _) in table.iter() {
+        let Some((key, value)) = table.get_key_value(name) else {
+            continue;
+        };
+        let key_hit = key
+            .span()
+            .is_some_and(|k| k.start <= span.start && span.start < k.end.max(k.start + 1));
+        let value_hit = value
+            .span()
+            .is_some_and(|v| v.start <= span.start && span.end <= v.end);
+        let table_hit = value.is_table() && contains_offset(value, span.start);
+        if key_hit || value_hit || table_hit {
+            path.push(name.to_owned());
+            if !key_hit {
+                find_key(value, span, path);
+            }
+            return;
+        }
+    }
+}
+
+/// Whether a `[table]` section (whose own span covers only its header) holds `offset`.
+fn contains_offset(item: &toml_edit::Item, offset: usize) -> bool {
+    let Some(table) = item.as_table_like() else {
+        return false;
+    };
+    table.iter().any(|(name, _)| {
+        table.get_key_value(name).is_some_and(|(k, v)| {
+            k.span()
+                .is_some_and(|s| s.start <= offset && offset < s.end)
+                || v.span()
+                    .is_some_and(|s| s.start <= offset && offset <= s.end)
+                || (v.is_table() && contains_offset(v, offset))
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join("coupon-host-config-test");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.wasm"), b"not really").unwrap();
+        let env = |name: &str| match name {
+            "SECRET" => Some("s3cret-value".to_owned()),
+            "SESSION" => Some("sess-value".to_owned()),
+            _ => None,
+        };
+        Config::parse(text, Path::new("test.toml"), &dir, &env)
+    }
+
+    const GOOD: &str = r#"
+[plugins.taobao]
+component = "a.wasm"
+allowed_hosts = ["https://eco.taobao.com", "http://127.0.0.1:8080"]
+auth = { scheme = "top", app_key = "123", app_secret_env = "SECRET", session_env = "SESSION", sign_method = "md5" }
+limits = { timeout_ms = 2000, memory_mib = 32 }
+settings = { gateway = "https://eco.taobao.com/router/rest" }
+"#;
+
+    #[test]
+    fn loads_a_good_config() {
+        let config = parse(GOOD).unwrap();
+        let plugin = &config.plugins["taobao"];
+        assert_eq!(plugin.limits.timeout_ms, 2000);
+        assert_eq!(plugin.allowed_hosts[0].port, 443);
+        assert_eq!(plugin.allowed_hosts[1].host, "127.0.0.1");
+        let Auth::Top(top) = &plugin.auth else {
+            panic!("expected top auth")
+        };
+        assert_eq!(top.app_secret.expose(), "s3cret-value");
+        assert_eq!(top.sign_method, SignMethod::Md5);
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_name_file_line_and_key() {
+        let text = GOOD.replace("memory_mib = 32", "memory_mib = 32, qps_typo = 5");
+        assert_eq!(
+            error(&text),
+            "test.toml:6: plugins.taobao.limits.qps_typo: unknown field `qps_typo`, expected one of `timeout_ms`, `memory_mib`, `http_timeout_ms`, `max_response_kib`, `max_http_requests`"
+        );
+        let top_level = format!("{GOOD}\n[bogus]\nx = 1\n");
+        assert!(error(&top_level).starts_with("test.toml:9: bogus: unknown field `bogus`"));
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let text = GOOD.replace("timeout_ms = 2000", "timeout_ms = \"soon\"");
+        let err = error(&text);
+        assert!(
+            err.starts_with("test.toml:6: plugins.taobao.limits.timeout_ms: invalid type"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_errors_name_the_key() {
+        let zero = GOOD.replace("timeout_ms = 2000", "timeout_ms = 0");
+        assert_eq!(
+            error(&zero),
+            "test.toml:6: plugins.taobao.limits.timeout_ms: must be between 1 and 600000"
+        );
+        let huge = GOOD.replace("memory_mib = 32", "memory_mib = 100000");
+        assert!(
+            error(&huge).contains("plugins.taobao.limits.memory_mib: must be between 1 and 1024")
+        );
+        let empty_host = GOOD.replace("\"https://eco.taobao.com\", ", "\"\", ");
+        assert_eq!(
+            error(&empty_host),
+            "test.toml:4: plugins.taobao.allowed_hosts: entry 1: is empty; write scheme://host[:port]"
+        );
+        let path_host = GOOD.replace(
+            "https://eco.taobao.com\"",
+            "https://eco.taobao.com/router/rest\"",
+        );
+        assert!(error(&path_host).contains("without a path"));
+        let missing = GOOD.replace("a.wasm", "missing.wasm");
+        assert!(
+            error(&missing).starts_with("test.toml:3: plugins.taobao.component: component file")
+        );
+    }
+
+    #[test]
+    fn missing_secret_variable_names_the_variable_not_a_value() {
+        let text = GOOD.replace("\"SESSION\"", "\"NOT_SET_ANYWHERE\"");
+        assert_eq!(
+            error(&text),
+            "test.toml:5: plugins.taobao.auth.session_env: environment variable NOT_SET_ANYWHERE is not set"
+        );
+    }
+
+    #[test]
+    fn secrets_cannot_be_written_in_the_file() {
+        let text = GOOD.replace("app_secret_env = \"SECRET\"", "app_secret = \"plain\"");
+        let err = error(&text);
+        assert!(err.contains("unknown field `app_secret`"), "{err}");
+        assert!(err.contains("plugins.taobao.auth"), "{err}");
+    }
+
+    #[test]
+    fn bad_toml_names_the_line() {
+        let err = error("[plugins.taobao\ncomponent = 1");
+        assert!(err.starts_with("test.toml:1"), "{err}");
+        assert!(!err.contains('\n'));
+    }
+}

@@ -1,0 +1,3 @@
+//! Request signing. Pure functions: no IO, no clock; callers pass the timestamp.
+
+pub mod top;

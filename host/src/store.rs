@@ -1,0 +1,251 @@
+//! Host state on disk: plugin key-value data (and, later, the journal and campaign progress).
+//!
+//! One SQLite file in WAL mode. Every plugin's keys live under its own name: a plugin cannot name
+//! another plugin's namespace, because the namespace is supplied by the host, not the guest.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{Error, Result};
+
+/// The embedded store.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+/// Why a kv operation was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvError {
+    /// The plugin's quota would be exceeded.
+    QuotaExceeded,
+    /// Key or value too large.
+    TooLarge,
+    /// `increment` on a value that is not a decimal integer.
+    NotANumber,
+    /// The store failed.
+    Other(String),
+}
+
+/// Bounds of one plugin's kv namespace.
+#[derive(Debug, Clone, Copy)]
+pub struct KvQuota {
+    /// Most live keys.
+    pub max_keys: u64,
+    /// Longest key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, in bytes.
+    pub max_value_bytes: usize,
+}
+
+impl Default for KvQuota {
+    fn default() -> Self {
+        KvQuota {
+            max_keys: 10_000,
+            max_key_bytes: 512,
+            max_value_bytes: 64 * 1024,
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn storage(e: rusqlite::Error) -> Error {
+    Error::Storage(e.to_string())
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Storage(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(storage)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(storage)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(storage)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS kv (
+                plugin TEXT NOT NULL,
+                key TEXT NOT NULL,
+                value BLOB NOT NULL,
+                expires_at_ms INTEGER,
+                PRIMARY KEY (plugin, key)
+            ) WITHOUT ROWID;",
+        )
+        .map_err(storage)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable: SQLite is transactional.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A live value.
+    pub fn kv_get(&self, plugin: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2
+                 AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+                params![plugin, key, now_ms()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| KvError::Other(e.to_string()))
+    }
+
+    /// Stores a value, within `quota`.
+    pub fn kv_set(
+        &self,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        ttl_ms: Option<u64>,
+        quota: &KvQuota,
+    ) -> Result<(), KvError> {
+        if key.len() > quota.max_key_bytes || value.len() > quota.max_value_bytes {
+            return Err(KvError::TooLarge);
+        }
+        let now = now_ms();
+        let expires = ttl_ms.map(|ttl| now.saturating_add(ttl.min(i64::MAX as u64) as i64));
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(|e| KvError::Other(e.to_string()))?;
+        let result = (|| -> rusqlite::Result<Result<(), KvError>> {
+            tx.execute(
+                "DELETE FROM kv WHERE plugin = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
+                params![plugin, now],
+            )?;
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM kv WHERE plugin = ?1 AND key = ?2)",
+                params![plugin, key],
+                |row| row.get(0),
+            )?;
+            if !exists {
+                let count: u64 = tx.query_row(
+                    "SELECT COUNT(*) FROM kv WHERE plugin = ?1",
+                    params![plugin],
+                    |row| row.get(0),
+                )?;
+                if count >= quota.max_keys {
+                    return Ok(Err(KvError::QuotaExceeded));
+                }
+            }
+            tx.execute(
+                "INSERT INTO kv (plugin, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (plugin, key) DO UPDATE SET value = ?3, expires_at_ms = ?4",
+                params![plugin, key, value, expires],
+            )?;
+            Ok(Ok(()))
+        })();
+        match result {
+            Ok(Ok(())) => tx.commit().map_err(|e| KvError::Other(e.to_string())),
+            Ok(Err(refused)) => Err(refused),
+            Err(e) => Err(KvError::Other(e.to_string())),
+        }
+    }
+
+    /// Removes a key.
+    pub fn kv_delete(&self, plugin: &str, key: &str) -> Result<(), KvError> {
+        self.conn()
+            .execute(
+                "DELETE FROM kv WHERE plugin = ?1 AND key = ?2",
+                params![plugin, key],
+            )
+            .map(|_| ())
+            .map_err(|e| KvError::Other(e.to_string()))
+    }
+
+    /// Adds `delta` to a decimal integer value (missing counts as 0).
+    pub fn kv_increment(
+        &self,
+        plugin: &str,
+        key: &str,
+        delta: i64,
+        quota: &KvQuota,
+    ) -> Result<i64, KvError> {
+        let current = match self.kv_get(plugin, key)? {
+            None => 0,
+            Some(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or(KvError::NotANumber)?,
+        };
+        let next = current.checked_add(delta).ok_or(KvError::NotANumber)?;
+        self.kv_set(plugin, key, next.to_string().as_bytes(), None, quota)?;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn namespaces_are_separate() {
+        let (_dir, store) = store();
+        let quota = KvQuota::default();
+        store.kv_set("a", "k", b"1", None, &quota).unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(store.kv_get("b", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn quota_and_sizes_are_enforced() {
+        let (_dir, store) = store();
+        let quota = KvQuota {
+            max_keys: 2,
+            max_key_bytes: 8,
+            max_value_bytes: 4,
+        };
+        store.kv_set("a", "k1", b"1", None, &quota).unwrap();
+        store.kv_set("a", "k2", b"1", None, &quota).unwrap();
+        assert_eq!(
+            store.kv_set("a", "k3", b"1", None, &quota),
+            Err(KvError::QuotaExceeded)
+        );
+        // Overwriting an existing key does not count against the quota.
+        store.kv_set("a", "k1", b"2", None, &quota).unwrap();
+        assert_eq!(
+            store.kv_set("a", "k1", b"12345", None, &quota),
+            Err(KvError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn ttl_expires_and_increment_counts() {
+        let (_dir, store) = store();
+        let quota = KvQuota::default();
+        store.kv_set("a", "t", b"x", Some(0), &quota).unwrap();
+        assert_eq!(store.kv_get("a", "t").unwrap(), None);
+        assert_eq!(store.kv_increment("a", "n", 5, &quota).unwrap(), 5);
+        assert_eq!(store.kv_increment("a", "n", -2, &quota).unwrap(), 3);
+        store.kv_set("a", "s", b"abc", None, &quota).unwrap();
+        assert_eq!(
+            store.kv_increment("a", "s", 1, &quota),
+            Err(KvError::NotANumber)
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! The embedding API's plain data types: what a marketing engine sends in and gets back.
+//!
+//! They mirror the WIT records of `coupon:adapter` but belong to the host, so the library's
+//! surface does not change when a new WIT version is added.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Who a coupon goes to. Written `KIND:ID` on the CLI and in JSON (`nick:张三`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Recipient {
+    /// A buyer nick (Taobao).
+    Nick(String),
+    /// A platform open id (Taobao open_uid, Tmall open_id, Douyin open_id).
+    OpenId(String),
+    /// A CRM customer id (Alibaba local services).
+    CustomerId(String),
+}
+
+impl Recipient {
+    /// The recipient's kind.
+    pub fn kind(&self) -> RecipientKind {
+        match self {
+            Recipient::Nick(_) => RecipientKind::Nick,
+            Recipient::OpenId(_) => RecipientKind::OpenId,
+            Recipient::CustomerId(_) => RecipientKind::CustomerId,
+        }
+    }
+
+    /// The id without its kind.
+    pub fn id(&self) -> &str {
+        match self {
+            Recipient::Nick(id) | Recipient::OpenId(id) | Recipient::CustomerId(id) => id,
+        }
+    }
+}
+
+/// The kinds of [`Recipient`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RecipientKind {
+    /// `nick:`
+    Nick,
+    /// `open-id:`
+    OpenId,
+    /// `customer-id:`
+    CustomerId,
+}
+
+impl RecipientKind {
+    /// The prefix used in `KIND:ID`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientKind::Nick => "nick",
+            RecipientKind::OpenId => "open-id",
+            RecipientKind::CustomerId => "customer-id",
+        }
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.kind().as_str(), self.id())
+    }
+}
+
+/// A `KIND:ID` string that could not be read as a [`Recipient`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid recipient {input:?}: {reason}")]
+pub struct ParseRecipientError {
+    input: String,
+    reason: &'static str,
+}
+
+/// The longest recipient id accepted (platform ids are far shorter).
+pub const MAX_RECIPIENT_ID_BYTES: usize = 256;
+
+impl FromStr for Recipient {
+    type Err = ParseRecipientError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let error = |reason| ParseRecipientError {
+            input: input.chars().take(64).collect(),
+            reason,
+        };
+        let (kind, id) = input
+            .split_once(':')
+            .ok_or_else(|| error("expected KIND:ID with KIND one of nick, open-id, customer-id"))?;
+        if id.trim().is_empty() {
+            return Err(error("the id is empty"));
+        }
+        if id.len() > MAX_RECIPIENT_ID_BYTES {
+            return Err(error("the id is longer than 256 bytes"));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(error("the id contains control characters"));
+        }
+        let id = id.to_owned();
+        match kind {
+            "nick" => Ok(Recipient::Nick(id)),
+            "open-id" => Ok(Recipient::OpenId(id)),
+            "customer-id" => Ok(Recipient::CustomerId(id)),
+            _ => Err(error("KIND must be nick, open-id or customer-id")),
+        }
+    }
+}
+
+impl Serialize for Recipient {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Recipient {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the host does with a failure depends only on its class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorClass {
+    /// The request is wrong: do not retry.
+    InvalidRequest,
+    /// Credentials are wrong or lack permission: do not retry.
+    Unauthorized,
+    /// The session or token expired.
+    AuthExpired,
+    /// The platform says "too frequent": back off.
+    RateLimited,
+    /// The coupon does not exist, expired or ran out.
+    CouponUnavailable,
+    /// The recipient reached the coupon's per-user limit.
+    RecipientLimit,
+    /// The recipient does not exist or cannot receive the coupon.
+    RecipientInvalid,
+    /// A failure that may succeed when retried.
+    Transient,
+    /// The outcome is not known; reconcile before resending.
+    Unknown,
+}
+
+impl ErrorClass {
+    /// The kebab-case name used in JSON and on the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::InvalidRequest => "invalid-request",
+            ErrorClass::Unauthorized => "unauthorized",
+            ErrorClass::AuthExpired => "auth-expired",
+            ErrorClass::RateLimited => "rate-limited",
+            ErrorClass::CouponUnavailable => "coupon-unavailable",
+            ErrorClass::RecipientLimit => "recipient-limit",
+            ErrorClass::RecipientInvalid => "recipient-invalid",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified platform failure, with the platform's own code and message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterError {
+    /// What kind of failure it is.
+    pub class: ErrorClass,
+    /// The platform's code (`25`, `isv.coupon-error`, `-7`, `28001003`, …).
+    pub code: String,
+    /// The platform's message, for people.
+    pub message: String,
+    /// How long the platform asked us to wait, when it said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u32>,
+}
+
+impl AdapterError {
+    /// A host-made error (not from the platform).
+    pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
+        AdapterError {
+            class,
+            code: code.into(),
+            message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+}
+
+impl fmt::Display for AdapterError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (code {}): {}", self.class, self.code, self.message)
+    }
+}
+
+/// A request to send one coupon to recipients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    /// The platform's coupon reference: Taobao `coupon_id`, Tmall `uuid`, ALSC `voucher_id`,
+    /// Douyin `activity_id`.
+    pub coupon: String,
+    /// Who gets it.
+    pub recipients: Vec<Recipient>,
+    /// Coupons per recipient.
+    pub quantity: u32,
+    /// Stable across retries of the same send. `None`: the host generates one and returns it.
+    pub idempotency_key: Option<String>,
+    /// Per-call overrides of the plugin's settings.
+    pub options: Vec<(String, String)>,
+}
+
+impl SendRequest {
+    /// One coupon to each recipient, no options, a generated idempotency key.
+    pub fn new(coupon: impl Into<String>, recipients: Vec<Recipient>) -> Self {
+        SendRequest {
+            coupon: coupon.into(),
+            recipients,
+            quantity: 1,
+            idempotency_key: None,
+            options: Vec::new(),
+        }
+    }
+}
+
+/// A coupon issued to one recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssuedCoupon {
+    /// Who got it.
+    pub recipient: Recipient,
+    /// The platform's id of the issued coupon (instance), when it returned one.
+    pub coupon_id: Option<String>,
+    /// The coupon's name.
+    pub name: Option<String>,
+    /// Face value in fen.
+    pub amount_fen: Option<i64>,
+    /// Minimum spend in fen.
+    pub threshold_fen: Option<i64>,
+    /// Valid from, unix seconds UTC.
+    pub valid_from: Option<i64>,
+    /// Valid until, unix seconds UTC.
+    pub valid_until: Option<i64>,
+}
+
+/// A recipient that did not get the coupon, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientFailure {
+    /// Who did not get it.
+    pub recipient: Recipient,
+    /// Why.
+    pub error: AdapterError,
+}
+
+/// The outcome of a send: every recipient of the request is in exactly one of the two lists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendOutcome {
+    /// Recipients that got the coupon.
+    pub issued: Vec<IssuedCoupon>,
+    /// Recipients that did not.
+    pub failed: Vec<RecipientFailure>,
+    /// The idempotency key the send ran under (generated when the caller gave none).
+    pub idempotency_key: String,
+    /// TOP `request_id` / Douyin `log_id` of every platform call, for support tickets.
+    pub platform_request_ids: Vec<String>,
+}
+
+/// A request to list a recipient's coupons.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryRequest {
+    /// Whose coupons.
+    pub recipient: Recipient,
+    /// Per-call overrides of the plugin's settings.
+    pub options: Vec<(String, String)>,
+}
+
+/// The state of a coupon a recipient holds or can claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CouponState {
+    /// Can be claimed.
+    Claimable,
+    /// Held, not used.
+    Held,
+    /// Used.
+    Used,
+    /// Expired.
+    Expired,
+    /// The platform said something else.
+    Unknown,
+}
+
+/// One coupon of a recipient.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Coupon {
+    /// The platform's id of the coupon.
+    pub id: String,
+    /// The template (batch) it came from.
+    pub template_id: Option<String>,
+    /// Its title.
+    pub title: Option<String>,
+    /// Its state.
+    pub state: CouponState,
+    /// Face value in fen.
+    pub amount_fen: Option<i64>,
+    /// Minimum spend in fen.
+    pub threshold_fen: Option<i64>,
+    /// Valid from, unix seconds UTC.
+    pub valid_from: Option<i64>,
+    /// Valid until, unix seconds UTC.
+    pub valid_until: Option<i64>,
+    /// Where a buyer can claim it.
+    pub claim_url: Option<String>,
+}
+
+/// What an adapter says about itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    /// Platform name.
+    pub platform: String,
+    /// The adapter's own version.
+    pub version: String,
+    /// The most recipients one call may carry; the host batches to this.
+    pub max_recipients_per_call: u32,
+    /// Whether a resend with the same idempotency key cannot issue twice.
+    pub idempotent_send: bool,
+    /// Which recipient kinds it takes.
+    pub recipient_kinds: Vec<RecipientKind>,
+    /// Operations it implements.
+    pub operations: Vec<String>,
+}
+
+/// A loaded plugin, as `coupon-host plugins` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginInfo {
+    /// The plugin's name in the config.
+    pub name: String,
+    /// The component file.
+    pub component: std::path::PathBuf,
+    /// SHA-256 of the component file, lowercase hex.
+    pub sha256: String,
+    /// The WIT contract version the component exports.
+    pub contract: String,
+    /// What `describe` returned.
+    pub describe: AdapterInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_round_trip_through_kind_id_text() {
+        for text in [
+            "nick:张三",
+            "open-id:AAH-x_1",
+            "customer-id:5757",
+            "nick:a:b",
+        ] {
+            let recipient: Recipient = text.parse().unwrap();
+            assert_eq!(recipient.to_string(), text);
+        }
+        assert_eq!(
+            "nick:a:b".parse::<Recipient>().unwrap(),
+            Recipient::Nick("a:b".into())
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_recipients_with_a_reason() {
+        for bad in ["张三", "nick:", "nick:  ", "email:a@b", "nick:a\nb"] {
+            let err = bad.parse::<Recipient>().unwrap_err().to_string();
+            assert!(err.starts_with("invalid recipient"), "{err}");
+        }
+        let long = format!("nick:{}", "x".repeat(10_000));
+        let err = long.parse::<Recipient>().unwrap_err().to_string();
+        assert!(err.len() < 200, "error echoes the whole input: {err}");
+    }
+
+    #[test]
+    fn error_classes_serialize_as_kebab_case() {
+        assert_eq!(
+            serde_json::to_string(&ErrorClass::RecipientInvalid).unwrap(),
+            "\"recipient-invalid\""
+        );
+        assert_eq!(ErrorClass::AuthExpired.to_string(), "auth-expired");
+    }
+}
