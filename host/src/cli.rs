@@ -46,7 +46,7 @@ enum Command {
         coupon: String,
         /// A recipient, `KIND:ID` with KIND nick, open-id or customer-id; repeat for more.
         #[arg(long = "to", value_name = "KIND:ID", required = true)]
-        to: Vec<Recipient>,
+        to: Vec<String>,
         /// Coupons per recipient.
         #[arg(long, default_value_t = 1)]
         quantity: u32,
@@ -66,7 +66,7 @@ enum Command {
         plugin: String,
         /// Whose coupons, `KIND:ID`.
         #[arg(long, value_name = "KIND:ID")]
-        recipient: Recipient,
+        recipient: String,
         /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
         #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
@@ -163,9 +163,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options,
             json,
         } => {
+            let recipients = to
+                .iter()
+                .map(|r| r.parse::<Recipient>())
+                .collect::<Result<Vec<_>, _>>()?;
             let request = SendRequest {
                 coupon,
-                recipients: to,
+                recipients,
                 quantity,
                 idempotency_key,
                 options,
@@ -183,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             options,
             json,
         } => {
+            let recipient = recipient.parse::<Recipient>()?;
             let coupons = host
                 .query(&plugin, QueryRequest { recipient, options })
                 .await?;

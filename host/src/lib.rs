@@ -204,7 +204,7 @@ impl Host {
                 }
                 Ok(OpResult::Send(Err(error))) => {
                     let error = AdapterError::from(error);
-                    tracing::warn!(class = %error.class, code = %error.code, "send failed for a batch");
+                    tracing::debug!(class = %error.class, code = %error.code, "send failed for a batch");
                     fail_all(&mut outcome, batch, &error);
                     whole_failures.push(Error::Adapter {
                         plugin: plugin.info.name.clone(),

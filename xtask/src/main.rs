@@ -1,1 +1,195 @@
-fn main() {}
+//! `cargo xtask demo` — builds the adapters, starts the simulator, sends and queries through
+//! every adapter with `examples/sandbox.toml`, and prints what happened.
+//! `cargo xtask plugins` — builds release components and prints their sha256 for config pins.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+/// The adapters and what the demo sends through each: (plugin, coupon, recipients, query recipient).
+const DEMO: &[(&str, &str, &[&str], &str)] = &[(
+    "taobao",
+    "48552",
+    &["nick:张三", "nick:李四", "nick:不存在的买家"],
+    "nick:张三",
+)];
+
+/// The simulator's demo credentials (SimConfig::demo()); the config names these variables.
+const DEMO_SECRETS: &[(&str, &str)] = &[
+    ("TAOBAO_APP_SECRET", "sim-app-secret"),
+    ("TAOBAO_SESSION", "sim-session"),
+];
+
+/// The address `examples/sandbox.toml` expects the simulator on.
+const SIM_ADDR: &str = "127.0.0.1:18080";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("demo") => demo(),
+        Some("plugins") => plugins(),
+        _ => {
+            eprintln!("usage: cargo xtask demo | plugins");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    command.current_dir(root());
+    command
+}
+
+fn run(command: &mut Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("running {command:?}"))?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn adapter_crates() -> Vec<&'static str> {
+    vec!["taobao"]
+}
+
+fn build_components() -> anyhow::Result<PathBuf> {
+    eprintln!("==> building the adapters for wasm32-wasip2");
+    let mut command = cargo();
+    command.args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"]);
+    for name in adapter_crates() {
+        command.args(["-p", name]);
+    }
+    run(&mut command)?;
+    Ok(root().join("target/wasm32-wasip2/wasm"))
+}
+
+fn plugins() -> anyhow::Result<()> {
+    let dir = build_components()?;
+    for name in adapter_crates() {
+        let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+        let bytes = std::fs::read(&path)?;
+        let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+        println!("{name}\t{}\tsha256 = \"{digest}\"", path.display());
+    }
+    Ok(())
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn demo() -> anyhow::Result<()> {
+    build_components()?;
+    eprintln!("==> building coupon-host and the simulator");
+    run(cargo().args(["build", "--quiet", "-p", "coupon-host", "-p", "coupon-sim"]))?;
+    let bin = root().join("target/debug");
+
+    eprintln!("==> starting the simulator on {SIM_ADDR}");
+    let mut sim = Command::new(bin.join("coupon-sim"))
+        .args(["--listen", SIM_ADDR])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting coupon-sim")?;
+    let stdout = sim.stdout.take().unwrap();
+    let sim = KillOnDrop(sim);
+    let mut first = String::new();
+    BufReader::new(stdout).read_line(&mut first)?;
+    if !first.contains("listening") {
+        bail!("the simulator did not start: {first}");
+    }
+
+    let config = root().join("examples/sandbox.toml");
+    let host = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let output = Command::new(bin.join("coupon-host"))
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .envs(DEMO_SECRETS.iter().copied())
+            .output()?;
+        if !output.status.success() {
+            bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+
+    println!();
+    println!(
+        "{:<8} {:<6} {:<22} {:<10} detail",
+        "platform", "op", "recipient", "result"
+    );
+    println!("{}", "-".repeat(80));
+    for (plugin, coupon, recipients, query_recipient) in DEMO {
+        let mut args = vec!["send", plugin, "--coupon", coupon, "--json"];
+        for recipient in *recipients {
+            args.extend(["--to", recipient]);
+        }
+        match host(&args) {
+            Ok(outcome) => {
+                for issued in outcome["issued"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<8} {:<6} {:<22} {:<10} coupon {}",
+                        plugin,
+                        "send",
+                        issued["recipient"].as_str().unwrap_or("?"),
+                        "issued",
+                        issued["coupon_id"].as_str().unwrap_or("-")
+                    );
+                }
+                for failed in outcome["failed"].as_array().into_iter().flatten() {
+                    let error = &failed["error"];
+                    println!(
+                        "{:<8} {:<6} {:<22} {:<10} {} ({}: {})",
+                        plugin,
+                        "send",
+                        failed["recipient"].as_str().unwrap_or("?"),
+                        "failed",
+                        error["class"].as_str().unwrap_or("?"),
+                        error["code"].as_str().unwrap_or("?"),
+                        error["message"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Err(e) => println!("{plugin:<8} {:<6} {:<22} {:<10} {e}", "send", "-", "error"),
+        }
+        match host(&["query", plugin, "--recipient", query_recipient, "--json"]) {
+            Ok(result) => {
+                for coupon in result["coupons"].as_array().into_iter().flatten() {
+                    let fen = coupon["amount_fen"].as_i64();
+                    println!(
+                        "{:<8} {:<6} {:<22} {:<10} {} {}",
+                        plugin,
+                        "query",
+                        query_recipient,
+                        coupon["state"].as_str().unwrap_or("?"),
+                        coupon["title"].as_str().unwrap_or("-"),
+                        fen.map(|f| format!("¥{}.{:02} off", f / 100, f % 100))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => println!(
+                "{plugin:<8} {:<6} {:<22} {:<10} {e}",
+                "query", query_recipient, "error"
+            ),
+        }
+    }
+    drop(sim);
+    Ok(())
+}

@@ -1,0 +1,142 @@
+//! A test environment: a simulator on loopback, a config file pointing at it, known secrets.
+
+use std::path::{Path, PathBuf};
+
+use coupon_host::{Config, Host};
+use coupon_sim::{Sim, SimConfig};
+
+/// Secret values used by every test; the secret-scan tests look for them in all output.
+pub const APP_SECRET: &str = "sim-app-secret";
+pub const SESSION: &str = "sim-session";
+pub const APP_SECRET_ENV: &str = "COUPON_TEST_TAOBAO_SECRET";
+pub const SESSION_ENV: &str = "COUPON_TEST_TAOBAO_SESSION";
+
+pub struct TestEnv {
+    pub sim: Sim,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub secrets: Vec<(String, String)>,
+}
+
+/// Compiled components are cached across the tests of one run.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub struct Options {
+    pub sign_method: &'static str,
+    pub app_secret: &'static str,
+    pub extra_plugin_toml: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            sign_method: "hmac-sha256",
+            app_secret: APP_SECRET,
+            extra_plugin_toml: String::new(),
+        }
+    }
+}
+
+impl TestEnv {
+    pub async fn start(sim_config: SimConfig, options: Options) -> TestEnv {
+        let sim = Sim::start(sim_config).await.expect("simulator starts");
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("coupon-host.toml");
+        let config = format!(
+            r#"[storage]
+path = "state.db"
+
+[runtime]
+cache_dir = {cache:?}
+max_instances = 16
+
+[plugins.taobao]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
+limits = {{ timeout_ms = 10000, memory_mib = 64 }}
+settings = {{ gateway = "{gateway}" }}
+{extra}
+"#,
+            cache = cache_dir().display().to_string(),
+            component = coupon_host_tests::TAOBAO,
+            origin = sim.base_url(),
+            sign_method = options.sign_method,
+            gateway = sim.top_gateway(),
+            extra = options.extra_plugin_toml,
+        );
+        std::fs::write(&config_path, config).unwrap();
+        TestEnv {
+            sim,
+            dir,
+            config_path,
+            secrets: vec![
+                (APP_SECRET_ENV.to_owned(), options.app_secret.to_owned()),
+                (SESSION_ENV.to_owned(), SESSION.to_owned()),
+            ],
+        }
+    }
+
+    pub fn config(&self) -> Result<Config, coupon_host::ConfigError> {
+        let env = |name: &str| {
+            self.secrets
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Config::load_with_env(&self.config_path, &env)
+    }
+
+    pub async fn host(&self) -> Host {
+        Host::new(self.config().expect("config loads"))
+            .await
+            .expect("host starts")
+    }
+
+    /// Runs the `coupon-host` binary with this env's config and secrets.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .env_remove("COUPON_HOST_LOG")
+            .envs(self.secrets.iter().map(|(k, v)| (k, v)));
+        run(command).await
+    }
+}
+
+pub struct CliOutput {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    pub fn json(&self) -> serde_json::Value {
+        assert!(
+            self.status.success(),
+            "coupon-host failed: {}\n{}",
+            self.status,
+            self.stderr
+        );
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", self.stdout))
+    }
+}
+
+pub async fn run(mut command: tokio::process::Command) -> CliOutput {
+    let output = command.output().await.expect("coupon-host runs");
+    CliOutput {
+        status: output.status,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// `count` distinct Chinese nicks.
+pub fn nicks(count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("买家{i:03}")).collect()
+}

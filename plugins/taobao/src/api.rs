@@ -1,0 +1,746 @@
+//! Everything the taobao adapter decides, as pure functions over plain types (no WIT types).
+//!
+//! `lib.rs` converts the WIT records to these types and passes the `settings.get` and
+//! `signed-http.send` imports in as closures, so the whole send and query flow, including calls that
+//! fail half way, is tested natively with the fixtures under `fixtures/`.
+//!
+//! * Send: `taobao.promotion.coupon.sns.send`, one call per ≤100 nicks (`buyer_nick`) or ≤999
+//!   open ids (`open_uids`). Every recipient of the request ends up issued or failed, never
+//!   dropped.
+//! * Query: `taobao.qianniu.coupon.buyer.get` for one nick.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use top_common::{
+    ErrorClass, TopError, as_bool, as_i64, as_text, field_list, parse_envelope, request_id,
+    value_to_unix, yuan_to_fen,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// The platform name for `describe`.
+pub const PLATFORM: &str = "taobao";
+/// The adapter's own version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The host batches to this; the adapter still splits defensively (see [`MAX_NICKS_PER_CALL`]).
+pub const MAX_RECIPIENTS_PER_CALL: u32 = 100;
+/// The SNS send API has no idempotency key: a resend after a timeout can issue twice.
+pub const IDEMPOTENT_SEND: bool = false;
+/// The operations this adapter implements.
+pub const OPERATIONS: [&str; 2] = ["send-coupon", "query-coupons"];
+
+/// The TOP API behind `send-coupon`.
+pub const SEND_METHOD: &str = "taobao.promotion.coupon.sns.send";
+/// The TOP API behind `query-coupons`.
+pub const QUERY_METHOD: &str = "taobao.qianniu.coupon.buyer.get";
+/// The API's list limit for `buyer_nick`.
+pub const MAX_NICKS_PER_CALL: usize = 100;
+/// The API's list limit for `open_uids`.
+pub const MAX_OPEN_UIDS_PER_CALL: usize = 999;
+
+/// Who a coupon goes to (the WIT `recipient`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    /// A Taobao buyer nick.
+    Nick(String),
+    /// A Taobao `open_uid`.
+    OpenId(String),
+    /// A CRM customer id, which this platform does not take.
+    CustomerId(String),
+}
+
+/// The WIT `send-request`, less the idempotency key this API cannot use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendRequest {
+    /// The coupon template id (`coupon_id`), a decimal number.
+    pub coupon: String,
+    /// Everyone to send to.
+    pub recipients: Vec<Recipient>,
+    /// Coupons per recipient; the API sends exactly one.
+    pub quantity: u32,
+    /// Per-call overrides of the plugin's settings.
+    pub options: Vec<(String, String)>,
+}
+
+/// A recipient who got the coupon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// As in the request.
+    pub recipient: Recipient,
+    /// The platform's `coupon_number`, when it gave one.
+    pub coupon_id: Option<String>,
+}
+
+/// A recipient who did not get the coupon, or whose outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// As in the request.
+    pub recipient: Recipient,
+    /// Why, classified.
+    pub error: TopError,
+}
+
+/// The WIT `send-outcome`: one entry per recipient of the request, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Recipients who got the coupon.
+    pub issued: Vec<Issued>,
+    /// Recipients who did not, or whose outcome is unknown.
+    pub failed: Vec<Failed>,
+    /// The TOP `request_id` of every call that answered with one.
+    pub request_ids: Vec<String>,
+}
+
+/// One call for `signed-http.send`: always a POST of form `params`, no body, no extra headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The TOP gateway URL.
+    pub url: String,
+    /// Application parameters plus `method`, `format` and `simplify`; the host adds and signs the
+    /// rest (`app_key`, `session`, `timestamp`, `v`, `sign_method`, `sign`).
+    pub params: Vec<(String, String)>,
+}
+
+/// The WIT `signed-http.response`, less the headers nothing here reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The raw body.
+    pub body: Vec<u8>,
+}
+
+/// The WIT `signed-http.http-error`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HttpError {
+    /// Refused by the host's policy; nothing was sent.
+    Denied(String),
+    /// Could not connect; nothing reached the platform.
+    Connect(String),
+    /// No complete answer in time; the platform may have applied the call.
+    Timeout,
+    /// The answer was larger than the host allows.
+    TooLarge,
+    /// Anything else.
+    Other(String),
+}
+
+/// The WIT `coupon-state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CouponState {
+    /// The buyer can still claim it (`status` 0).
+    Claimable,
+    /// The buyer has it (`status` 1).
+    Held,
+    /// Used (not reported by this API).
+    Used,
+    /// Expired (not reported by this API).
+    Expired,
+    /// Any other status.
+    Unknown,
+}
+
+/// The WIT `coupon`, from one `CouponInfoDo`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coupon {
+    /// The coupon's `id` (a uuid); empty when the platform sent none.
+    pub id: String,
+    /// `template_id`.
+    pub template_id: Option<String>,
+    /// `title`.
+    pub title: Option<String>,
+    /// From `status`.
+    pub state: CouponState,
+    /// `amount` (yuan) in fen.
+    pub amount_fen: Option<i64>,
+    /// `start_fee` (yuan) in fen.
+    pub threshold_fen: Option<i64>,
+    /// `start_time` (GMT+8) in unix seconds.
+    pub valid_from: Option<i64>,
+    /// `end_time` (GMT+8) in unix seconds.
+    pub valid_until: Option<i64>,
+    /// `apply_url`.
+    pub claim_url: Option<String>,
+}
+
+/// The plugin settings this adapter reads, after `--option` overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `gateway`: the TOP gateway URL, e.g. `https://eco.taobao.com/router/rest`. Required.
+    pub gateway: String,
+    /// `simplify`: ask TOP for the simplified JSON shape. Default false.
+    pub simplify: bool,
+}
+
+impl Config {
+    /// Reads `gateway` and `simplify`; an option with the same key overrides the setting.
+    pub fn resolve(
+        options: &[(String, String)],
+        settings: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, TopError> {
+        let value = |key: &str| {
+            let option = options.iter().rev().find(|(name, _)| name == key);
+            option
+                .map(|(_, value)| value.clone())
+                .or_else(|| settings(key))
+        };
+        let gateway = value("gateway")
+            .map(|g| g.trim().to_owned())
+            .unwrap_or_default();
+        if gateway.is_empty() {
+            return Err(config_error(
+                "settings.gateway is missing: set it to the TOP gateway URL, e.g. https://eco.taobao.com/router/rest",
+            ));
+        }
+        if !(gateway.starts_with("https://") || gateway.starts_with("http://")) {
+            return Err(config_error(&format!(
+                "settings.gateway must be an http(s) URL, got {gateway:?}"
+            )));
+        }
+        let simplify = match value("simplify").map(|s| s.trim().to_ascii_lowercase()) {
+            None => false,
+            Some(text) if text.is_empty() || text == "false" => false,
+            Some(text) if text == "true" => true,
+            Some(text) => {
+                return Err(config_error(&format!(
+                    "settings.simplify must be \"true\" or \"false\", got {text:?}"
+                )));
+            }
+        };
+        Ok(Self { gateway, simplify })
+    }
+}
+
+fn config_error(message: &str) -> TopError {
+    TopError::new(ErrorClass::InvalidRequest, "config", message)
+}
+
+fn invalid(code: &str, message: String) -> TopError {
+    TopError::new(ErrorClass::InvalidRequest, code, message)
+}
+
+/// Which list parameter a call carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BatchKind {
+    /// `buyer_nick`, matched back by `buyer_nick`.
+    Nick,
+    /// `open_uids`, matched back by `open_uid`.
+    OpenUid,
+}
+
+impl BatchKind {
+    /// The request parameter.
+    pub fn param(self) -> &'static str {
+        match self {
+            Self::Nick => "buyer_nick",
+            Self::OpenUid => "open_uids",
+        }
+    }
+
+    /// The field of a `CouponResult` / `ErrorMessage` that names the buyer.
+    pub fn result_field(self) -> &'static str {
+        match self {
+            Self::Nick => "buyer_nick",
+            Self::OpenUid => "open_uid",
+        }
+    }
+}
+
+/// The recipients of one platform call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// Nicks or open ids.
+    pub kind: BatchKind,
+    /// `(index in the request, nick or open id as sent)`.
+    pub members: Vec<(usize, String)>,
+}
+
+/// How the request's recipients are sent: the calls to make, and the recipients refused up front.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Calls, nicks first, each within the API's list limit.
+    pub batches: Vec<Batch>,
+    /// `(index in the request, why)` for recipients no call can carry.
+    pub refused: Vec<(usize, TopError)>,
+}
+
+/// Splits recipients into calls. Refused without a call: customer ids, blank values, values with
+/// a `,` (the list separator, so the platform would read two buyers), and repeats of a recipient
+/// already in the request (sent once; the repeat fails).
+pub fn plan(recipients: &[Recipient]) -> Plan {
+    let mut nicks = Vec::new();
+    let mut open_uids = Vec::new();
+    let mut refused = Vec::new();
+    let mut seen: BTreeMap<(BatchKind, &str), usize> = BTreeMap::new();
+    for (index, recipient) in recipients.iter().enumerate() {
+        let (kind, value, list) = match recipient {
+            Recipient::Nick(nick) => (BatchKind::Nick, nick, &mut nicks),
+            Recipient::OpenId(open_uid) => (BatchKind::OpenUid, open_uid, &mut open_uids),
+            Recipient::CustomerId(_) => {
+                let message = "taobao takes nick and open-id recipients, not customer-id";
+                refused.push((index, invalid("recipient-kind", message.to_owned())));
+                continue;
+            }
+        };
+        let value = value.trim();
+        let what = kind.result_field();
+        if value.is_empty() {
+            refused.push((
+                index,
+                invalid("recipient-empty", format!("the {what} is empty")),
+            ));
+        } else if value.contains(',') {
+            let message =
+                format!("{what} {value:?} contains ',', which TOP reads as a list separator");
+            refused.push((index, invalid("recipient-comma", message)));
+        } else if let Some(first) = seen.get(&(kind, value)) {
+            let message =
+                format!("{what} {value:?} repeats recipient {first} of the request; sent once");
+            refused.push((index, invalid("recipient-duplicate", message)));
+        } else {
+            seen.insert((kind, value), index);
+            list.push((index, value.to_owned()));
+        }
+    }
+    let mut batches = Vec::new();
+    for (kind, list, size) in [
+        (BatchKind::Nick, nicks, MAX_NICKS_PER_CALL),
+        (BatchKind::OpenUid, open_uids, MAX_OPEN_UIDS_PER_CALL),
+    ] {
+        for chunk in list.chunks(size) {
+            batches.push(Batch {
+                kind,
+                members: chunk.to_vec(),
+            });
+        }
+    }
+    Plan { batches, refused }
+}
+
+/// `coupon_id` must be a positive decimal that fits TOP's `Number` (a Java long).
+pub fn parse_coupon_id(coupon: &str) -> Result<String, TopError> {
+    let text = coupon.trim();
+    let number = text
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<i64>().ok())
+        .flatten()
+        .filter(|id| *id > 0);
+    number.map(|id| id.to_string()).ok_or_else(|| {
+        invalid(
+            "coupon-id",
+            format!(
+                "the coupon must be a taobao coupon_id, a positive decimal number; got {coupon:?}"
+            ),
+        )
+    })
+}
+
+fn base_params(method: &str, config: &Config) -> Vec<(String, String)> {
+    let mut params = vec![
+        ("method".to_owned(), method.to_owned()),
+        ("format".to_owned(), "json".to_owned()),
+    ];
+    if config.simplify {
+        params.push(("simplify".to_owned(), "true".to_owned()));
+    }
+    params
+}
+
+/// The call for one batch of `taobao.promotion.coupon.sns.send`.
+pub fn build_send_request(config: &Config, coupon_id: &str, batch: &Batch) -> HttpRequest {
+    let mut params = base_params(SEND_METHOD, config);
+    params.push(("coupon_id".to_owned(), coupon_id.to_owned()));
+    let values: Vec<&str> = batch
+        .members
+        .iter()
+        .map(|(_, value)| value.as_str())
+        .collect();
+    params.push((batch.kind.param().to_owned(), values.join(",")));
+    HttpRequest {
+        url: config.gateway.clone(),
+        params,
+    }
+}
+
+/// The call for `taobao.qianniu.coupon.buyer.get`.
+pub fn build_query_request(config: &Config, nick: &str) -> HttpRequest {
+    let mut params = base_params(QUERY_METHOD, config);
+    params.push(("buyer_nick".to_owned(), nick.to_owned()));
+    HttpRequest {
+        url: config.gateway.clone(),
+        params,
+    }
+}
+
+/// A `signed-http` failure, classified.
+pub fn http_error(error: HttpError) -> TopError {
+    use ErrorClass::{InvalidRequest, Transient, Unknown};
+    match error {
+        HttpError::Denied(why) => TopError::new(InvalidRequest, "http.denied", why),
+        HttpError::Connect(why) => TopError::new(Transient, "http.connect", why),
+        HttpError::Timeout => TopError::new(
+            Unknown,
+            "http.timeout",
+            "no answer in time: the platform may have applied the call, and this API has no idempotency key, so check with query-coupons before resending",
+        ),
+        HttpError::TooLarge => TopError::new(
+            Transient,
+            "http.too-large",
+            "the answer was larger than the host allows",
+        ),
+        HttpError::Other(why) => TopError::new(Transient, "http.other", why),
+    }
+}
+
+/// One call's answer: its TOP `request_id`, and the response object or the call's error.
+pub fn read_answer(
+    answer: Result<HttpResponse, HttpError>,
+) -> (Option<String>, Result<Value, TopError>) {
+    let response = match answer {
+        Ok(response) => response,
+        Err(error) => return (None, Err(http_error(error))),
+    };
+    if response.status != 200 {
+        let id = serde_json::from_slice::<Value>(&response.body)
+            .ok()
+            .and_then(|v| request_id(&v));
+        let status = response.status;
+        let message = format!("the TOP gateway answered HTTP {status}");
+        let error = TopError::new(ErrorClass::Transient, format!("http.{status}"), message);
+        return (
+            id.clone(),
+            Err(TopError {
+                request_id: id,
+                ..error
+            }),
+        );
+    }
+    match parse_envelope(&response.body) {
+        Ok(value) => (request_id(&value), Ok(value)),
+        Err(error) => (error.request_id.clone(), Err(error)),
+    }
+}
+
+/// What one recipient of a call got.
+pub type RecipientResult = Result<Option<String>, TopError>;
+
+/// Matches a send response to the batch: one result per member, in batch order.
+///
+/// `coupon_results` entries are issued (`coupon_number` as the coupon id); `failure_buyers` entries
+/// fail with [`classify_failure_reason`] and code `failure_buyers`; a member in both lists counts
+/// as issued (it has a coupon number, so resending could issue twice); a member in neither fails
+/// as `unknown` / `not-reported`. Entries naming no member are ignored. `request_id` is copied
+/// into the errors.
+pub fn parse_send_response(
+    response: &Value,
+    batch: &Batch,
+    request_id: Option<&str>,
+) -> Vec<RecipientResult> {
+    let field = batch.kind.result_field();
+    let position: BTreeMap<&str, usize> = batch
+        .members
+        .iter()
+        .enumerate()
+        .map(|(position, (_, value))| (value.as_str(), position))
+        .collect();
+    let find = |item: &Value| {
+        let key = item.get(field).and_then(as_text)?;
+        position.get(key.trim()).copied()
+    };
+    let with_id = |mut error: TopError| {
+        error.request_id = request_id.map(str::to_owned);
+        error
+    };
+
+    let mut results: Vec<Option<RecipientResult>> = vec![None; batch.members.len()];
+    for item in field_list(response, "coupon_results", "coupon_result") {
+        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+            && slot.is_none()
+        {
+            let coupon_id = item.get("coupon_number").and_then(as_text);
+            *slot = Some(Ok(coupon_id.filter(|id| !id.trim().is_empty())));
+        }
+    }
+    for item in field_list(response, "failure_buyers", "error_message") {
+        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+            && slot.is_none()
+        {
+            let reason = item.get("reason").and_then(as_text).unwrap_or_default();
+            let reason = reason.trim();
+            let message = if reason.is_empty() {
+                "the platform gave no reason"
+            } else {
+                reason
+            };
+            let class = classify_failure_reason(reason);
+            *slot = Some(Err(with_id(TopError::new(
+                class,
+                "failure_buyers",
+                message,
+            ))));
+        }
+    }
+    let success = response.get("is_success").and_then(as_bool);
+    let not_reported = format!(
+        "the platform reported neither success nor failure for this recipient (is_success {}); the coupon may or may not have been issued: check with query-coupons before resending",
+        success.map_or("absent", |s| if s { "true" } else { "false" })
+    );
+    results
+        .into_iter()
+        .map(|result| {
+            result.unwrap_or_else(|| {
+                Err(with_id(TopError::new(
+                    ErrorClass::Unknown,
+                    "not-reported",
+                    not_reported.clone(),
+                )))
+            })
+        })
+        .collect()
+}
+
+/// Words in a `failure_buyers` reason, in the order they are tried (ASCII case-insensitive). The
+/// coupon-level words come first because "优惠券不存在" also contains "不存在".
+static FAILURE_REASONS: &[(&[&str], ErrorClass)] = &[
+    (
+        &[
+            "优惠券不存在",
+            "过期",
+            "已发完",
+            "已领完",
+            "库存",
+            "已失效",
+            "sold out",
+            "stock",
+            "expired",
+        ],
+        ErrorClass::CouponUnavailable,
+    ),
+    (
+        &[
+            "超过",
+            "上限",
+            "限制",
+            "限领",
+            "已领取",
+            "已经领取",
+            "领取过",
+            "limit",
+            "too many",
+        ],
+        ErrorClass::RecipientLimit,
+    ),
+    (
+        &[
+            "买家不存在",
+            "用户不存在",
+            "不存在",
+            "粉丝",
+            "关注",
+            "not exist",
+            "not found",
+            "fan",
+        ],
+        ErrorClass::RecipientInvalid,
+    ),
+    (
+        &[
+            "系统异常",
+            "系统错误",
+            "繁忙",
+            "稍后",
+            "超时",
+            "system error",
+            "busy",
+            "timeout",
+            "try again",
+        ],
+        ErrorClass::Transient,
+    ),
+];
+
+/// Classifies a `failure_buyers` reason.
+///
+/// * 优惠券不存在 / 过期 / 已发完 / 库存 … → `coupon-unavailable`
+/// * 超过 / 上限 / 限制 / 已领取 … → `recipient-limit`
+/// * 买家不存在 / not a fan (粉丝, 关注) … → `recipient-invalid`
+/// * 系统异常 / 繁忙 / 稍后 … → `transient` (the buyer is listed as failed, so a resend is safe)
+/// * anything else → `recipient-invalid`: the platform named this buyer as not sent, so the outcome
+///   is known (not `unknown`), the request as a whole was accepted (not `invalid-request`), and a
+///   blind retry is unlikely to help; the reason is kept as the message for people.
+pub fn classify_failure_reason(reason: &str) -> ErrorClass {
+    let reason = reason.to_ascii_lowercase();
+    FAILURE_REASONS
+        .iter()
+        .find(|(words, _)| words.iter().any(|word| reason.contains(word)))
+        .map_or(ErrorClass::RecipientInvalid, |(_, class)| *class)
+}
+
+/// After a call fails with one of these, later calls would fail the same way (and a rate-limited
+/// app must not keep calling), so their recipients fail with the same error without a call.
+fn stops_later_calls(class: ErrorClass) -> bool {
+    matches!(
+        class,
+        ErrorClass::RateLimited | ErrorClass::AuthExpired | ErrorClass::Unauthorized
+    )
+}
+
+/// Sends the coupon to every recipient.
+///
+/// Returns `Err` when the request itself is wrong (quantity, coupon id, settings) or when the
+/// first call fails as a whole; after that a failing call fails only its own recipients, and the
+/// remaining calls still go out unless the error was `rate-limited`, `auth-expired` or
+/// `unauthorized`: later calls would fail the same way, and a rate-limited app must stop calling;
+/// their recipients then fail with that error, and no call is made for them.
+pub fn send_coupon(
+    request: &SendRequest,
+    settings: &dyn Fn(&str) -> Option<String>,
+    mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
+) -> Result<Outcome, TopError> {
+    if request.quantity != 1 {
+        let message = format!(
+            "{SEND_METHOD} sends one coupon per recipient; quantity is {}",
+            request.quantity
+        );
+        return Err(invalid("quantity", message));
+    }
+    let coupon_id = parse_coupon_id(&request.coupon)?;
+    let config = Config::resolve(&request.options, settings)?;
+    let plan = plan(&request.recipients);
+
+    let mut results: Vec<Option<RecipientResult>> = vec![None; request.recipients.len()];
+    for (index, error) in plan.refused {
+        if let Some(slot) = results.get_mut(index) {
+            *slot = Some(Err(error));
+        }
+    }
+    let mut request_ids = Vec::new();
+    let mut stopped: Option<TopError> = None;
+    for (call, batch) in plan.batches.iter().enumerate() {
+        let batch_results = if let Some(error) = &stopped {
+            let mut error = error.clone();
+            error.message = format!("not sent because an earlier call failed: {}", error.message);
+            vec![Err(error); batch.members.len()]
+        } else {
+            let (id, answer) = read_answer(http(&build_send_request(&config, &coupon_id, batch)));
+            request_ids.extend(id.clone());
+            match answer {
+                Ok(response) => parse_send_response(&response, batch, id.as_deref()),
+                Err(error) if call == 0 => return Err(error),
+                Err(error) => {
+                    if stops_later_calls(error.class) {
+                        stopped = Some(error.clone());
+                    }
+                    vec![Err(error); batch.members.len()]
+                }
+            }
+        };
+        for ((index, _), result) in batch.members.iter().zip(batch_results) {
+            if let Some(slot) = results.get_mut(*index) {
+                *slot = Some(result);
+            }
+        }
+    }
+
+    let mut outcome = Outcome {
+        request_ids,
+        ..Outcome::default()
+    };
+    for (recipient, result) in request.recipients.iter().zip(results) {
+        let recipient = recipient.clone();
+        match result {
+            Some(Ok(coupon_id)) => outcome.issued.push(Issued {
+                recipient,
+                coupon_id,
+            }),
+            Some(Err(error)) => outcome.failed.push(Failed { recipient, error }),
+            // Unreachable by construction (every recipient is refused or in a batch), but an
+            // unplanned recipient must still be reported, never dropped.
+            None => outcome.failed.push(Failed {
+                recipient,
+                error: TopError::new(
+                    ErrorClass::Unknown,
+                    "not-reported",
+                    "the adapter made no call for this recipient",
+                ),
+            }),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Lists the seller's coupons the buyer holds or can claim.
+pub fn query_coupons(
+    recipient: &Recipient,
+    options: &[(String, String)],
+    settings: &dyn Fn(&str) -> Option<String>,
+    mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
+) -> Result<Vec<Coupon>, TopError> {
+    let nick = match recipient {
+        Recipient::Nick(nick) if !nick.trim().is_empty() => nick.trim(),
+        Recipient::Nick(_) => {
+            return Err(invalid(
+                "recipient-empty",
+                "the buyer_nick is empty".to_owned(),
+            ));
+        }
+        Recipient::OpenId(_) | Recipient::CustomerId(_) => {
+            let message = format!("{QUERY_METHOD} takes a nick recipient only");
+            return Err(invalid("recipient-kind", message));
+        }
+    };
+    let config = Config::resolve(options, settings)?;
+    let (id, answer) = read_answer(http(&build_query_request(&config, nick)));
+    let response = answer?;
+    if response.get("is_success").and_then(as_bool) == Some(false) {
+        let suffix = id
+            .as_ref()
+            .map_or_else(String::new, |id| format!(" (request_id {id})"));
+        let message = format!("{QUERY_METHOD} answered is_success false without an error{suffix}");
+        let error = TopError::new(ErrorClass::Transient, "not-success", message);
+        return Err(TopError {
+            request_id: id,
+            ..error
+        });
+    }
+    Ok(parse_query_response(&response))
+}
+
+/// The coupons of a `taobao.qianniu.coupon.buyer.get` response object; items that are not objects
+/// are skipped, and every field is optional.
+pub fn parse_query_response(response: &Value) -> Vec<Coupon> {
+    field_list(response, "coupons", "coupon_info_do")
+        .into_iter()
+        .filter(|item| item.is_object())
+        .map(parse_coupon)
+        .collect()
+}
+
+fn parse_coupon(item: &Value) -> Coupon {
+    let text = |key: &str| {
+        item.get(key)
+            .and_then(as_text)
+            .map(|text| text.trim().to_owned())
+            .filter(|text| !text.is_empty())
+    };
+    let state = match item.get("status").and_then(as_i64) {
+        Some(1) => CouponState::Held,
+        Some(0) => CouponState::Claimable,
+        _ => CouponState::Unknown,
+    };
+    Coupon {
+        id: text("id").unwrap_or_default(),
+        template_id: text("template_id"),
+        title: text("title"),
+        state,
+        amount_fen: item.get("amount").and_then(yuan_to_fen),
+        threshold_fen: item.get("start_fee").and_then(yuan_to_fen),
+        valid_from: item.get("start_time").and_then(value_to_unix),
+        valid_until: item.get("end_time").and_then(value_to_unix),
+        claim_url: text("apply_url"),
+    }
+}

@@ -1,0 +1,116 @@
+//! Builds every adapter under `plugins/` and every test guest under `tests/guests/` for
+//! `wasm32-wasip2`, from source, on every test run that needs it (cargo reruns this when their
+//! sources change), and writes `artifacts.rs` with one path constant per component.
+//!
+//! The nested cargo uses its own target dir under `OUT_DIR`, because the outer cargo holds the
+//! lock on the workspace's.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
+    let root = manifest_dir.parent().unwrap().to_owned();
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+
+    for dir in ["plugins", "tests/guests", "wit"] {
+        println!("cargo:rerun-if-changed={}", root.join(dir).display());
+    }
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("Cargo.toml").display()
+    );
+
+    let mut plugins = components_in(&root.join("plugins"));
+    plugins.sort();
+    let mut guests = components_in(&root.join("tests/guests"));
+    guests.sort();
+
+    let target_dir = out_dir.join("wasm");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(&root)
+        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"])
+        .env("CARGO_TARGET_DIR", &target_dir)
+        // The outer build's flags are for the host target, not wasm.
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_MAKEFLAGS");
+    for (crate_name, _) in plugins.iter().chain(&guests) {
+        command.args(["-p", crate_name]);
+    }
+    let status = command
+        .status()
+        .expect("cannot run cargo for the wasm components");
+    if !status.success() {
+        panic!(
+            "building the wasm components failed; is the target installed? run `rustup target add wasm32-wasip2`"
+        );
+    }
+
+    let artifact = |crate_name: &str| {
+        target_dir
+            .join("wasm32-wasip2/wasm")
+            .join(format!("{}.wasm", crate_name.replace('-', "_")))
+    };
+    let mut code = String::new();
+    let mut list = |title: &str, items: &[(String, PathBuf)]| {
+        writeln!(code, "/// Every {title}: (crate name, component path).").unwrap();
+        writeln!(
+            code,
+            "pub const {}: &[(&str, &str)] = &[",
+            title.to_uppercase()
+        )
+        .unwrap();
+        for (name, _) in items {
+            let path = artifact(name);
+            assert!(path.is_file(), "{} was not built", path.display());
+            writeln!(code, "    ({name:?}, {:?}),", path.display().to_string()).unwrap();
+        }
+        writeln!(code, "];").unwrap();
+        for (name, _) in items {
+            writeln!(
+                code,
+                "/// The `{name}` component.\npub const {}: &str = {:?};",
+                name.to_uppercase().replace('-', "_"),
+                artifact(name).display().to_string()
+            )
+            .unwrap();
+        }
+    };
+    list("plugins", &plugins);
+    list("guests", &guests);
+    std::fs::write(out_dir.join("artifacts.rs"), code).unwrap();
+}
+
+/// Crates in `dir` that build a component (their crate type includes `cdylib`).
+fn components_in(dir: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let manifest = entry.path().join("Cargo.toml");
+        let Ok(text) = std::fs::read_to_string(&manifest) else {
+            continue;
+        };
+        if !text.contains("cdylib") {
+            continue;
+        }
+        let name = text
+            .lines()
+            .find_map(|line| {
+                let line = line.trim();
+                line.strip_prefix("name")
+                    .map(|rest| rest.trim_start())
+                    .and_then(|rest| rest.strip_prefix('='))
+                    .map(|rest| rest.trim().trim_matches('"').to_owned())
+            })
+            .expect("a [package] name");
+        found.push((name, entry.path()));
+    }
+    found
+}
