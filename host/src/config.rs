@@ -267,7 +267,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let base = std::path::absolute(base).unwrap_or_else(|_| base.to_owned());
         let locator = Locator::new(text, file);
-        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.from_toml(&e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
 
         let storage = {
             if let Some(backend) = &raw.storage.backend
@@ -555,7 +555,7 @@ impl<'a> Locator<'a> {
     }
 
     /// A deserialization error: the key is the deepest one whose value holds the error's span.
-    fn from_toml(&self, error: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, error: &toml::de::Error) -> ConfigError {
         let message = error.message().trim().replace('\n', " ");
         let Some(span) = error.span() else {
             return ConfigError {

@@ -1,48 +1,68 @@
-//! `coupon-sim`: the simulator as a process, for the demo and for manual testing.
+//! `coupon-sim`: the simulator as a process, for the demo and for trying a host by hand.
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use clap::Parser;
 use coupon_sim::{Sim, SimConfig};
 
-/// Simulates the TOP gateway on loopback, with the demo seed or a JSON seed file.
+/// Simulates the TOP gateway on loopback, with the demo seed or a seed file.
+///
+/// Prints `coupon-sim listening on http://ADDR` once it accepts connections, then serves until
+/// Ctrl-C. Admin endpoints: GET /_sim/ledger, GET /_sim/calls, POST /_sim/fault,
+/// POST /_sim/clock_skew.
 #[derive(Parser)]
 #[command(name = "coupon-sim", version, about)]
 struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// A JSON seed (the shape of `SimConfig`); the demo seed when absent.
+    /// A seed file shaped like `SimConfig` (`.toml` for TOML, anything else JSON); without it,
+    /// the demo seed (`SimConfig::demo()`).
     #[arg(long)]
     config: Option<PathBuf>,
 }
 
+fn load(path: &Path) -> Result<SimConfig, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    if path
+        .extension()
+        .is_some_and(|ext| ext.eq_ignore_ascii_case("toml"))
+    {
+        toml::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    }
+}
+
 #[tokio::main]
-async fn main() -> std::process::ExitCode {
+async fn main() -> ExitCode {
     let args = Args::parse();
     let config = match &args.config {
         None => SimConfig::demo(),
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(|e| e.to_string())
-            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
-        {
+        Some(path) => match load(path) {
             Ok(config) => config,
             Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return std::process::ExitCode::FAILURE;
+                eprintln!("error: {}: {}", path.display(), e.trim());
+                return ExitCode::FAILURE;
             }
         },
     };
     let sim = match Sim::start_on(config, args.listen).await {
         Ok(sim) => sim,
         Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", args.listen);
-            return std::process::ExitCode::FAILURE;
+            eprintln!("error: cannot serve on {}: {e}", args.listen);
+            return ExitCode::FAILURE;
         }
     };
+    // One line, flushed, so a parent process reading our stdout knows we are up.
     println!("coupon-sim listening on {}", sim.base_url());
-    let _ = tokio::signal::ctrl_c().await;
+    let _ = std::io::stdout().flush();
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        eprintln!("error: cannot wait for Ctrl-C: {e}");
+    }
     sim.shutdown().await;
-    std::process::ExitCode::SUCCESS
+    ExitCode::SUCCESS
 }

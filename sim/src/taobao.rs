@@ -1,193 +1,285 @@
-//! `taobao.promotion.coupon.sns.send` and `taobao.qianniu.coupon.buyer.get`, shaped like the seed
-//! pages (seeds/000 and seeds/002).
+//! The Taobao shop behind the TOP gateway: `taobao.promotion.coupon.sns.send` and
+//! `taobao.qianniu.coupon.buyer.get`, shaped like their documentation pages
+//! (seeds/000 and seeds/002; PROTOCOLS.md §1.8 and §3).
 
-use std::collections::BTreeMap;
+use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
-use crate::top::{Shape, TopError};
-use crate::{Issuance, Shared, lock};
+use crate::state::State;
+use crate::top::{Call, TopApi, TopError};
+use crate::{Issuance, TaobaoCoupon, TaobaoSeed};
 
 const SNS_SEND: &str = "taobao.promotion.coupon.sns.send";
 const BUYER_GET: &str = "taobao.qianniu.coupon.buyer.get";
 
-pub fn knows(api: &str) -> bool {
-    matches!(api, SNS_SEND | BUYER_GET)
+/// Most nicks one sns.send takes ("最大列表长度：100").
+const MAX_NICKS: usize = 100;
+/// Most open_uids one sns.send takes ("最大列表长度：999").
+const MAX_OPEN_UIDS: usize = 999;
+
+/// The Taobao APIs the gateway serves. Both are tagged "需要授权".
+pub(crate) const APIS: &[TopApi] = &[
+    TopApi {
+        name: SNS_SEND,
+        needs_session: true,
+        handle: sns_send,
+    },
+    TopApi {
+        name: BUYER_GET,
+        needs_session: true,
+        handle: buyer_get,
+    },
+];
+
+/// A coupon template with its validity parsed.
+struct Template {
+    seed: TaobaoCoupon,
+    ends: DateTime<Utc>,
 }
 
-pub fn needs_session(api: &str) -> bool {
-    matches!(api, SNS_SEND | BUYER_GET)
+/// The shop's state: coupon templates, how many of each were issued, who holds what.
+pub(crate) struct Shop {
+    templates: Vec<Template>,
+    unknown_buyers: HashSet<String>,
+    /// Coupons held per (coupon_id, nick or open_uid).
+    held: HashMap<(i64, String), u32>,
+    /// Coupons issued per coupon_id.
+    issued: HashMap<i64, u64>,
+    /// The next `coupon_number`. Numbers are unique across the shop, like the platform's.
+    next_number: u64,
 }
 
-pub fn dispatch(
-    shared: &Shared,
-    api: &str,
-    params: &BTreeMap<String, String>,
-    shape: Shape,
-) -> Result<Value, TopError> {
-    match api {
-        SNS_SEND => sns_send(shared, params, shape),
-        BUYER_GET => buyer_get(shared, params, shape),
-        _ => Err(TopError::new(22, "Invalid Method")),
+/// Parses a seed time, `yyyy-MM-dd HH:mm:ss` in GMT+8.
+fn parse_gmt8(text: &str) -> Option<DateTime<Utc>> {
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?;
+    let gmt8 = chrono::FixedOffset::east_opt(8 * 3600)?;
+    Some(gmt8.from_local_datetime(&local).single()?.to_utc())
+}
+
+impl Shop {
+    /// Builds the shop from its seed; a seed error names the coupon and the field.
+    pub(crate) fn new(seed: TaobaoSeed) -> Result<Shop, String> {
+        let mut templates: Vec<Template> = Vec::new();
+        for coupon in seed.coupons {
+            let id = coupon.coupon_id;
+            if templates.iter().any(|t| t.seed.coupon_id == id) {
+                return Err(format!("taobao.coupons: coupon_id {id} is listed twice"));
+            }
+            let bad_time = |field: &str, value: &str| {
+                format!(
+                    "taobao.coupons[{id}].{field}: {value:?} is not yyyy-MM-dd HH:mm:ss (GMT+8)"
+                )
+            };
+            parse_gmt8(&coupon.start_time)
+                .ok_or_else(|| bad_time("start_time", &coupon.start_time))?;
+            let ends = parse_gmt8(&coupon.end_time)
+                .ok_or_else(|| bad_time("end_time", &coupon.end_time))?;
+            templates.push(Template { seed: coupon, ends });
+        }
+        Ok(Shop {
+            templates,
+            unknown_buyers: seed.unknown_buyers.into_iter().collect(),
+            held: HashMap::new(),
+            issued: HashMap::new(),
+            next_number: 3_000_000_001,
+        })
+    }
+
+    fn held(&self, coupon_id: i64, buyer: &str) -> u32 {
+        self.held
+            .get(&(coupon_id, buyer.to_owned()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn issued(&self, coupon_id: i64) -> u64 {
+        self.issued.get(&coupon_id).copied().unwrap_or(0)
+    }
+
+    /// Why `buyer` cannot get the coupon now, in the platform's words; `None` when they can.
+    fn refusal(&self, template: &Template, buyer: &str) -> Option<&'static str> {
+        let coupon = &template.seed;
+        if self.unknown_buyers.contains(buyer) {
+            Some("买家不存在")
+        } else if coupon
+            .stock
+            .is_some_and(|stock| self.issued(coupon.coupon_id) >= stock)
+        {
+            Some("优惠券已发完")
+        } else if coupon
+            .per_buyer_limit
+            .is_some_and(|limit| self.held(coupon.coupon_id, buyer) >= limit)
+        {
+            Some("领取数量超过限制")
+        } else {
+            None
+        }
+    }
+
+    /// Issues one coupon to `buyer` and returns its `coupon_number`.
+    fn issue(&mut self, coupon_id: i64, buyer: &str) -> u64 {
+        let number = self.next_number;
+        self.next_number += 1;
+        *self.issued.entry(coupon_id).or_default() += 1;
+        *self.held.entry((coupon_id, buyer.to_owned())).or_default() += 1;
+        number
     }
 }
 
-fn missing(name: &str) -> TopError {
-    TopError::new(40, "Missing Required Arguments")
-        .sub("isv.missing-parameter", format!("missing {name}"))
-}
-
-fn invalid(what: String) -> TopError {
-    TopError::new(41, "Invalid Arguments").sub("isv.invalid-parameter", what)
-}
-
-fn list(value: Option<&String>) -> Vec<String> {
+/// A `String[]` parameter: one comma-joined string. Empty items are dropped; items are not
+/// trimmed, so `张三, 李四` names a buyer " 李四" (who would then hold the coupon in the ledger).
+fn split_list(value: Option<&str>) -> Vec<&str> {
     value
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|v| v.split(',').filter(|item| !item.is_empty()).collect())
         .unwrap_or_default()
 }
 
-fn sns_send(
-    shared: &Shared,
-    params: &BTreeMap<String, String>,
-    shape: Shape,
-) -> Result<Value, TopError> {
-    let coupon_id: i64 = params
-        .get("coupon_id")
-        .ok_or_else(|| missing("coupon_id"))?
+/// The business error for a coupon that does not exist or has expired (seeds/000 error table).
+fn coupon_error(detail: String) -> TopError {
+    TopError::new(15, "Remote service error")
+        .sub("isv.coupon-error", "优惠券不存在或者优惠券已经过期")
+        .detail(detail)
+}
+
+/// `taobao.promotion.coupon.sns.send`: sends a shop coupon to up to 100 nicks and 999 open_uids.
+///
+/// Each buyer either gets a coupon (`coupon_results`) or is reported in `failure_buyers` with a
+/// reason. `is_success` is true even when every buyer failed, and an empty list is left out of
+/// the answer, as the platform does.
+fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
+    let coupon_id = call
+        .param("coupon_id")
+        .ok_or_else(|| TopError::missing("coupon_id"))?;
+    let coupon_id: i64 = coupon_id
         .parse()
-        .map_err(|_| invalid("coupon_id is not a number".into()))?;
-    let nicks = list(params.get("buyer_nick"));
-    let open_uids = list(params.get("open_uids"));
+        .map_err(|_| TopError::invalid("coupon_id", format!("coupon_id {coupon_id:?} 不是数字")))?;
+    let nicks = split_list(call.param("buyer_nick"));
+    let open_uids = split_list(call.param("open_uids"));
+    if nicks.len() > MAX_NICKS {
+        return Err(TopError::invalid(
+            "buyer_nick",
+            format!(
+                "buyer_nick 最大列表长度为{MAX_NICKS}，实际为{}",
+                nicks.len()
+            ),
+        ));
+    }
+    if open_uids.len() > MAX_OPEN_UIDS {
+        return Err(TopError::invalid(
+            "open_uids",
+            format!(
+                "open_uids 最大列表长度为{MAX_OPEN_UIDS}，实际为{}",
+                open_uids.len()
+            ),
+        ));
+    }
     if nicks.is_empty() && open_uids.is_empty() {
-        return Err(missing("buyer_nick or open_uids"));
-    }
-    if nicks.len() > 100 {
-        return Err(invalid("buyer_nick: at most 100".into()));
-    }
-    if open_uids.len() > 999 {
-        return Err(invalid("open_uids: at most 999".into()));
+        return Err(
+            TopError::new(40, "Missing required arguments:buyer_nick").sub(
+                "isv.missing-parameter",
+                "buyer_nick 与 open_uids 不能同时为空",
+            ),
+        );
     }
 
-    let mut state = lock(shared);
-    let now = state.now();
-    let Some(coupon) = state
-        .config
-        .taobao
-        .coupons
+    let State { taobao, ledger, .. } = state;
+    let Some(index) = taobao
+        .templates
         .iter()
-        .find(|c| c.coupon_id == coupon_id)
-        .cloned()
+        .position(|t| t.seed.coupon_id == coupon_id)
     else {
-        return Err(coupon_error());
+        return Err(coupon_error(format!("coupon {coupon_id} does not exist")));
     };
-    let ends = chrono::NaiveDateTime::parse_from_str(&coupon.end_time, "%Y-%m-%d %H:%M:%S")
-        .map(|t| t.and_utc().timestamp() - 8 * 3600)
-        .unwrap_or(i64::MAX);
-    if now.timestamp() > ends {
-        return Err(coupon_error());
+    if call.now > taobao.templates[index].ends {
+        return Err(coupon_error(format!(
+            "coupon {coupon_id} ended at {} (GMT+8)",
+            taobao.templates[index].seed.end_time
+        )));
     }
 
     let mut results = Vec::new();
     let mut failures = Vec::new();
     let recipients = nicks
-        .iter()
-        .map(|n| ("buyer_nick", n))
-        .chain(open_uids.iter().map(|u| ("open_uid", u)));
+        .into_iter()
+        .map(|nick| ("buyer_nick", nick))
+        .chain(open_uids.into_iter().map(|uid| ("open_uid", uid)));
     for (field, buyer) in recipients {
-        let issued = state.issued_count.get(&coupon_id).copied().unwrap_or(0);
-        let held = state
-            .held
-            .get(&(coupon_id, buyer.clone()))
-            .copied()
-            .unwrap_or(0);
-        let reason = if state.config.taobao.unknown_buyers.contains(buyer) {
-            Some("买家不存在")
-        } else if coupon.stock.is_some_and(|stock| issued >= stock) {
-            Some("优惠券已发完")
-        } else if coupon.per_buyer_limit.is_some_and(|limit| held >= limit) {
-            Some("领取数量超过限制")
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = taobao.refusal(&taobao.templates[index], buyer) {
             failures.push(json!({ field: buyer, "reason": reason }));
             continue;
         }
-        let number = state.next_number;
-        state.next_number += 1;
-        *state.issued_count.entry(coupon_id).or_default() += 1;
-        *state.held.entry((coupon_id, buyer.clone())).or_default() += 1;
-        state.ledger.push(Issuance {
+        let number = taobao.issue(coupon_id, buyer);
+        ledger.push(Issuance {
             platform: "taobao".into(),
             coupon: coupon_id.to_string(),
-            recipient: buyer.clone(),
+            recipient: buyer.to_owned(),
             instance_id: number.to_string(),
             idempotency_id: None,
         });
         results.push(json!({ "coupon_number": number, field: buyer }));
     }
 
-    // The platform leaves empty lists out, and says success even when every buyer failed.
     let mut answer = json!({ "is_success": true });
     if !results.is_empty() {
-        answer["coupon_results"] = shape.list("coupon_result", results);
+        answer["coupon_results"] = call.shape.list("coupon_result", results);
     }
     if !failures.is_empty() {
-        answer["failure_buyers"] = shape.list("error_message", failures);
+        answer["failure_buyers"] = call.shape.list("error_message", failures);
     }
     Ok(answer)
 }
 
-fn coupon_error() -> TopError {
-    TopError::new(15, "Remote service error")
-        .sub("isv.coupon-error", "优惠券不存在或者优惠券已经过期")
+/// A uuid-shaped id for (coupon, buyer), stable across calls and simulator runs.
+fn coupon_uuid(coupon_id: i64, buyer: &str) -> String {
+    let hex = hex::encode(Md5::digest(format!("{coupon_id}/{buyer}").as_bytes()));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
 }
 
-fn buyer_get(
-    shared: &Shared,
-    params: &BTreeMap<String, String>,
-    shape: Shape,
-) -> Result<Value, TopError> {
-    let buyer = params
-        .get("buyer_nick")
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| missing("buyer_nick"))?;
-    let state = lock(shared);
-    let coupons = state
-        .config
-        .taobao
-        .coupons
+/// `taobao.qianniu.coupon.buyer.get`: every coupon of the shop, with `status` 1 when the buyer
+/// holds it and 0 when they can still get it. Amounts are in yuan, times in GMT+8.
+fn buyer_get(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
+    let buyer = call
+        .param("buyer_nick")
+        .ok_or_else(|| TopError::missing("buyer_nick"))?;
+    let shop = &state.taobao;
+    let coupons = shop
+        .templates
         .iter()
-        .map(|c| {
-            let held = state
-                .held
-                .get(&(c.coupon_id, buyer.clone()))
-                .copied()
-                .unwrap_or(0);
-            json!({
-                "id": format!("{:x}-{}", c.coupon_id, buyer.len()),
-                "status": if held > 0 { 1 } else { 0 },
-                "amount": c.amount_yuan,
+        .map(|template| {
+            let coupon = &template.seed;
+            let id = coupon.coupon_id;
+            let mut info = json!({
+                "id": coupon_uuid(id, buyer),
+                "status": u8::from(shop.held(id, buyer) > 0),
+                "amount": coupon.amount_yuan,
                 "type": 1,
-                "start_fee": c.start_fee_yuan,
-                "total_count": c.stock.unwrap_or(1_000_000),
-                "apply_count": state.issued_count.get(&c.coupon_id).copied().unwrap_or(0),
-                "has_limit": true,
-                "title": c.title,
-                "start_time": c.start_time,
-                "end_time": c.end_time,
-                "template_id": c.coupon_id,
-                "template_code": c.coupon_id,
-                "apply_url": format!("https://taoquan.taobao.com/coupon/unify_apply.htm?activityId={}", c.coupon_id),
-            })
+                "start_fee": coupon.start_fee_yuan,
+                "apply_count": shop.issued(id),
+                // "使用优惠券是否有前提条件": a minimum spend.
+                "has_limit": coupon.start_fee_yuan > 0,
+                "title": coupon.title,
+                "start_time": coupon.start_time,
+                "end_time": coupon.end_time,
+                "template_id": id,
+                "template_code": id,
+                "apply_url": format!("https://taoquan.taobao.com/coupon/unify_apply.htm?activityId={id}"),
+            });
+            // An unlimited coupon has no total; the platform leaves absent fields out.
+            if let Some(stock) = coupon.stock {
+                info["total_count"] = json!(stock);
+            }
+            info
         })
         .collect();
-    Ok(json!({ "is_success": true, "coupons": shape.list("coupon_info_do", coupons) }))
+    Ok(json!({ "is_success": true, "coupons": call.shape.list("coupon_info_do", coupons) }))
 }

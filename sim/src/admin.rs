@@ -1,0 +1,41 @@
+//! Admin endpoints under `/_sim/`, for users of the `coupon-sim` binary (in-process users call
+//! [`crate::Sim`] instead).
+//!
+//! - `GET /_sim/ledger`: the issuances, JSON array of [`Issuance`].
+//! - `GET /_sim/calls`: the gateway calls, JSON array of [`CallRecord`].
+//! - `POST /_sim/fault`: queue a [`crate::Fault`] given as JSON.
+//! - `POST /_sim/clock_skew`: `{"skew_secs": 660}` moves the simulator's clock.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+
+use crate::state::{Shared, lock};
+use crate::{CallRecord, Fault, Issuance};
+
+pub(crate) async fn ledger(State(state): State<Shared>) -> Json<Vec<Issuance>> {
+    Json(lock(&state).ledger.clone())
+}
+
+pub(crate) async fn calls(State(state): State<Shared>) -> Json<Vec<CallRecord>> {
+    Json(lock(&state).calls.clone())
+}
+
+pub(crate) async fn fault(State(state): State<Shared>, Json(fault): Json<Fault>) -> &'static str {
+    lock(&state).inject(fault);
+    "ok"
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClockSkew {
+    skew_secs: i64,
+}
+
+pub(crate) async fn clock_skew(
+    State(state): State<Shared>,
+    Json(skew): Json<ClockSkew>,
+) -> &'static str {
+    lock(&state).clock_skew_secs = skew.skew_secs;
+    "ok"
+}
