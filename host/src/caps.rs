@@ -4,6 +4,7 @@
 //! Besides these, a guest gets WASI with nothing in it: no preopened directories, no environment,
 //! no arguments, no sockets, stdio discarded.
 
+pub(crate) mod douyin;
 pub(crate) mod http;
 pub(crate) mod kv;
 pub(crate) mod log;
@@ -26,19 +27,51 @@ pub(crate) struct PluginContext {
     pub(crate) store: Arc<Store>,
     pub(crate) http: reqwest::Client,
     pub(crate) kv_quota: KvQuota,
+    /// The Douyin client_token; the async lock makes one refresh at a time.
+    pub(crate) token: tokio::sync::Mutex<Option<douyin::CachedToken>>,
+    /// Tokens handed out lately, for redaction (readable without awaiting the lock above).
+    pub(crate) recent_tokens: std::sync::Mutex<Vec<Secret>>,
 }
 
 impl PluginContext {
+    pub(crate) fn new(
+        name: String,
+        config: PluginConfig,
+        store: Arc<Store>,
+        http: reqwest::Client,
+    ) -> Self {
+        PluginContext {
+            name,
+            config,
+            store,
+            http,
+            kv_quota: KvQuota::default(),
+            token: tokio::sync::Mutex::new(None),
+            recent_tokens: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
     /// Every secret this plugin's requests carry, for redaction.
-    pub(crate) fn secrets(&self) -> Vec<&Secret> {
+    pub(crate) fn secrets(&self) -> Vec<Secret> {
+        let mut secrets = Vec::new();
         match &self.config.auth {
-            crate::config::Auth::None => Vec::new(),
+            crate::config::Auth::None => {}
             crate::config::Auth::Top(top) => {
-                let mut secrets = vec![&top.app_secret];
-                secrets.extend(top.session.as_ref());
-                secrets
+                secrets.push(top.app_secret.clone());
+                secrets.extend(top.session.clone());
+            }
+            crate::config::Auth::Douyin(douyin) => {
+                secrets.push(douyin.client_secret.clone());
+                secrets.extend(
+                    self.recent_tokens
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .cloned(),
+                );
             }
         }
+        secrets
     }
 }
 

@@ -121,6 +121,20 @@ pub enum Auth {
     None,
     /// TOP: system parameters and a signature are added to every request.
     Top(TopAuth),
+    /// Douyin: a client_token, fetched and refreshed by the host, rides in the `access-token` header.
+    Douyin(DouyinAuth),
+}
+
+/// Douyin open-platform credentials.
+#[derive(Debug, Clone)]
+pub struct DouyinAuth {
+    /// The client_key (not secret).
+    pub client_key: String,
+    /// The client_secret, from `client_secret_env`.
+    pub client_secret: Secret,
+    /// Where tokens come from: `token_url`, else `settings.base_url` (default
+    /// `https://open.douyin.com`) + `/oauth/client_token/`.
+    pub token_url: url::Url,
 }
 
 /// TOP credentials.
@@ -162,6 +176,9 @@ impl Default for Limits {
         }
     }
 }
+
+/// The Douyin open API's root when `settings.base_url` is not set.
+pub const DOUYIN_BASE_URL: &str = "https://open.douyin.com";
 
 /// The largest `memory_mib` a plugin may ask for (one pooling-allocator slot).
 pub const MAX_MEMORY_MIB: u32 = 1024;
@@ -217,6 +234,11 @@ enum RawAuth {
         session_env: Option<String>,
         #[serde(default)]
         sign_method: SignMethod,
+    },
+    Douyin {
+        client_key: String,
+        client_secret_env: String,
+        token_url: Option<String>,
     },
 }
 
@@ -394,6 +416,40 @@ fn validate_plugin(
                 app_secret,
                 session,
                 sign_method,
+            })
+        }
+        Some(RawAuth::Douyin {
+            client_key,
+            client_secret_env,
+            token_url,
+        }) => {
+            if client_key.trim().is_empty() {
+                return Err(at(&["auth", "client_key"], "must not be empty".to_owned()));
+            }
+            let client_secret = read_secret(&client_secret_env, env)
+                .map_err(|why| at(&["auth", "client_secret_env"], why))?;
+            let (text, key): (String, &[&str]) = match token_url {
+                Some(url) => (url, &["auth", "token_url"]),
+                None => {
+                    let base = raw
+                        .settings
+                        .get("base_url")
+                        .map(String::as_str)
+                        .unwrap_or(DOUYIN_BASE_URL);
+                    (
+                        format!("{}/oauth/client_token/", base.trim_end_matches('/')),
+                        &["settings", "base_url"],
+                    )
+                }
+            };
+            let token_url = url::Url::parse(&text)
+                .ok()
+                .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+                .ok_or_else(|| at(key, format!("{text:?} is not an http(s) URL")))?;
+            Auth::Douyin(DouyinAuth {
+                client_key,
+                client_secret,
+                token_url,
             })
         }
     };

@@ -46,7 +46,7 @@ pub use crate::types::*;
 use crate::caps::PluginContext;
 use crate::runtime::bindings::latest::coupon::adapter::types as wit;
 use crate::runtime::{LoadedComponent, Op, OpResult, Runtime};
-use crate::store::{KvQuota, Store};
+use crate::store::Store;
 
 /// The host: loaded plugins, their sandbox, and the state they share.
 ///
@@ -92,13 +92,12 @@ impl Host {
                 &plugin_config.component,
                 plugin_config.sha256.as_deref(),
             )?;
-            let context = Arc::new(PluginContext {
-                name: name.clone(),
-                config: plugin_config,
-                store: store.clone(),
-                http: http.clone(),
-                kv_quota: KvQuota::default(),
-            });
+            let context = Arc::new(PluginContext::new(
+                name.clone(),
+                plugin_config,
+                store.clone(),
+                http.clone(),
+            ));
             let OpResult::Describe(info) = runtime.call(&context, &component, Op::Describe).await?
             else {
                 unreachable!("describe answers describe")

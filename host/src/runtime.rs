@@ -28,6 +28,9 @@ pub(crate) struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache_dir: PathBuf,
+    /// One permit per pool slot: a call beyond the pool's size waits for a slot instead of
+    /// failing to instantiate.
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -82,6 +85,7 @@ impl Runtime {
             engine,
             linker,
             cache_dir: cache_dir.to_owned(),
+            slots: Arc::new(tokio::sync::Semaphore::new(max_instances as usize)),
         })
     }
 
@@ -178,6 +182,11 @@ impl Runtime {
         op: Op,
     ) -> Result<OpResult> {
         let limits = &plugin.config.limits;
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
         let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
         store.limiter(|state| &mut state.limiter);
         let ticks = limits

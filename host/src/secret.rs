@@ -32,7 +32,7 @@ impl fmt::Debug for Secret {
 /// Used on everything that flows from the network or a guest towards a place someone can read:
 /// responses handed to a guest (a platform, or an allowed host, may echo a request back), guest
 /// log lines and error messages. Secrets shorter than 4 bytes are skipped: they would redact noise.
-pub fn redact_bytes(bytes: &[u8], secrets: &[&Secret]) -> Option<Vec<u8>> {
+pub fn redact_bytes(bytes: &[u8], secrets: &[Secret]) -> Option<Vec<u8>> {
     let mut out: Option<Vec<u8>> = None;
     for secret in secrets {
         let needle = secret.expose().as_bytes();
@@ -48,7 +48,7 @@ pub fn redact_bytes(bytes: &[u8], secrets: &[&Secret]) -> Option<Vec<u8>> {
 }
 
 /// [`redact_bytes`] for text.
-pub fn redact_str(text: &str, secrets: &[&Secret]) -> String {
+pub fn redact_str(text: &str, secrets: &[Secret]) -> String {
     match redact_bytes(text.as_bytes(), secrets) {
         Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
         None => text.to_owned(),
@@ -96,8 +96,11 @@ mod tests {
         let a = Secret::new("sess-abc");
         let b = Secret::new("tok-xyz1");
         let text = "x sess-abc y tok-xyz1 z sess-abc";
-        assert_eq!(redact_str(text, &[&a, &b]), "x *** y *** z ***");
-        assert_eq!(redact_str("nothing here", &[&a]), "nothing here");
-        assert!(redact_bytes(b"clean", &[&a]).is_none());
+        assert_eq!(
+            redact_str(text, &[a.clone(), b.clone()]),
+            "x *** y *** z ***"
+        );
+        assert_eq!(redact_str("nothing here", std::slice::from_ref(&a)), "nothing here");
+        assert!(redact_bytes(b"clean", &[a]).is_none());
     }
 }

@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// The embedded store.
 pub struct Store {
@@ -50,7 +51,7 @@ impl Default for KvQuota {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -83,6 +84,13 @@ impl Store {
                 value BLOB NOT NULL,
                 expires_at_ms INTEGER,
                 PRIMARY KEY (plugin, key)
+            ) WITHOUT ROWID;
+            CREATE TABLE IF NOT EXISTS tokens (
+                plugin TEXT NOT NULL,
+                client_key TEXT NOT NULL,
+                token TEXT NOT NULL,
+                refresh_at_ms INTEGER NOT NULL,
+                PRIMARY KEY (plugin, client_key)
             ) WITHOUT ROWID;",
         )
         .map_err(storage)?;
@@ -94,6 +102,36 @@ impl Store {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite is transactional.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cached platform token and when to refresh it (unix ms), so separate processes share it.
+    pub fn token_get(&self, plugin: &str, client_key: &str) -> Result<Option<(Secret, i64)>> {
+        self.conn()
+            .query_row(
+                "SELECT token, refresh_at_ms FROM tokens WHERE plugin = ?1 AND client_key = ?2",
+                params![plugin, client_key],
+                |row| Ok((Secret::new(row.get::<_, String>(0)?), row.get(1)?)),
+            )
+            .optional()
+            .map_err(storage)
+    }
+
+    /// Stores a platform token.
+    pub fn token_put(
+        &self,
+        plugin: &str,
+        client_key: &str,
+        token: &Secret,
+        refresh_at_ms: i64,
+    ) -> Result<()> {
+        self.conn()
+            .execute(
+                "INSERT INTO tokens (plugin, client_key, token, refresh_at_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (plugin, client_key) DO UPDATE SET token = ?3, refresh_at_ms = ?4",
+                params![plugin, client_key, token.expose(), refresh_at_ms],
+            )
+            .map(|_| ())
+            .map_err(storage)
     }
 
     /// A live value.

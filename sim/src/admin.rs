@@ -5,6 +5,7 @@
 //! - `GET /_sim/calls`: the gateway calls, JSON array of [`CallRecord`].
 //! - `POST /_sim/fault`: queue a [`crate::Fault`] given as JSON.
 //! - `POST /_sim/clock_skew`: `{"skew_secs": 660}` moves the simulator's clock.
+//! - `POST /_sim/douyin/expire_tokens`: every Douyin token issued so far is past its lifetime.
 
 use axum::Json;
 use axum::extract::State;
@@ -14,7 +15,7 @@ use crate::state::{Shared, lock};
 use crate::{CallRecord, Fault, Issuance};
 
 pub(crate) async fn ledger(State(state): State<Shared>) -> Json<Vec<Issuance>> {
-    Json(lock(&state).ledger.clone())
+    Json(lock(&state).ledger.entries().to_vec())
 }
 
 pub(crate) async fn calls(State(state): State<Shared>) -> Json<Vec<CallRecord>> {
@@ -37,5 +38,12 @@ pub(crate) async fn clock_skew(
     Json(skew): Json<ClockSkew>,
 ) -> &'static str {
     lock(&state).clock_skew_secs = skew.skew_secs;
+    "ok"
+}
+
+pub(crate) async fn expire_douyin_tokens(State(state): State<Shared>) -> &'static str {
+    let mut state = lock(&state);
+    let now = state.now();
+    state.douyin.expire_tokens(now);
     "ok"
 }

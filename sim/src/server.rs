@@ -8,6 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -18,7 +20,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::Service;
 
 use crate::state::Shared;
-use crate::{admin, top};
+use crate::{admin, douyin, top};
 
 /// How long [`Server::shutdown`] lets calls in flight finish before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
@@ -29,11 +31,39 @@ pub(crate) fn router(state: Shared) -> Router {
         // Every HTTP method reaches the gateway, which answers TOP code 9 for the ones it does
         // not serve, as the real one does.
         .route("/router/rest", any(top::handle))
+        // Douyin serves its OpenAPI by POST only; another method gets axum's 405.
+        .route("/oauth/client_token/", post(douyin::client_token))
+        .route(
+            "/api/promotion/v1/coupon/send_coupon_to_designated_user/",
+            post(douyin::send_coupon),
+        )
+        .route(
+            "/api/promotion/v1/coupon/get_coupon_receive_info/",
+            post(douyin::coupon_receive_info),
+        )
         .route("/_sim/ledger", get(admin::ledger))
         .route("/_sim/calls", get(admin::calls))
         .route("/_sim/fault", post(admin::fault))
         .route("/_sim/clock_skew", post(admin::clock_skew))
+        .route(
+            "/_sim/douyin/expire_tokens",
+            post(admin::expire_douyin_tokens),
+        )
         .with_state(state)
+}
+
+/// The HTML page a load balancer in front of a platform answers an HTTP error with
+/// ([`crate::Fault::Status`]).
+pub(crate) fn error_page(status: StatusCode) -> Response {
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Error")
+    );
+    let page = format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n"
+    );
+    (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
 }
 
 /// Lets a request handler close its connection without answering. Found in the request's

@@ -5,9 +5,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::{CallRecord, Fault, Issuance, SimConfig, TopApp, taobao};
+use crate::{CallRecord, Fault, Issuance, SimConfig, TopApp, alsc, douyin, taobao, tmall};
 
 /// The state shared by the server tasks and the [`crate::Sim`] handle.
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -26,8 +26,14 @@ pub(crate) struct State {
     pub(crate) qps_per_app: Option<u32>,
     /// The Taobao shop: coupons, stock, what each buyer holds.
     pub(crate) taobao: taobao::Shop,
+    /// The Tmall new-retail coupons, their instances and the `out_id`s used.
+    pub(crate) tmall: tmall::Store,
+    /// The local-services CRM: vouchers, what each customer holds, the `request_id`s used.
+    pub(crate) alsc: alsc::Crm,
+    /// The Douyin open platform: apps, tokens, activities, coupons, rate windows.
+    pub(crate) douyin: douyin::Platform,
     pub(crate) clock_skew_secs: i64,
-    pub(crate) ledger: Vec<Issuance>,
+    pub(crate) ledger: Ledger,
     pub(crate) calls: Vec<CallRecord>,
     faults: VecDeque<Fault>,
     /// Admitted call times per app key, for the QPS limit (a sliding one-second window).
@@ -52,8 +58,11 @@ impl State {
             top_apps: config.top_apps,
             qps_per_app: config.qps_per_app,
             taobao: taobao::Shop::new(config.taobao)?,
+            tmall: tmall::Store::new(config.tmall)?,
+            alsc: alsc::Crm::new(config.alsc)?,
+            douyin: douyin::Platform::new(config.douyin)?,
             clock_skew_secs: 0,
-            ledger: Vec::new(),
+            ledger: Ledger::default(),
             calls: Vec::new(),
             faults: VecDeque::new(),
             rate_windows: HashMap::new(),
@@ -90,6 +99,68 @@ impl State {
             Some(fault.clone())
         }
     }
+}
+
+/// Every coupon issued, with the call that issued it.
+#[derive(Default)]
+pub(crate) struct Ledger {
+    entries: Vec<Issuance>,
+    /// For each entry, the number of the call that issued it. An alsc send issues `voucher_num`
+    /// vouchers under one `request_id`; knowing they came from one call keeps them from counting
+    /// as duplicates of each other.
+    calls: Vec<u64>,
+    next_call: u64,
+}
+
+impl Ledger {
+    /// Records what one call issued (possibly nothing).
+    pub(crate) fn record(&mut self, issued: impl IntoIterator<Item = Issuance>) {
+        let call = self.next_call;
+        self.next_call += 1;
+        for issuance in issued {
+            self.entries.push(issuance);
+            self.calls.push(call);
+        }
+    }
+
+    pub(crate) fn entries(&self) -> &[Issuance] {
+        &self.entries
+    }
+
+    /// Entries whose (platform, idempotency id) a different, earlier call already issued under.
+    pub(crate) fn duplicates(&self) -> usize {
+        let mut first_call = HashMap::new();
+        self.entries
+            .iter()
+            .zip(&self.calls)
+            .filter_map(|(issuance, call)| {
+                let key = (
+                    issuance.platform.as_str(),
+                    issuance.idempotency_id.as_deref()?,
+                );
+                Some(*first_call.entry(key).or_insert(*call) != *call)
+            })
+            .filter(|duplicate| *duplicate)
+            .count()
+    }
+}
+
+/// Admits a call into a sliding one-second window of at most `limit` admitted calls; `false`
+/// when the window is full. Only admitted calls count, so a client that backs off for a second
+/// gets through again.
+pub(crate) fn admit(window: &mut VecDeque<Instant>, limit: u32) -> bool {
+    let now = Instant::now();
+    while window
+        .front()
+        .is_some_and(|admitted| now.duration_since(*admitted) >= Duration::from_secs(1))
+    {
+        window.pop_front();
+    }
+    if window.len() >= limit as usize {
+        return false;
+    }
+    window.push_back(now);
+    true
 }
 
 fn fault_api(fault: &Fault) -> Option<&str> {
@@ -145,5 +216,28 @@ mod tests {
         assert_eq!(state.take_fault("a"), Some(status(Some("a"), 1)));
         assert_eq!(state.take_fault("a"), Some(status(Some("a"), 0)));
         assert_eq!(state.take_fault("a"), None);
+    }
+
+    fn issued(platform: &str, id: Option<&str>) -> Issuance {
+        Issuance {
+            platform: platform.into(),
+            coupon: "c".into(),
+            recipient: "r".into(),
+            instance_id: "i".into(),
+            idempotency_id: id.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn duplicates_are_repeats_of_an_id_by_a_later_call() {
+        let mut ledger = Ledger::default();
+        // One call issuing three under one id (alsc voucher_num 3): no duplicate.
+        ledger.record(vec![issued("alsc", Some("r1")); 3]);
+        ledger.record([issued("douyin", Some("r1")), issued("taobao", None)]);
+        ledger.record([]);
+        assert_eq!(ledger.duplicates(), 0);
+        ledger.record([issued("alsc", Some("r1")), issued("taobao", None)]);
+        assert_eq!(ledger.duplicates(), 1);
+        assert_eq!(ledger.entries().len(), 7);
     }
 }

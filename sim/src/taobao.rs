@@ -53,7 +53,7 @@ pub(crate) struct Shop {
 }
 
 /// Parses a seed time, `yyyy-MM-dd HH:mm:ss` in GMT+8.
-fn parse_gmt8(text: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_gmt8(text: &str) -> Option<DateTime<Utc>> {
     let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").ok()?;
     let gmt8 = chrono::FixedOffset::east_opt(8 * 3600)?;
     Some(gmt8.from_local_datetime(&local).single()?.to_utc())
@@ -202,6 +202,7 @@ fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
 
     let mut results = Vec::new();
     let mut failures = Vec::new();
+    let mut issued = Vec::new();
     let recipients = nicks
         .into_iter()
         .map(|nick| ("buyer_nick", nick))
@@ -212,7 +213,7 @@ fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
             continue;
         }
         let number = taobao.issue(coupon_id, buyer);
-        ledger.push(Issuance {
+        issued.push(Issuance {
             platform: "taobao".into(),
             coupon: coupon_id.to_string(),
             recipient: buyer.to_owned(),
@@ -221,6 +222,7 @@ fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         });
         results.push(json!({ "coupon_number": number, field: buyer }));
     }
+    ledger.record(issued);
 
     let mut answer = json!({ "is_success": true });
     if !results.is_empty() {

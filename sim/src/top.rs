@@ -26,17 +26,19 @@
 //! | `format` not json/xml | 23 | Invalid format | |
 //! | signature mismatch | 25 | Invalid signature | |
 //! | `session` missing (API needs one) | 26 | Missing session | |
-//! | `session` unknown | 27 | Invalid session | `invalid-sessionkey` |
+//! | `session` unknown (checked whenever sent) | 27 | Invalid session | `invalid-sessionkey` |
 //! | over `qps_per_app` | 7 | App Call Limited | `isv.access-limited-by-app-access-count` |
 //!
 //! Then the API's own checks (40 `isv.missing-parameter`, 41 `isv.invalid-parameter`, business
-//! errors such as 15 `isv.coupon-error`).
+//! errors such as 15 `isv.coupon-error`, or a success envelope reporting a business failure, as
+//! alsc's `biz_success: false`).
 
 pub(crate) mod sign;
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -47,7 +49,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use self::sign::SignMethod;
-use crate::server::ResetHandle;
+use crate::server::{ResetHandle, error_page};
 use crate::state::{Shared, State, lock};
 use crate::{CallRecord, Fault};
 
@@ -56,7 +58,7 @@ pub(crate) type Params = BTreeMap<String, String>;
 
 /// The largest form body the simulator reads. TOP's own limit is not published; coupon calls
 /// are a few kilobytes even with 999 open_uids.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// How far a request's timestamp may be from the gateway's clock: "最大时间误差为10分钟".
 const TIMESTAMP_WINDOW_SECS: i64 = 10 * 60;
@@ -65,7 +67,8 @@ const TIMESTAMP_WINDOW_SECS: i64 = 10 * 60;
 pub(crate) struct TopApi {
     /// The `method` name, e.g. `taobao.promotion.coupon.sns.send`.
     pub(crate) name: &'static str,
-    /// Whether the API is tagged "需要授权" (needs the seller's `session`).
+    /// Whether the API is tagged "需要授权" (needs the seller's `session`). A session sent to an
+    /// API that does not need one is still checked, as the gateway does.
     pub(crate) needs_session: bool,
     /// Answers a call that passed every protocol check. The returned object is the response
     /// body without envelope and `request_id`; use [`Call::shape`] for list fields.
@@ -74,7 +77,10 @@ pub(crate) struct TopApi {
 
 /// Every TOP API the simulator serves. A new platform module adds its table here.
 fn apis() -> impl Iterator<Item = &'static TopApi> {
-    let apis = crate::taobao::APIS.iter();
+    let apis = crate::taobao::APIS
+        .iter()
+        .chain(crate::tmall::APIS)
+        .chain(crate::alsc::APIS);
     #[cfg(test)]
     let apis = apis.chain(tests::TEST_APIS);
     apis
@@ -87,16 +93,36 @@ fn find_api(name: &str) -> Option<&'static TopApi> {
 /// A call that passed the protocol checks, as a handler sees it.
 pub(crate) struct Call<'a> {
     params: &'a Params,
+    /// The calling app's key: idempotency ids are scoped to it.
+    pub(crate) app_key: &'a str,
     /// How lists are to be rendered.
     pub(crate) shape: Shape,
     /// The simulator's (skewed) now.
     pub(crate) now: DateTime<Utc>,
+    /// A business failure answered inside a success envelope, for the call record.
+    failure: RefCell<Option<BusinessFailure>>,
+}
+
+/// What [`Call::report_failure`] noted.
+struct BusinessFailure {
+    code: String,
+    detail: String,
 }
 
 impl Call<'_> {
     /// An application parameter, `None` when absent or blank (TOP drops blank parameters).
     pub(crate) fn param(&self, name: &str) -> Option<&str> {
         non_blank(self.params, name)
+    }
+
+    /// Notes that the success answer the handler returns reports a business failure (alsc's
+    /// `biz_success: false`), so the call is recorded as failed with `code` and `detail`
+    /// rather than as a success.
+    pub(crate) fn report_failure(&self, code: &str, detail: impl Into<String>) {
+        *self.failure.borrow_mut() = Some(BusinessFailure {
+            code: code.to_owned(),
+            detail: detail.into(),
+        });
     }
 }
 
@@ -251,8 +277,12 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     Some(gmt8.from_local_datetime(&local).single()?.to_utc())
 }
 
-/// The protocol checks, in the order the real gateway applies them, then the handler.
-fn gateway(state: &mut State, params: &Params) -> Result<Value, TopError> {
+/// The protocol checks, in the order the real gateway applies them, then the handler. A
+/// success answer comes with the business failure it reports, if any.
+fn gateway(
+    state: &mut State,
+    params: &Params,
+) -> Result<(Value, Option<BusinessFailure>), TopError> {
     // Messages are worded as the production gateway words them in answers seen in the wild
     // ("Invalid method", "Invalid signature", "Missing session", "Invalid app Key"), which is
     // not always the capitalisation of the documented error table.
@@ -321,23 +351,28 @@ fn gateway(state: &mut State, params: &Params) -> Result<Value, TopError> {
             "{sign_method:?} over {shown:?} is {expected}, the request says {sign}"
         )));
     }
-    if api.needs_session {
-        let session =
-            non_blank(params, "session").ok_or_else(|| TopError::new(26, "Missing session"))?;
-        if !app.sessions.iter().any(|known| known == session) {
+    // An API that does not need a session (alsc) still has one checked when it is sent: the
+    // gateway resolves every session it gets.
+    match non_blank(params, "session") {
+        None if api.needs_session => return Err(TopError::new(26, "Missing session")),
+        Some(session) if !app.sessions.iter().any(|known| known == session) => {
             return Err(TopError::new(27, "Invalid session")
                 .sub("invalid-sessionkey", "session key is invalid or expired"));
         }
+        None | Some(_) => {}
     }
     check_rate(state, app_key)?;
     let call = Call {
         params,
+        app_key,
         shape: Shape {
             simplify: wants_simplify(params),
         },
         now,
+        failure: RefCell::new(None),
     };
-    (api.handle)(state, &call)
+    let answer = (api.handle)(state, &call)?;
+    Ok((answer, call.failure.into_inner()))
 }
 
 /// Counts a call against the app's sliding one-second window; over the limit is code 7. Only
@@ -346,21 +381,13 @@ fn check_rate(state: &mut State, app_key: &str) -> Result<(), TopError> {
     let Some(qps) = state.qps_per_app else {
         return Ok(());
     };
-    let now = Instant::now();
     let window = state.rate_windows.entry(app_key.to_owned()).or_default();
-    while window
-        .front()
-        .is_some_and(|admitted| now.duration_since(*admitted) >= Duration::from_secs(1))
-    {
-        window.pop_front();
-    }
-    if window.len() >= qps as usize {
+    if !crate::state::admit(window, qps) {
         return Err(TopError::new(7, "App Call Limited").sub(
             "isv.access-limited-by-app-access-count",
             "This ban will last 1 more seconds",
         ));
     }
-    window.push_back(now);
     Ok(())
 }
 
@@ -406,7 +433,7 @@ fn answer(shared: &Shared, params: &Params) -> Value {
     let request_id = request_id();
     let result = gateway(&mut state, params);
     let (body, outcome) = match result {
-        Ok(mut body) => {
+        Ok((mut body, failure)) => {
             body["request_id"] = json!(request_id);
             let body = if wants_simplify(params) {
                 body
@@ -415,11 +442,11 @@ fn answer(shared: &Shared, params: &Params) -> Value {
                 json!({ response_name(api): body })
             };
             let outcome = Outcome {
-                ok: true,
-                error_code: None,
+                ok: failure.is_none(),
+                error_code: failure.as_ref().map(|f| f.code.clone()),
                 sub_code: None,
                 request_id: Some(request_id),
-                detail: None,
+                detail: failure.map(|f| f.detail),
             };
             (body, outcome)
         }
@@ -460,19 +487,6 @@ fn answer_catching_panics(shared: &Shared, params: &Params) -> Response {
                 .into_response()
         }
     }
-}
-
-/// The HTML page a load balancer in front of the gateway answers with.
-fn error_page(status: StatusCode) -> Response {
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("Error")
-    );
-    let page = format!(
-        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>Tengine</center>\r\n</body>\r\n</html>\r\n"
-    );
-    (status, [(header::CONTENT_TYPE, "text/html")], page).into_response()
 }
 
 /// The `/router/rest` handler, for every HTTP method.

@@ -9,6 +9,11 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
+#[path = "gateway/alsc.rs"]
+mod alsc;
+#[path = "gateway/tmall.rs"]
+mod tmall;
+
 const SNS_SEND: &str = "taobao.promotion.coupon.sns.send";
 const BUYER_GET: &str = "taobao.qianniu.coupon.buyer.get";
 

@@ -9,17 +9,38 @@ use std::process::{Child, Command, Stdio};
 use anyhow::{Context, bail};
 
 /// The adapters and what the demo sends through each: (plugin, coupon, recipients, query recipient).
-const DEMO: &[(&str, &str, &[&str], &str)] = &[(
-    "taobao",
-    "48552",
-    &["nick:张三", "nick:李四", "nick:不存在的买家"],
-    "nick:张三",
-)];
+const DEMO: &[(&str, &str, &[&str], &str)] = &[
+    (
+        "taobao",
+        "48552",
+        &["nick:张三", "nick:李四", "nick:不存在的买家"],
+        "nick:张三",
+    ),
+    (
+        "tmall-nrt",
+        "nrt-demo-uuid",
+        &["open-id:AAHk5d-demo-1", "open-id:AAHk5d-demo-2"],
+        "open-id:AAHk5d-demo-1",
+    ),
+    (
+        "alsc",
+        "3243421",
+        &["customer-id:5757", "customer-id:ghost-customer"],
+        "customer-id:5757",
+    ),
+    (
+        "douyin",
+        "7218070000005644204",
+        &["open-id:ba253642-0590-40bc-demo", "open-id:inactive-user"],
+        "open-id:ba253642-0590-40bc-demo",
+    ),
+];
 
 /// The simulator's demo credentials (SimConfig::demo()); the config names these variables.
 const DEMO_SECRETS: &[(&str, &str)] = &[
     ("TAOBAO_APP_SECRET", "sim-app-secret"),
     ("TAOBAO_SESSION", "sim-session"),
+    ("DOUYIN_CLIENT_SECRET", "sim-douyin-secret"),
 ];
 
 /// The address `examples/sandbox.toml` expects the simulator on.
@@ -61,7 +82,16 @@ fn run(command: &mut Command) -> anyhow::Result<()> {
 }
 
 fn adapter_crates() -> Vec<&'static str> {
-    vec!["taobao"]
+    DEMO.iter().map(|(plugin, ..)| *plugin).collect()
+}
+
+/// Pads to `width` terminal columns, counting CJK characters as two.
+fn pad(text: &str, width: usize) -> String {
+    let columns: usize = text
+        .chars()
+        .map(|c| if c >= '\u{1100}' { 2 } else { 1 })
+        .sum();
+    format!("{text}{}", " ".repeat(width.saturating_sub(columns)))
 }
 
 fn build_components() -> anyhow::Result<PathBuf> {
@@ -144,10 +174,10 @@ fn demo() -> anyhow::Result<()> {
             Ok(outcome) => {
                 for issued in outcome["issued"].as_array().into_iter().flatten() {
                     println!(
-                        "{:<8} {:<6} {:<22} {:<10} coupon {}",
+                        "{:<10} {:<6} {} {:<10} coupon {}",
                         plugin,
                         "send",
-                        issued["recipient"].as_str().unwrap_or("?"),
+                        pad(issued["recipient"].as_str().unwrap_or("?"), 34),
                         "issued",
                         issued["coupon_id"].as_str().unwrap_or("-")
                     );
@@ -155,10 +185,10 @@ fn demo() -> anyhow::Result<()> {
                 for failed in outcome["failed"].as_array().into_iter().flatten() {
                     let error = &failed["error"];
                     println!(
-                        "{:<8} {:<6} {:<22} {:<10} {} ({}: {})",
+                        "{:<10} {:<6} {} {:<10} {} ({}: {})",
                         plugin,
                         "send",
-                        failed["recipient"].as_str().unwrap_or("?"),
+                        pad(failed["recipient"].as_str().unwrap_or("?"), 34),
                         "failed",
                         error["class"].as_str().unwrap_or("?"),
                         error["code"].as_str().unwrap_or("?"),
@@ -166,17 +196,22 @@ fn demo() -> anyhow::Result<()> {
                     );
                 }
             }
-            Err(e) => println!("{plugin:<8} {:<6} {:<22} {:<10} {e}", "send", "-", "error"),
+            Err(e) => println!(
+                "{plugin:<10} {:<6} {} {:<10} {e}",
+                "send",
+                pad("-", 34),
+                "error"
+            ),
         }
         match host(&["query", plugin, "--recipient", query_recipient, "--json"]) {
             Ok(result) => {
                 for coupon in result["coupons"].as_array().into_iter().flatten() {
                     let fen = coupon["amount_fen"].as_i64();
                     println!(
-                        "{:<8} {:<6} {:<22} {:<10} {} {}",
+                        "{:<10} {:<6} {} {:<10} {} {}",
                         plugin,
                         "query",
-                        query_recipient,
+                        pad(query_recipient, 34),
                         coupon["state"].as_str().unwrap_or("?"),
                         coupon["title"].as_str().unwrap_or("-"),
                         fen.map(|f| format!("¥{}.{:02} off", f / 100, f % 100))

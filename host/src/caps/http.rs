@@ -13,7 +13,7 @@ use crate::config::Auth;
 use crate::runtime::bindings::latest::coupon::adapter::signed_http::{
     self, HttpError, Method, Request, Response,
 };
-use crate::secret::{redact_bytes, redact_str};
+use crate::secret::{Secret, redact_bytes, redact_str};
 use crate::signing::top;
 
 /// TOP system parameters the host adds; a guest that sets one is refused.
@@ -78,38 +78,70 @@ impl PluginContext {
         }
 
         let params = self.signed_params(&request, now)?;
+        let prepared = Prepared {
+            method: request.method,
+            url,
+            headers: request.headers,
+            params,
+            body: request.body,
+        };
+        match &self.config.auth {
+            Auth::Douyin(auth) => {
+                let token = self.douyin_token(auth, None).await?;
+                let response = self.execute(&prepared, Some(&token)).await?;
+                if !token_refused(&response) {
+                    return Ok(response);
+                }
+                // Expired or revoked: one refresh (shared with concurrent callers), one retry.
+                tracing::info!(plugin = %self.name, "douyin token refused; refreshing once");
+                let fresh = self.douyin_token(auth, Some(&token)).await?;
+                self.execute(&prepared, Some(&fresh)).await
+            }
+            _ => self.execute(&prepared, None).await,
+        }
+    }
+
+    /// Sends a checked, signed request and reads the answer within the plugin's caps.
+    async fn execute(
+        &self,
+        prepared: &Prepared,
+        access_token: Option<&Secret>,
+    ) -> Result<Response, HttpError> {
         let limits = &self.config.limits;
-        let method = match request.method {
+        let method = match prepared.method {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
         };
         let mut builder = self
             .http
-            .request(method, url)
+            .request(method, prepared.url.clone())
             .timeout(Duration::from_millis(limits.http_timeout_ms));
-        for (name, value) in &request.headers {
+        for (name, value) in &prepared.headers {
             builder = builder.header(name, value);
         }
-        builder = match (request.method, request.body) {
+        if let Some(token) = access_token {
+            builder = builder.header("access-token", token.expose());
+        }
+        builder = match (prepared.method, &prepared.body) {
             (Method::Get, Some(_)) => {
                 return Err(HttpError::Denied("a GET request has no body".to_owned()));
             }
-            (Method::Get, None) => builder.query(&params),
-            (Method::Post, Some(_)) if !params.is_empty() => {
+            (Method::Get, None) => builder.query(&prepared.params),
+            (Method::Post, Some(_)) if !prepared.params.is_empty() => {
                 return Err(HttpError::Denied(
                     "a request carries either params or a body, not both".to_owned(),
                 ));
             }
-            (Method::Post, Some(body)) => builder.body(body),
+            (Method::Post, Some(body)) => builder.body(body.clone()),
             (Method::Post, None) => builder
                 .header(
                     "content-type",
                     "application/x-www-form-urlencoded;charset=utf-8",
                 )
-                .body(form_encode(&params)),
+                .body(form_encode(&prepared.params)),
         };
 
-        let response = builder.send().await.map_err(transport_error)?;
+        let mut response = builder.send().await.map_err(transport_error)?;
         let status = response.status().as_u16();
         let max = u64::from(limits.max_response_kib) * 1024;
         if response.content_length().is_some_and(|len| len > max) {
@@ -124,7 +156,6 @@ impl PluginContext {
                 (name.as_str().to_owned(), redact_str(&value, &secrets))
             })
             .collect();
-        let mut response = response;
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
             if body.len() as u64 + chunk.len() as u64 > max {
@@ -153,7 +184,7 @@ impl PluginContext {
             }
         }
         match &self.config.auth {
-            Auth::None => Ok(request.params.clone()),
+            Auth::None | Auth::Douyin(_) => Ok(request.params.clone()),
             Auth::Top(auth) => {
                 if request.body.is_some() {
                     return Err(HttpError::Denied(
@@ -185,6 +216,24 @@ impl PluginContext {
             }
         }
     }
+}
+
+/// A request after policy checks and signing, ready to send (again, after a token refresh).
+struct Prepared {
+    method: Method,
+    url: url::Url,
+    headers: Vec<(String, String)>,
+    params: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+/// Whether a Douyin answer says the access token is invalid or expired.
+fn token_refused(response: &Response) -> bool {
+    response.status == 200
+        && serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v["err_no"].as_i64())
+            .is_some_and(|code| crate::caps::douyin::REFRESH_CODES.contains(&code))
 }
 
 fn form_encode(params: &[(String, String)]) -> Vec<u8> {

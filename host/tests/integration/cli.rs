@@ -18,7 +18,7 @@ fn assert_one_line_error(output: &crate::support::CliOutput, needle: &str) {
 
 fn assert_no_secret(texts: &[&str]) {
     for text in texts {
-        for secret in [APP_SECRET, SESSION] {
+        for secret in [APP_SECRET, SESSION, crate::support::DOUYIN_SECRET] {
             assert!(!text.contains(secret), "a secret leaked: {text}");
         }
     }
@@ -29,8 +29,13 @@ async fn plugins_json_lists_what_describe_returned() {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
     let output = env.cli(&["plugins", "--json"]).await;
     let json = output.json();
-    let plugin = &json["plugins"][0];
-    assert_eq!(plugin["name"], "taobao");
+    let plugins = json["plugins"].as_array().unwrap();
+    let names: Vec<_> = plugins
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alsc", "douyin", "taobao", "tmall-nrt"]);
+    let plugin = &plugins[2];
     assert_eq!(plugin["describe"]["platform"], "taobao");
     assert_eq!(plugin["describe"]["max_recipients_per_call"], 100);
     assert_eq!(plugin["describe"]["recipient_kinds"][0], "nick");
@@ -213,6 +218,24 @@ async fn no_secret_appears_in_any_output_log_or_state() {
         ],
         vec!["send", "taobao", "--coupon", "1", "--to", "nick:张三"],
         vec!["query", "taobao", "--recipient", "nick:张三"],
+        vec![
+            "send",
+            "douyin",
+            "--coupon",
+            "7218070000005644204",
+            "--to",
+            "open-id:x",
+            "--json",
+        ],
+        vec![
+            "send",
+            "alsc",
+            "--coupon",
+            "3243421",
+            "--to",
+            "customer-id:5757",
+            "--json",
+        ],
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
         command
@@ -228,11 +251,21 @@ async fn no_secret_appears_in_any_output_log_or_state() {
     for output in &outputs {
         assert_no_secret(&[&output.stdout, &output.stderr]);
     }
-    // Trace logging really ran (a scan of empty output would prove nothing).
+    // Trace logging really ran, and the sends went through (a scan of empty output or of
+    // failed calls would prove nothing).
     assert!(outputs[1].stderr.contains("plugin loaded"));
+    assert!(outputs[4].stderr.contains("fetched a douyin client_token"));
+    for i in [1, 4, 5] {
+        assert!(outputs[i].status.success(), "{}", outputs[i].stderr);
+        assert!(
+            outputs[i].stdout.contains("\"issued\":[{"),
+            "{}",
+            outputs[i].stdout
+        );
+    }
     for entry in walk(env.dir.path()) {
         let bytes = std::fs::read(&entry).unwrap();
-        for secret in [APP_SECRET, SESSION] {
+        for secret in [APP_SECRET, SESSION, crate::support::DOUYIN_SECRET] {
             assert!(
                 !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "{} holds a secret",

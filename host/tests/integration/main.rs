@@ -2,6 +2,8 @@
 //! against adapters built from source and the simulator on loopback.
 
 mod cli;
+mod conformance;
+mod platforms;
 mod support;
 mod taobao;
 mod tidy;

@@ -10,6 +10,8 @@ pub const APP_SECRET: &str = "sim-app-secret";
 pub const SESSION: &str = "sim-session";
 pub const APP_SECRET_ENV: &str = "COUPON_TEST_TAOBAO_SECRET";
 pub const SESSION_ENV: &str = "COUPON_TEST_TAOBAO_SESSION";
+pub const DOUYIN_SECRET: &str = "sim-douyin-secret";
+pub const DOUYIN_SECRET_ENV: &str = "COUPON_TEST_DOUYIN_SECRET";
 
 pub struct TestEnv {
     pub sim: Sim,
@@ -26,6 +28,7 @@ pub fn cache_dir() -> PathBuf {
 pub struct Options {
     pub sign_method: &'static str,
     pub app_secret: &'static str,
+    pub douyin_secret: &'static str,
     pub extra_plugin_toml: String,
 }
 
@@ -34,6 +37,7 @@ impl Default for Options {
         Options {
             sign_method: "hmac-sha256",
             app_secret: APP_SECRET,
+            douyin_secret: DOUYIN_SECRET,
             extra_plugin_toml: String::new(),
         }
     }
@@ -56,10 +60,34 @@ max_instances = 16
 component = {component:?}
 allowed_hosts = [{origin:?}]
 auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
-limits = {{ timeout_ms = 10000, memory_mib = 64 }}
+limits = {{ timeout_ms = 10000, memory_mib = 64, http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 {extra}
+
+[plugins.tmall-nrt]
+component = {tmall:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ gateway = "{gateway}", biz_code = "YXX", channel = "app", coupon_type = "247" }}
+
+[plugins.alsc]
+component = {alsc:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", sign_method = "{sign_method}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ gateway = "{gateway}" }}
+
+[plugins.douyin]
+component = {douyin:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
 "#,
+            tmall = coupon_host_tests::TMALL_NRT,
+            alsc = coupon_host_tests::ALSC,
+            douyin = coupon_host_tests::DOUYIN,
             cache = cache_dir().display().to_string(),
             component = coupon_host_tests::TAOBAO,
             origin = sim.base_url(),
@@ -75,6 +103,10 @@ settings = {{ gateway = "{gateway}" }}
             secrets: vec![
                 (APP_SECRET_ENV.to_owned(), options.app_secret.to_owned()),
                 (SESSION_ENV.to_owned(), SESSION.to_owned()),
+                (
+                    DOUYIN_SECRET_ENV.to_owned(),
+                    options.douyin_secret.to_owned(),
+                ),
             ],
         }
     }

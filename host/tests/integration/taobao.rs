@@ -200,8 +200,7 @@ async fn describe_is_listed_with_the_component_digest() {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
     let host = env.host().await;
     let plugins = host.plugins();
-    assert_eq!(plugins.len(), 1);
-    let taobao = &plugins[0];
+    let taobao = plugins.iter().find(|p| p.name == "taobao").unwrap();
     assert_eq!(taobao.describe.platform, "taobao");
     assert!(!taobao.describe.idempotent_send);
     assert_eq!(taobao.describe.max_recipients_per_call, 100);

@@ -124,6 +124,8 @@ pub enum HttpError {
     Timeout,
     /// The answer was larger than the host allows.
     TooLarge,
+    /// The host could not obtain credentials; nothing was sent.
+    Unauthorized(String),
     /// Anything else.
     Other(String),
 }
@@ -378,7 +380,7 @@ pub fn build_query_request(config: &Config, nick: &str) -> HttpRequest {
 
 /// A `signed-http` failure, classified.
 pub fn http_error(error: HttpError) -> TopError {
-    use ErrorClass::{InvalidRequest, Transient, Unknown};
+    use ErrorClass::{InvalidRequest, Transient, Unauthorized, Unknown};
     match error {
         HttpError::Denied(why) => TopError::new(InvalidRequest, "http.denied", why),
         HttpError::Connect(why) => TopError::new(Transient, "http.connect", why),
@@ -392,6 +394,7 @@ pub fn http_error(error: HttpError) -> TopError {
             "http.too-large",
             "the answer was larger than the host allows",
         ),
+        HttpError::Unauthorized(why) => TopError::new(Unauthorized, "http.unauthorized", why),
         HttpError::Other(why) => TopError::new(Transient, "http.other", why),
     }
 }

@@ -67,6 +67,7 @@ fn send(req: &api::HttpRequest) -> Result<api::HttpResponse, api::HttpError> {
         Err(http::HttpError::Connect(why)) => Err(api::HttpError::Connect(why)),
         Err(http::HttpError::Timeout) => Err(api::HttpError::Timeout),
         Err(http::HttpError::TooLarge) => Err(api::HttpError::TooLarge),
+        Err(http::HttpError::Unauthorized(why)) => Err(api::HttpError::Unauthorized(why)),
         Err(http::HttpError::Other(why)) => Err(api::HttpError::Other(why)),
     }
 }

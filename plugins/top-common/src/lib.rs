@@ -1,5 +1,9 @@
 //! What every TOP (Taobao Open Platform) adapter shares: the response envelope, the error
-//! classifier and the unit conversions.
+//! classifier and the unit conversions; the call through `signed-http` and its failures
+//! ([`HttpRequest`], [`read_answer`]); settings ([`Lookup`], [`TopConfig`]); platform
+//! idempotency ids ([`recipient_idempotency_id`]); the one-call-per-recipient send loop
+//! ([`send_one_by_one`]); the adapter contract as plain types ([`contract`]) and the WIT glue
+//! that converts it ([`wit_glue!`]).
 //!
 //! The crate is plain Rust with no WIT types, so it is tested natively and each adapter maps
 //! [`ErrorClass`] onto the WIT `error-class` in its glue code. Nothing here panics on platform
@@ -14,12 +18,24 @@
 //! assert_eq!(error.request_id.as_deref(), Some("rxvsf5lo4ufl"));
 //! ```
 
+mod call;
 mod classify;
+pub mod contract;
 mod envelope;
 mod error;
+mod glue;
+mod idempotency;
+mod one_by_one;
+mod settings;
 mod units;
 
+pub use call::{
+    HttpError, HttpRequest, HttpResponse, Idempotence, http_error, read_answer, stops_later_calls,
+};
 pub use classify::classify;
 pub use envelope::{as_bool, as_i64, as_text, field_list, parse_envelope, request_id, unwrap_list};
 pub use error::{ErrorClass, TopError};
-pub use units::{gmt8_to_unix, value_to_unix, yuan_to_fen};
+pub use idempotency::recipient_idempotency_id;
+pub use one_by_one::{RecipientCall, send_one_by_one};
+pub use settings::{Lookup, TopConfig, config_error};
+pub use units::{gmt8_to_unix, millis_to_unix, value_to_unix, yuan_to_fen};

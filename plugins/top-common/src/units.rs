@@ -153,6 +153,22 @@ pub fn value_to_unix(value: &Value) -> Option<i64> {
     }
 }
 
+/// An epoch time in **milliseconds** (a JSON integer, integral float or decimal string) as unix
+/// seconds, rounded down. Unlike [`value_to_unix`] it does not guess the unit, for APIs whose
+/// convention fixes it (Tmall nrt `start_time` / `end_time`).
+///
+/// ```
+/// use serde_json::json;
+/// use top_common::millis_to_unix;
+///
+/// assert_eq!(millis_to_unix(&json!(1767196800000i64)), Some(1_767_196_800));
+/// assert_eq!(millis_to_unix(&json!("123345")), Some(123));
+/// assert_eq!(millis_to_unix(&json!("2026-01-01")), None);
+/// ```
+pub fn millis_to_unix(value: &Value) -> Option<i64> {
+    as_i64(value).map(|ms| ms.div_euclid(1000))
+}
+
 fn epoch_seconds(number: i64) -> i64 {
     if number
         .checked_abs()
@@ -332,6 +348,25 @@ mod tests {
             }
         }
         assert_eq!(days_from_civil(1970, 1, 1), 0);
+    }
+
+    #[test]
+    fn millis_are_always_millis() {
+        assert_eq!(
+            millis_to_unix(&json!(1_798_732_799_000i64)),
+            Some(1_798_732_799)
+        );
+        assert_eq!(
+            millis_to_unix(&json!(1_798_732_799_999i64)),
+            Some(1_798_732_799)
+        );
+        assert_eq!(millis_to_unix(&json!(123_345)), Some(123));
+        assert_eq!(millis_to_unix(&json!(-1)), Some(-1));
+        assert_eq!(millis_to_unix(&json!(" 1000 ")), Some(1));
+        assert_eq!(millis_to_unix(&json!(1.5e12)), Some(1_500_000_000));
+        for bad in [json!(1.5), json!("x"), json!(null), json!([]), json!(true)] {
+            assert_eq!(millis_to_unix(&bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -515,6 +515,11 @@ fn a_failing_first_call_fails_the_whole_request() {
             "http.too-large",
         ),
         (
+            Err(HttpError::Unauthorized("token refused".to_owned())),
+            ErrorClass::Unauthorized,
+            "http.unauthorized",
+        ),
+        (
             Err(HttpError::Other("no session".to_owned())),
             ErrorClass::Transient,
             "http.other",

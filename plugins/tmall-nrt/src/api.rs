@@ -1,0 +1,398 @@
+//! Everything the tmall-nrt adapter decides, as pure functions over plain types (no WIT types).
+//!
+//! `lib.rs` converts the WIT records to `top_common::contract` types and passes the
+//! `settings.get` and `signed-http.send` imports in as closures, so the whole send and query flow
+//! is tested natively with the fixtures under `fixtures/`. The wire conventions are those of
+//! `docs/PLATFORMS.md` (tmall-nrt).
+//!
+//! * Send: `tmall.nrt.coupon.send`, one call per open id, with the JSON parameter
+//!   `nrt_coupon_send_dto`. The API is idempotent by `out_id`, which is derived from the request's
+//!   idempotency key and the open id, so resending a send never issues twice.
+//! * Query: `tmall.nrt.coupon.instance.query` for one open id.
+#![forbid(unsafe_code)]
+
+use serde::Serialize;
+use serde_json::Value;
+use top_common::contract::{
+    AdapterInfo, Coupon, CouponState, IssuedCoupon, Outcome, Recipient, RecipientKind, SendRequest,
+};
+use top_common::{
+    ErrorClass, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, RecipientCall,
+    TopConfig, TopError, as_i64, as_text, config_error, millis_to_unix, read_answer,
+    recipient_idempotency_id, send_one_by_one, unwrap_list,
+};
+
+#[cfg(test)]
+mod tests;
+
+/// What `describe` answers.
+pub const INFO: AdapterInfo = AdapterInfo {
+    platform: "tmall-nrt",
+    version: env!("CARGO_PKG_VERSION"),
+    // One platform call per recipient: the host batches to this many calls per invocation.
+    max_recipients_per_call: 20,
+    // The platform deduplicates by `out_id`, which is stable across retries of a send.
+    idempotent_send: true,
+    recipient_kinds: &[RecipientKind::OpenId],
+    operations: &["send-coupon", "query-coupons"],
+};
+
+/// The TOP API behind `send-coupon`.
+pub const SEND_METHOD: &str = "tmall.nrt.coupon.send";
+/// The TOP API behind `query-coupons`.
+pub const QUERY_METHOD: &str = "tmall.nrt.coupon.instance.query";
+/// The send's JSON parameter.
+pub const SEND_DTO_PARAM: &str = "nrt_coupon_send_dto";
+/// The `coupon_type`s the API takes: 247 category coupon, 276 store coupon, 357 store-general
+/// coupon.
+pub const COUPON_TYPES: [u32; 3] = [247, 276, 357];
+
+/// The settings both operations read, after `--option` overrides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `gateway` and `simplify`.
+    pub top: TopConfig,
+    /// `biz_code`: the business code, e.g. `YXX`. Required.
+    pub biz_code: String,
+    /// `coupon_type`: 247, 276 or 357. Required.
+    pub coupon_type: u32,
+}
+
+impl Config {
+    /// Reads `gateway`, `simplify`, `biz_code` and `coupon_type`.
+    pub fn resolve(lookup: &Lookup<'_>) -> Result<Self, TopError> {
+        let top = TopConfig::resolve(lookup)?;
+        let biz_code =
+            lookup.required("biz_code", "the Tmall new-retail business code, e.g. YXX")?;
+        let text = lookup.required(
+            "coupon_type",
+            "247 (category coupon), 276 (store coupon) or 357 (store-general coupon)",
+        )?;
+        let coupon_type = text
+            .parse::<u32>()
+            .ok()
+            .filter(|kind| COUPON_TYPES.contains(kind))
+            .ok_or_else(|| {
+                config_error(format!(
+                    "settings.coupon_type must be 247, 276 or 357, got {text:?}"
+                ))
+            })?;
+        Ok(Self {
+            top,
+            biz_code,
+            coupon_type,
+        })
+    }
+}
+
+/// The settings the send reads on top of [`Config`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendConfig {
+    /// What the query needs too.
+    pub config: Config,
+    /// `channel`: the merchant's channel, e.g. `app`. Required.
+    pub channel: String,
+    /// `extra`: the DTO's optional extension field, sent as given (the platform reads it as
+    /// JSON text). Absent or blank: left out.
+    pub extra: Option<String>,
+}
+
+impl SendConfig {
+    /// Reads [`Config`], `channel` and `extra`.
+    pub fn resolve(lookup: &Lookup<'_>) -> Result<Self, TopError> {
+        let config = Config::resolve(lookup)?;
+        let channel = lookup.required("channel", "the sending channel, e.g. app")?;
+        Ok(Self {
+            config,
+            channel,
+            extra: lookup.get("extra"),
+        })
+    }
+}
+
+/// `nrt_coupon_send_dto`, whose fields serialize in this order: Java-bean order, as the TOP SDK
+/// writes it (docs/PLATFORMS.md).
+#[derive(Debug, Serialize)]
+pub struct SendDto<'a> {
+    /// From settings.
+    pub biz_code: &'a str,
+    /// From settings.
+    pub channel: &'a str,
+    /// From settings, a JSON number.
+    pub coupon_type: u32,
+    /// From settings; left out when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<&'a str>,
+    /// The recipient.
+    pub open_id: &'a str,
+    /// [`recipient_idempotency_id`] of the request's idempotency key and the open id.
+    pub out_id: &'a str,
+    /// The request's `coupon`.
+    pub uuid: &'a str,
+}
+
+/// The call of `tmall.nrt.coupon.send` for one open id. The DTO is serialized here, once, and
+/// the host signs exactly this text.
+pub fn build_send_request(
+    config: &SendConfig,
+    uuid: &str,
+    open_id: &str,
+    out_id: &str,
+) -> Result<HttpRequest, TopError> {
+    let dto = SendDto {
+        biz_code: &config.config.biz_code,
+        channel: &config.channel,
+        coupon_type: config.config.coupon_type,
+        extra: config.extra.as_deref(),
+        open_id,
+        out_id,
+        uuid,
+    };
+    let json = serde_json::to_string(&dto).map_err(|error| {
+        TopError::new(
+            ErrorClass::InvalidRequest,
+            "dto",
+            format!("cannot write {SEND_DTO_PARAM}: {error}"),
+        )
+    })?;
+    let top = &config.config.top;
+    Ok(HttpRequest::top(&top.gateway, SEND_METHOD, top.simplify).param(SEND_DTO_PARAM, json))
+}
+
+/// The call of `tmall.nrt.coupon.instance.query` for one open id.
+pub fn build_query_request(config: &Config, open_id: &str) -> HttpRequest {
+    HttpRequest::top(&config.top.gateway, QUERY_METHOD, config.top.simplify)
+        .param("user_id", open_id)
+        .param("biz_code", config.biz_code.as_str())
+        .param("coupon_types", config.coupon_type.to_string())
+}
+
+/// The business error numbers of seed 001, which arrive as the `sub_code` of a code-15
+/// `error_response` (and as `result.code` of the query).
+static NRT_CODES: &[(&str, ErrorClass)] = &[
+    // 领取太多了,不要贪心~: the per-user limit.
+    ("-7", ErrorClass::RecipientLimit),
+    // 优惠券已领完,下次早点喔~: stock ran out.
+    ("-6", ErrorClass::CouponUnavailable),
+    // 优惠券无效,请联系客服~: ended or unknown uuid.
+    ("-3", ErrorClass::CouponUnavailable),
+    // 业务异常.
+    ("-11", ErrorClass::InvalidRequest),
+    // 系统异常.
+    ("-9999", ErrorClass::Transient),
+];
+
+/// The class of one of the seed's error numbers.
+pub fn nrt_class(code: &str) -> Option<ErrorClass> {
+    NRT_CODES
+        .iter()
+        .find(|(known, _)| *known == code.trim())
+        .map(|(_, class)| *class)
+}
+
+/// Reclassifies an error whose code is one of the seed's numbers (top-common's TOP classifier
+/// does not know them); any other error is left as top-common classified it.
+pub fn classify_nrt(error: TopError) -> TopError {
+    match nrt_class(&error.code) {
+        Some(class) => TopError {
+            class,
+            retry_after_ms: None,
+            ..error
+        },
+        None => error,
+    }
+}
+
+/// A text field, trimmed, or a number as text; `None` when absent or blank.
+fn text(object: &Value, key: &str) -> Option<String> {
+    let value = object.get(key).and_then(as_text)?;
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// The coupon a successful send answer (`model`) describes.
+///
+/// An answer without a `model` object (the seed's sample shows `null`) says nothing about the
+/// coupon: `transient` with code `no-model`, since resending with the same `out_id` is safe and
+/// returns the first answer.
+pub fn parse_send_response(
+    response: &Value,
+    request_id: Option<&str>,
+) -> Result<IssuedCoupon, TopError> {
+    let Some(model) = response.get("model").filter(|model| model.is_object()) else {
+        let message = format!(
+            "{SEND_METHOD} answered without a model, so whether the coupon was issued is not known; resending with the same out_id is safe"
+        );
+        let error = TopError::new(ErrorClass::Transient, "no-model", message);
+        return Err(TopError {
+            request_id: request_id.map(str::to_owned),
+            ..error
+        });
+    };
+    Ok(IssuedCoupon {
+        coupon_id: text(model, "coupon_instance_id"),
+        name: text(model, "coupon_name"),
+        amount_fen: model.get("discount").and_then(as_i64),
+        threshold_fen: model.get("start_fee").and_then(as_i64),
+        valid_from: model.get("start_time").and_then(millis_to_unix),
+        valid_until: model.get("end_time").and_then(millis_to_unix),
+    })
+}
+
+fn invalid(code: &str, message: String) -> TopError {
+    TopError::new(ErrorClass::InvalidRequest, code, message)
+}
+
+/// Sends the coupon to every recipient, one call each.
+///
+/// Returns `Err` when the request itself is wrong (quantity other than 1, blank coupon or
+/// idempotency key, settings) or when the first call fails in a way that holds for every call;
+/// otherwise each recipient is issued or failed as [`send_one_by_one`] describes.
+pub fn send_coupon(
+    request: &SendRequest,
+    settings: &dyn Fn(&str) -> Option<String>,
+    mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
+) -> Result<Outcome, TopError> {
+    if request.quantity != 1 {
+        let message = format!(
+            "{SEND_METHOD} sends one coupon per recipient; quantity is {}",
+            request.quantity
+        );
+        return Err(invalid("quantity", message));
+    }
+    if request.idempotency_key.trim().is_empty() {
+        let message = "the idempotency key is empty, so no stable out_id can be derived";
+        return Err(invalid("idempotency-key", message.to_owned()));
+    }
+    let uuid = request.coupon.trim();
+    if uuid.is_empty() {
+        return Err(invalid(
+            "coupon",
+            "the coupon (the Tmall coupon uuid) is empty".to_owned(),
+        ));
+    }
+    let config = SendConfig::resolve(&Lookup::new(&request.options, settings))?;
+    send_one_by_one(
+        &request.recipients,
+        RecipientKind::OpenId,
+        INFO.platform,
+        |open_id| {
+            let out_id = recipient_idempotency_id(&request.idempotency_key, open_id);
+            let call = match build_send_request(&config, uuid, open_id, &out_id) {
+                Ok(call) => call,
+                Err(error) => {
+                    return RecipientCall {
+                        request_id: None,
+                        result: Err(error),
+                    };
+                }
+            };
+            let (request_id, answer) = read_answer(http(&call), Idempotence::Idempotent);
+            let result = answer
+                .map_err(classify_nrt)
+                .and_then(|response| parse_send_response(&response, request_id.as_deref()));
+            RecipientCall { request_id, result }
+        },
+    )
+}
+
+/// Lists the coupon instances the open id holds under the configured `biz_code` and
+/// `coupon_type`.
+pub fn query_coupons(
+    recipient: &Recipient,
+    options: &[(String, String)],
+    settings: &dyn Fn(&str) -> Option<String>,
+    mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
+) -> Result<Vec<Coupon>, TopError> {
+    let open_id = match recipient {
+        Recipient::OpenId(open_id) if !open_id.trim().is_empty() => open_id.trim(),
+        Recipient::OpenId(_) => {
+            return Err(invalid(
+                "recipient-empty",
+                "the open-id is empty".to_owned(),
+            ));
+        }
+        Recipient::Nick(_) | Recipient::CustomerId(_) => {
+            let message = format!(
+                "{QUERY_METHOD} takes an open-id recipient, not {}",
+                recipient.kind().as_str()
+            );
+            return Err(invalid("recipient-kind", message));
+        }
+    };
+    let config = Config::resolve(&Lookup::new(options, settings))?;
+    let (id, answer) = read_answer(
+        http(&build_query_request(&config, open_id)),
+        Idempotence::Idempotent,
+    );
+    let response = answer.map_err(classify_nrt)?;
+    parse_query_response(&response, id.as_deref())
+}
+
+/// The coupons of a `tmall.nrt.coupon.instance.query` response object.
+///
+/// `result.code` other than `"0"` is an error (the seed's numbers by [`nrt_class`], any other
+/// `invalid-request`); a response without a `result` object is `transient` `bad-response`.
+/// `models` is a list of JSON texts (a plain array, or wrapped as `{"string": [...]}`); a model
+/// that is already an object is taken too, and one that is neither is skipped.
+pub fn parse_query_response(
+    response: &Value,
+    request_id: Option<&str>,
+) -> Result<Vec<Coupon>, TopError> {
+    let with_id = |error: TopError| TopError {
+        request_id: request_id.map(str::to_owned),
+        ..error
+    };
+    let Some(result) = response.get("result").filter(|result| result.is_object()) else {
+        let message = format!("{QUERY_METHOD} answered without a result object");
+        return Err(with_id(TopError::new(
+            ErrorClass::Transient,
+            "bad-response",
+            message,
+        )));
+    };
+    if let Some(code) = text(result, "code")
+        && code != "0"
+    {
+        let class = nrt_class(&code).unwrap_or(ErrorClass::InvalidRequest);
+        let what = text(result, "message").unwrap_or_else(|| "no message".to_owned());
+        let message = format!("{QUERY_METHOD} failed: {what} (result code {code})");
+        return Err(with_id(TopError::new(class, code, message)));
+    }
+    let models = result
+        .get("models")
+        .map_or_else(Vec::new, |models| unwrap_list(models, "string"));
+    Ok(models.into_iter().filter_map(parse_model).collect())
+}
+
+/// One model: a JSON text of an object (or the object itself).
+fn parse_model(item: &Value) -> Option<Coupon> {
+    let parsed;
+    let model = match item {
+        Value::String(json) => {
+            parsed = serde_json::from_str::<Value>(json).ok()?;
+            &parsed
+        }
+        other => other,
+    };
+    if !model.is_object() {
+        return None;
+    }
+    let state = match model.get("status").and_then(as_i64) {
+        Some(1) => CouponState::Held,
+        Some(2) => CouponState::Used,
+        Some(3) => CouponState::Expired,
+        _ => CouponState::Unknown,
+    };
+    Some(Coupon {
+        id: text(model, "coupon_instance_id").unwrap_or_default(),
+        template_id: text(model, "coupon_template_id"),
+        title: text(model, "coupon_name"),
+        state,
+        amount_fen: model.get("discount").and_then(as_i64),
+        threshold_fen: model.get("start_fee").and_then(as_i64),
+        valid_from: model.get("start_time").and_then(millis_to_unix),
+        valid_until: model.get("end_time").and_then(millis_to_unix),
+        claim_url: None,
+    })
+}
