@@ -100,7 +100,10 @@ mod tests {
             redact_str(text, &[a.clone(), b.clone()]),
             "x *** y *** z ***"
         );
-        assert_eq!(redact_str("nothing here", std::slice::from_ref(&a)), "nothing here");
+        assert_eq!(
+            redact_str("nothing here", std::slice::from_ref(&a)),
+            "nothing here"
+        );
         assert!(redact_bytes(b"clean", &[a]).is_none());
     }
 }

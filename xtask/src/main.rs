@@ -161,10 +161,13 @@ fn demo() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:<8} {:<6} {:<22} {:<10} detail",
-        "platform", "op", "recipient", "result"
+        "{:<10} {:<6} {} {:<10} detail",
+        "platform",
+        "op",
+        pad("recipient", 34),
+        "result"
     );
-    println!("{}", "-".repeat(80));
+    println!("{}", "-".repeat(100));
     for (plugin, coupon, recipients, query_recipient) in DEMO {
         let mut args = vec!["send", plugin, "--coupon", coupon, "--json"];
         for recipient in *recipients {
