@@ -155,7 +155,7 @@ impl Runtime {
                 }
             }
         }
-        if wasmparser_is_core_module(bytes) {
+        if is_core_module(bytes) {
             return Err(
                 "it is a core wasm module, not a component (build it with --target wasm32-wasip2)"
                     .to_owned(),
@@ -263,7 +263,7 @@ pub(crate) struct LoadedComponent {
     pub(crate) sha256: String,
 }
 
-fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+fn is_core_module(bytes: &[u8]) -> bool {
     // A core module's preamble is `\0asm` + version 1; a component's is `\0asm` + 0x0d 0x00 0x01 0x00.
     bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }

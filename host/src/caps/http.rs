@@ -69,6 +69,13 @@ impl PluginContext {
                 "{origin} is not in allowed_hosts"
             )));
         }
+        if matches!(self.config.auth, Auth::Top(_)) && url.query().is_some() {
+            // The gateway reads the query string too (and prefers it): parameters there would
+            // go out unsigned, or shadow the host's own.
+            return Err(HttpError::Denied(
+                "TOP parameters go in params, not in the URL's query string".to_owned(),
+            ));
+        }
         for (name, _) in &request.headers {
             if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
                 return Err(HttpError::Denied(format!(
@@ -256,5 +263,141 @@ fn transport_error(error: reqwest::Error) -> HttpError {
         // Timed out, or the connection broke after the request was written: either way the
         // platform may have applied it.
         HttpError::Timeout
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{Limits, PluginConfig, TopAuth, parse_allowed_host};
+    use crate::signing::top::SignMethod;
+    use crate::store::Store;
+
+    fn plugin(dir: &std::path::Path) -> PluginContext {
+        let config = PluginConfig {
+            component: dir.join("x.wasm"),
+            sha256: None,
+            allowed_hosts: vec![parse_allowed_host("https://eco.taobao.com").unwrap()],
+            auth: Auth::Top(TopAuth {
+                app_key: "12345678".into(),
+                app_secret: Secret::new("app-secret-value"),
+                session: Some(Secret::new("session-value")),
+                sign_method: SignMethod::Md5,
+            }),
+            limits: Limits::default(),
+            settings: BTreeMap::new(),
+        };
+        let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+        PluginContext::new("taobao".into(), config, store, reqwest::Client::new())
+    }
+
+    fn request(url: &str, params: &[(&str, &str)], headers: &[(&str, &str)]) -> Request {
+        Request {
+            method: Method::Post,
+            url: url.into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: None,
+        }
+    }
+
+    async fn denied(request: Request) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        match plugin(dir.path()).send(request, chrono::Utc::now()).await {
+            Err(HttpError::Denied(why)) => why,
+            other => panic!("expected a denial, got {other:?}"),
+        }
+    }
+
+    const GATEWAY: &str = "https://eco.taobao.com/router/rest";
+
+    #[tokio::test]
+    async fn rejects_urls_outside_allowed_hosts() {
+        for url in [
+            "https://evil.example.com/router/rest",
+            "http://eco.taobao.com/router/rest",
+            "https://eco.taobao.com:8443/router/rest",
+            "https://169.254.169.254/latest/meta-data",
+            "https://127.0.0.1/router/rest",
+            "not a url",
+        ] {
+            let why = denied(request(url, &[("method", "x")], &[])).await;
+            assert!(
+                why.contains("not in allowed_hosts") || why.contains("invalid URL"),
+                "{url}: {why}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn refuses_parameters_the_host_owns() {
+        for name in [
+            "app_key",
+            "session",
+            "timestamp",
+            "v",
+            "sign_method",
+            "sign",
+        ] {
+            let why = denied(request(GATEWAY, &[(name, "x")], &[])).await;
+            assert!(why.contains("set by the host"), "{name}: {why}");
+        }
+        let why = denied(request(GATEWAY, &[("a", "1"), ("a", "2")], &[])).await;
+        assert!(why.contains("given twice"), "{why}");
+        let why = denied(request(&format!("{GATEWAY}?session=x"), &[], &[])).await;
+        assert!(why.contains("query string"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn refuses_headers_the_host_owns() {
+        for name in [
+            "Host",
+            "access-token",
+            "Authorization",
+            "content-length",
+            "Cookie",
+        ] {
+            let why = denied(request(GATEWAY, &[], &[(name, "x")])).await;
+            assert!(why.contains("set by the host"), "{name}: {why}");
+        }
+    }
+
+    #[test]
+    fn signs_what_it_sends_and_adds_the_system_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let plugin = plugin(dir.path());
+        let now = chrono::DateTime::parse_from_rfc3339("2016-01-01T04:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let params = plugin
+            .signed_params(
+                &request(GATEWAY, &[("method", "m"), ("blank", " ")], &[]),
+                now,
+            )
+            .unwrap();
+        let map: BTreeMap<_, _> = params.into_iter().collect();
+        assert_eq!(map["timestamp"], "2016-01-01 12:00:00");
+        assert_eq!(map["v"], "2.0");
+        assert_eq!(map["sign_method"], "md5");
+        assert_eq!(map["session"], "session-value");
+        assert!(
+            !map.contains_key("blank"),
+            "blank values are neither signed nor sent"
+        );
+        let mut unsigned = map.clone();
+        let sign = unsigned.remove("sign").unwrap();
+        assert_eq!(
+            sign,
+            top::sign(&unsigned, "app-secret-value", SignMethod::Md5)
+        );
     }
 }
