@@ -1,6 +1,6 @@
 //! The Taobao adapter end to end through the library API.
 
-use coupon_host::{Error, ErrorClass, QueryRequest, Recipient, SendRequest};
+use coupon_host::{Error, ErrorClass, Host, QueryRequest, Recipient, SendRequest};
 use coupon_sim::SimConfig;
 
 use crate::support::{Options, TestEnv, nicks};
@@ -231,4 +231,37 @@ async fn unsupported_recipient_kinds_and_empty_sends_are_refused_before_any_call
         .unwrap_err();
     assert!(matches!(error, Error::UnknownPlugin(_)), "{error}");
     assert!(env.sim.calls().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_that_does_not_match_its_pin_is_refused() {
+    let bytes = std::fs::read(coupon_host_tests::TAOBAO).unwrap();
+    let actual = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
+    let wrong = "0".repeat(64);
+
+    let pinned = |pin: &str| Options {
+        extra_plugin_toml: format!("sha256 = \"{pin}\""),
+        ..Options::default()
+    };
+    let env = TestEnv::start(SimConfig::demo(), pinned(&wrong)).await;
+    let error = match Host::new(env.config().unwrap()).await {
+        Ok(_) => panic!("a component that does not match its pin was loaded"),
+        Err(error) => error,
+    };
+    assert!(matches!(error, Error::Integrity { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("plugin \"taobao\""), "{message}");
+    assert!(
+        message.contains(&wrong) && message.contains(&actual),
+        "{message}"
+    );
+
+    let env = TestEnv::start(SimConfig::demo(), pinned(&actual.to_uppercase())).await;
+    let host = env.host().await;
+    let taobao = host
+        .plugins()
+        .into_iter()
+        .find(|p| p.name == "taobao")
+        .unwrap();
+    assert_eq!(taobao.sha256, actual);
 }

@@ -15,6 +15,13 @@
 
 use std::collections::BTreeSet;
 
+/// `CouponInfo` is what the platform said about one issued coupon (`data.coupon_info`):
+/// `coupon_id`, `coupon_name`, `discount_amount` and `min_pay_amount` (fen), `valid_begin_time`
+/// and `valid_end_time` (unix seconds); every field is optional. `CouponState` `held` is
+/// `coupon_status` 10 (待使用), `used` 20 and `expired` 30 (convention); `claimable` is not
+/// reported by this API.
+pub use adapter_kit::contract::{CouponState, IssuedCoupon as CouponInfo, Recipient, SendRequest};
+pub use adapter_kit::{ErrorClass, HttpError};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -47,29 +54,6 @@ pub const QUERY_COUPON_STATUS: u32 = 10;
 /// How long to wait after the platform said "too frequent" (29005012, 28003018).
 pub const RATE_LIMIT_RETRY_AFTER_MS: u32 = 1000;
 
-/// The contract's `error-class`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// The request is wrong: do not retry.
-    InvalidRequest,
-    /// Credentials are wrong or lack permission: do not retry.
-    Unauthorized,
-    /// The token expired (and the host's one refresh did not help).
-    AuthExpired,
-    /// Too frequent or a quota is used up: back off.
-    RateLimited,
-    /// The activity is gone or out of stock.
-    CouponUnavailable,
-    /// This recipient reached the per-user limit.
-    RecipientLimit,
-    /// This recipient cannot receive the coupon.
-    RecipientInvalid,
-    /// May succeed when retried.
-    Transient,
-    /// An error code this adapter has never seen.
-    Unknown,
-}
-
 /// The contract's `adapter-error`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdapterError {
@@ -101,49 +85,6 @@ fn invalid(code: &str, message: impl Into<String>) -> AdapterError {
 
 fn config_error(message: impl Into<String>) -> AdapterError {
     invalid("config", message)
-}
-
-/// Who a coupon goes to (the WIT `recipient`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipient {
-    /// Not taken by this platform.
-    Nick(String),
-    /// A mini-app `open_id`.
-    OpenId(String),
-    /// Not taken by this platform.
-    CustomerId(String),
-}
-
-/// The WIT `send-request`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendRequest {
-    /// The `activity_id` of a developer send activity (`create_developer_activity`).
-    pub coupon: String,
-    /// Everyone to send to.
-    pub recipients: Vec<Recipient>,
-    /// Coupons per recipient, 1..=[`MAX_QUANTITY`].
-    pub quantity: u32,
-    /// Stable across retries; every `merchant_coupon_id` derives from it.
-    pub idempotency_key: String,
-    /// Per-call overrides of the plugin's settings.
-    pub options: Vec<(String, String)>,
-}
-
-/// What the platform said about one issued coupon (`data.coupon_info`); every field is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct CouponInfo {
-    /// `coupon_id`.
-    pub coupon_id: Option<String>,
-    /// `coupon_name`.
-    pub name: Option<String>,
-    /// `discount_amount` (fen).
-    pub amount_fen: Option<i64>,
-    /// `min_pay_amount` (fen).
-    pub threshold_fen: Option<i64>,
-    /// `valid_begin_time` (unix seconds).
-    pub valid_from: Option<i64>,
-    /// `valid_end_time` (unix seconds).
-    pub valid_until: Option<i64>,
 }
 
 /// A recipient who got every unit of the quantity.
@@ -197,38 +138,6 @@ pub struct HttpResponse {
     pub headers: Vec<(String, String)>,
     /// The raw body.
     pub body: Vec<u8>,
-}
-
-/// The WIT `signed-http.http-error`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpError {
-    /// Refused by the host's policy; nothing was sent.
-    Denied(String),
-    /// Could not connect; nothing reached the platform.
-    Connect(String),
-    /// No complete answer in time; the platform may have applied the call.
-    Timeout,
-    /// The answer was larger than the host allows.
-    TooLarge,
-    /// The host could not obtain a token; nothing was sent.
-    Unauthorized(String),
-    /// Anything else.
-    Other(String),
-}
-
-/// The WIT `coupon-state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CouponState {
-    /// Not reported by this API.
-    Claimable,
-    /// `coupon_status` 10 (待使用).
-    Held,
-    /// `coupon_status` 20 (convention).
-    Used,
-    /// `coupon_status` 30 (convention).
-    Expired,
-    /// Any other or no status.
-    Unknown,
 }
 
 /// The WIT `coupon`, from one `coupon_receive_list` item.

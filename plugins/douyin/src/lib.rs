@@ -6,11 +6,41 @@
 )]
 
 wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+// The conversions between the WIT records and adapter-kit's plain types, plus `glue::send`.
+adapter_kit::wit_glue! {
+    /// Every call is a JSON POST; the host adds the `access-token` header.
+    pub(crate) fn send(req: &crate::api::HttpRequest) -> Result<crate::api::HttpResponse, crate::api::HttpError> {
+        let request = http::Request {
+            method: http::Method::Post,
+            url: req.url.clone(),
+            headers: req.headers.clone(),
+            params: Vec::new(),
+            body: Some(req.body.clone()),
+        };
+        let response = http::send(&request).map_err(http_error_from_wit)?;
+        Ok(crate::api::HttpResponse {
+            status: response.status,
+            headers: response.headers,
+            body: response.body,
+        })
+    }
+}
 
 pub mod api;
 
-use coupon::adapter::{log, settings, signed_http as http, types as t};
+use adapter_kit::contract as c;
+use coupon::adapter::{log, settings, types as t};
 use exports::coupon::adapter::adapter::Guest;
+
+/// What `describe` reports.
+const INFO: c::AdapterInfo = c::AdapterInfo {
+    platform: api::PLATFORM,
+    version: api::VERSION,
+    max_recipients_per_call: api::MAX_RECIPIENTS_PER_CALL,
+    idempotent_send: api::IDEMPOTENT_SEND,
+    recipient_kinds: &[c::RecipientKind::OpenId],
+    operations: &api::OPERATIONS,
+};
 
 /// The exported `coupon:adapter/adapter` implementation.
 pub struct Douyin;
@@ -21,70 +51,39 @@ export!(Douyin);
 
 impl Guest for Douyin {
     fn describe() -> t::AdapterInfo {
-        t::AdapterInfo {
-            platform: api::PLATFORM.into(),
-            version: api::VERSION.into(),
-            max_recipients_per_call: api::MAX_RECIPIENTS_PER_CALL,
-            idempotent_send: api::IDEMPOTENT_SEND,
-            recipient_kinds: vec![t::RecipientKind::OpenId],
-            operations: api::OPERATIONS.map(String::from).to_vec(),
-        }
+        glue::info_to_wit(&INFO)
     }
 
     fn send_coupon(req: t::SendRequest) -> Result<t::SendOutcome, t::AdapterError> {
-        let req = send_request_from_wit(req);
-        let outcome = api::send_coupon(&req, &settings::get, send).map_err(to_wit_error)?;
-        Ok(outcome_to_wit(outcome))
+        let req = glue::send_request_from_wit(req);
+        api::send_coupon(&req, &settings::get, glue::send)
+            .map(|outcome| glue::outcome_to_wit(contract_outcome(outcome)))
+            .map_err(to_wit_error)
     }
 
     fn query_coupons(req: t::QueryRequest) -> Result<Vec<t::Coupon>, t::AdapterError> {
-        let recipient = from_wit(req.recipient);
-        let coupons = api::query_coupons(&recipient, &req.options, &settings::get, send);
+        let recipient = glue::recipient_from_wit(req.recipient);
+        let coupons = api::query_coupons(&recipient, &req.options, &settings::get, glue::send)
+            .map_err(to_wit_error)?;
         Ok(coupons
-            .map_err(to_wit_error)?
             .into_iter()
-            .map(coupon_to_wit)
+            .map(|coupon| glue::coupon_to_wit(contract_coupon(coupon)))
             .collect())
     }
 }
 
-/// Every call is a JSON POST; the host adds the `access-token` header.
-fn send(req: &api::HttpRequest) -> Result<api::HttpResponse, api::HttpError> {
-    let request = http::Request {
-        method: http::Method::Post,
-        url: req.url.clone(),
-        headers: req.headers.clone(),
-        params: Vec::new(),
-        body: Some(req.body.clone()),
-    };
-    match http::send(&request) {
-        Ok(response) => Ok(api::HttpResponse {
-            status: response.status,
-            headers: response.headers,
-            body: response.body,
-        }),
-        Err(http::HttpError::Denied(why)) => Err(api::HttpError::Denied(why)),
-        Err(http::HttpError::Connect(why)) => Err(api::HttpError::Connect(why)),
-        Err(http::HttpError::Timeout) => Err(api::HttpError::Timeout),
-        Err(http::HttpError::TooLarge) => Err(api::HttpError::TooLarge),
-        Err(http::HttpError::Unauthorized(why)) => Err(api::HttpError::Unauthorized(why)),
-        Err(http::HttpError::Other(why)) => Err(api::HttpError::Other(why)),
+fn contract_error(error: api::AdapterError) -> adapter_kit::AdapterError {
+    adapter_kit::AdapterError {
+        retry_after_ms: error.retry_after_ms,
+        ..adapter_kit::AdapterError::new(error.class, error.code, error.message)
     }
 }
 
-fn send_request_from_wit(req: t::SendRequest) -> api::SendRequest {
-    let recipients = req.recipients.into_iter().map(from_wit).collect();
-    let (coupon, quantity, options) = (req.coupon, req.quantity, req.options);
-    api::SendRequest {
-        coupon,
-        recipients,
-        quantity,
-        idempotency_key: req.idempotency_key,
-        options,
-    }
+fn to_wit_error(error: api::AdapterError) -> t::AdapterError {
+    glue::error_to_wit(contract_error(error))
 }
 
-fn outcome_to_wit(outcome: api::Outcome) -> t::SendOutcome {
+fn contract_outcome(outcome: api::Outcome) -> c::Outcome {
     let issued = outcome.issued.into_iter().map(|i| {
         if !i.extra_coupon_ids.is_empty() {
             // The contract carries one coupon id per recipient: keep the others in the log.
@@ -93,87 +92,33 @@ fn outcome_to_wit(outcome: api::Outcome) -> t::SendOutcome {
             let message = format!("issued more than one coupon: coupon_id {first}, then {ids}");
             log::log(log::Level::Info, &message);
         }
-        let c = i.coupon;
-        t::IssuedCoupon {
-            recipient: to_wit(i.recipient),
-            coupon_id: c.coupon_id,
-            name: c.name,
-            amount_fen: c.amount_fen,
-            threshold_fen: c.threshold_fen,
-            valid_from: c.valid_from,
-            valid_until: c.valid_until,
+        c::Issued {
+            recipient: i.recipient,
+            coupon: i.coupon,
         }
     });
-    let failed = outcome.failed.into_iter().map(|f| t::RecipientFailure {
-        recipient: to_wit(f.recipient),
-        error: to_wit_error(f.error),
+    let failed = outcome.failed.into_iter().map(|f| c::Failed {
+        recipient: f.recipient,
+        error: contract_error(f.error),
     });
-    let (issued, failed) = (issued.collect(), failed.collect());
-    t::SendOutcome {
-        issued,
-        failed,
-        platform_request_ids: outcome.request_ids,
+    c::Outcome {
+        issued: issued.collect(),
+        failed: failed.collect(),
+        request_ids: outcome.request_ids,
     }
 }
 
-fn from_wit(recipient: t::Recipient) -> api::Recipient {
-    match recipient {
-        t::Recipient::Nick(v) => api::Recipient::Nick(v),
-        t::Recipient::OpenId(v) => api::Recipient::OpenId(v),
-        t::Recipient::CustomerId(v) => api::Recipient::CustomerId(v),
-    }
-}
-
-fn to_wit(recipient: api::Recipient) -> t::Recipient {
-    match recipient {
-        api::Recipient::Nick(v) => t::Recipient::Nick(v),
-        api::Recipient::OpenId(v) => t::Recipient::OpenId(v),
-        api::Recipient::CustomerId(v) => t::Recipient::CustomerId(v),
-    }
-}
-
-fn to_wit_error(error: api::AdapterError) -> t::AdapterError {
-    use api::ErrorClass as C;
-    let class = match error.class {
-        C::InvalidRequest => t::ErrorClass::InvalidRequest,
-        C::Unauthorized => t::ErrorClass::Unauthorized,
-        C::AuthExpired => t::ErrorClass::AuthExpired,
-        C::RateLimited => t::ErrorClass::RateLimited,
-        C::CouponUnavailable => t::ErrorClass::CouponUnavailable,
-        C::RecipientLimit => t::ErrorClass::RecipientLimit,
-        C::RecipientInvalid => t::ErrorClass::RecipientInvalid,
-        C::Transient => t::ErrorClass::Transient,
-        C::Unknown => t::ErrorClass::Unknown,
-    };
-    let (code, message, retry_after_ms) = (error.code, error.message, error.retry_after_ms);
-    t::AdapterError {
-        class,
-        code,
-        message,
-        retry_after_ms,
-    }
-}
-
-fn coupon_to_wit(c: api::Coupon) -> t::Coupon {
-    let state = match c.state {
-        api::CouponState::Claimable => t::CouponState::Claimable,
-        api::CouponState::Held => t::CouponState::Held,
-        api::CouponState::Used => t::CouponState::Used,
-        api::CouponState::Expired => t::CouponState::Expired,
-        api::CouponState::Unknown => t::CouponState::Unknown,
-    };
-    let (id, title) = (c.id, c.title);
-    let (amount_fen, threshold_fen) = (c.amount_fen, c.threshold_fen);
-    let (valid_from, valid_until) = (c.valid_from, c.valid_until);
-    t::Coupon {
-        id,
+/// This API reports no template id and no claim URL.
+fn contract_coupon(coupon: api::Coupon) -> c::Coupon {
+    c::Coupon {
+        id: coupon.id,
         template_id: None,
-        title,
-        state,
-        amount_fen,
-        threshold_fen,
-        valid_from,
-        valid_until,
+        title: coupon.title,
+        state: coupon.state,
+        amount_fen: coupon.amount_fen,
+        threshold_fen: coupon.threshold_fen,
+        valid_from: coupon.valid_from,
+        valid_until: coupon.valid_until,
         claim_url: None,
     }
 }

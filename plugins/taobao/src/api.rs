@@ -13,10 +13,12 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
+pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
 use top_common::{
-    ErrorClass, TopError, as_bool, as_i64, as_text, field_list, parse_envelope, request_id,
+    ErrorClass, Idempotence, TopError, as_bool, as_i64, as_text, config_error, field_list,
     value_to_unix, yuan_to_fen,
 };
+pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
 #[cfg(test)]
 mod tests;
@@ -41,17 +43,6 @@ pub const MAX_NICKS_PER_CALL: usize = 100;
 /// The API's list limit for `open_uids`.
 pub const MAX_OPEN_UIDS_PER_CALL: usize = 999;
 
-/// Who a coupon goes to (the WIT `recipient`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recipient {
-    /// A Taobao buyer nick.
-    Nick(String),
-    /// A Taobao `open_uid`.
-    OpenId(String),
-    /// A CRM customer id, which this platform does not take.
-    CustomerId(String),
-}
-
 /// The WIT `send-request`, less the idempotency key this API cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendRequest {
@@ -74,15 +65,6 @@ pub struct Issued {
     pub coupon_id: Option<String>,
 }
 
-/// A recipient who did not get the coupon, or whose outcome is unknown.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failed {
-    /// As in the request.
-    pub recipient: Recipient,
-    /// Why, classified.
-    pub error: TopError,
-}
-
 /// The WIT `send-outcome`: one entry per recipient of the request, in request order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Outcome {
@@ -92,80 +74,6 @@ pub struct Outcome {
     pub failed: Vec<Failed>,
     /// The TOP `request_id` of every call that answered with one.
     pub request_ids: Vec<String>,
-}
-
-/// One call for `signed-http.send`: always a POST of form `params`, no body, no extra headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpRequest {
-    /// The TOP gateway URL.
-    pub url: String,
-    /// Application parameters plus `method`, `format` and `simplify`; the host adds and signs the
-    /// rest (`app_key`, `session`, `timestamp`, `v`, `sign_method`, `sign`).
-    pub params: Vec<(String, String)>,
-}
-
-/// The WIT `signed-http.response`, less the headers nothing here reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// The raw body.
-    pub body: Vec<u8>,
-}
-
-/// The WIT `signed-http.http-error`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpError {
-    /// Refused by the host's policy; nothing was sent.
-    Denied(String),
-    /// Could not connect; nothing reached the platform.
-    Connect(String),
-    /// No complete answer in time; the platform may have applied the call.
-    Timeout,
-    /// The answer was larger than the host allows.
-    TooLarge,
-    /// The host could not obtain credentials; nothing was sent.
-    Unauthorized(String),
-    /// Anything else.
-    Other(String),
-}
-
-/// The WIT `coupon-state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CouponState {
-    /// The buyer can still claim it (`status` 0).
-    Claimable,
-    /// The buyer has it (`status` 1).
-    Held,
-    /// Used (not reported by this API).
-    Used,
-    /// Expired (not reported by this API).
-    Expired,
-    /// Any other status.
-    Unknown,
-}
-
-/// The WIT `coupon`, from one `CouponInfoDo`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Coupon {
-    /// The coupon's `id` (a uuid); empty when the platform sent none.
-    pub id: String,
-    /// `template_id`.
-    pub template_id: Option<String>,
-    /// `title`.
-    pub title: Option<String>,
-    /// From `status`.
-    pub state: CouponState,
-    /// `amount` (yuan) in fen.
-    pub amount_fen: Option<i64>,
-    /// `start_fee` (yuan) in fen.
-    pub threshold_fen: Option<i64>,
-    /// `start_time` (GMT+8) in unix seconds.
-    pub valid_from: Option<i64>,
-    /// `end_time` (GMT+8) in unix seconds.
-    pub valid_until: Option<i64>,
-    /// `apply_url`.
-    pub claim_url: Option<String>,
 }
 
 /// The plugin settings this adapter reads, after `--option` overrides.
@@ -198,7 +106,7 @@ impl Config {
             ));
         }
         if !(gateway.starts_with("https://") || gateway.starts_with("http://")) {
-            return Err(config_error(&format!(
+            return Err(config_error(format!(
                 "settings.gateway must be an http(s) URL, got {gateway:?}"
             )));
         }
@@ -207,17 +115,13 @@ impl Config {
             Some(text) if text.is_empty() || text == "false" => false,
             Some(text) if text == "true" => true,
             Some(text) => {
-                return Err(config_error(&format!(
+                return Err(config_error(format!(
                     "settings.simplify must be \"true\" or \"false\", got {text:?}"
                 )));
             }
         };
         Ok(Self { gateway, simplify })
     }
-}
-
-fn config_error(message: &str) -> TopError {
-    TopError::new(ErrorClass::InvalidRequest, "config", message)
 }
 
 fn invalid(code: &str, message: String) -> TopError {
@@ -341,91 +245,29 @@ pub fn parse_coupon_id(coupon: &str) -> Result<String, TopError> {
     })
 }
 
-fn base_params(method: &str, config: &Config) -> Vec<(String, String)> {
-    let mut params = vec![
-        ("method".to_owned(), method.to_owned()),
-        ("format".to_owned(), "json".to_owned()),
-    ];
-    if config.simplify {
-        params.push(("simplify".to_owned(), "true".to_owned()));
-    }
-    params
-}
-
 /// The call for one batch of `taobao.promotion.coupon.sns.send`.
 pub fn build_send_request(config: &Config, coupon_id: &str, batch: &Batch) -> HttpRequest {
-    let mut params = base_params(SEND_METHOD, config);
-    params.push(("coupon_id".to_owned(), coupon_id.to_owned()));
     let values: Vec<&str> = batch
         .members
         .iter()
         .map(|(_, value)| value.as_str())
         .collect();
-    params.push((batch.kind.param().to_owned(), values.join(",")));
-    HttpRequest {
-        url: config.gateway.clone(),
-        params,
-    }
+    HttpRequest::top(&config.gateway, SEND_METHOD, config.simplify)
+        .param("coupon_id", coupon_id)
+        .param(batch.kind.param(), values.join(","))
 }
 
 /// The call for `taobao.qianniu.coupon.buyer.get`.
 pub fn build_query_request(config: &Config, nick: &str) -> HttpRequest {
-    let mut params = base_params(QUERY_METHOD, config);
-    params.push(("buyer_nick".to_owned(), nick.to_owned()));
-    HttpRequest {
-        url: config.gateway.clone(),
-        params,
-    }
+    HttpRequest::top(&config.gateway, QUERY_METHOD, config.simplify).param("buyer_nick", nick)
 }
 
-/// A `signed-http` failure, classified.
-pub fn http_error(error: HttpError) -> TopError {
-    use ErrorClass::{InvalidRequest, Transient, Unauthorized, Unknown};
-    match error {
-        HttpError::Denied(why) => TopError::new(InvalidRequest, "http.denied", why),
-        HttpError::Connect(why) => TopError::new(Transient, "http.connect", why),
-        HttpError::Timeout => TopError::new(
-            Unknown,
-            "http.timeout",
-            "no answer in time: the platform may have applied the call, and this API has no idempotency key, so check with query-coupons before resending",
-        ),
-        HttpError::TooLarge => TopError::new(
-            Transient,
-            "http.too-large",
-            "the answer was larger than the host allows",
-        ),
-        HttpError::Unauthorized(why) => TopError::new(Unauthorized, "http.unauthorized", why),
-        HttpError::Other(why) => TopError::new(Transient, "http.other", why),
-    }
-}
-
-/// One call's answer: its TOP `request_id`, and the response object or the call's error.
+/// One call's answer: its TOP `request_id`, and the response object or the call's error. The SNS
+/// send has no idempotency key, so a timeout is `unknown` (see [`top_common::http_error`]).
 pub fn read_answer(
     answer: Result<HttpResponse, HttpError>,
 ) -> (Option<String>, Result<Value, TopError>) {
-    let response = match answer {
-        Ok(response) => response,
-        Err(error) => return (None, Err(http_error(error))),
-    };
-    if response.status != 200 {
-        let id = serde_json::from_slice::<Value>(&response.body)
-            .ok()
-            .and_then(|v| request_id(&v));
-        let status = response.status;
-        let message = format!("the TOP gateway answered HTTP {status}");
-        let error = TopError::new(ErrorClass::Transient, format!("http.{status}"), message);
-        return (
-            id.clone(),
-            Err(TopError {
-                request_id: id,
-                ..error
-            }),
-        );
-    }
-    match parse_envelope(&response.body) {
-        Ok(value) => (request_id(&value), Ok(value)),
-        Err(error) => (error.request_id.clone(), Err(error)),
-    }
+    top_common::read_answer(answer, Idempotence::NotIdempotent)
 }
 
 /// What one recipient of a call got.

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::classify::rule_for;
-use crate::{ErrorClass, TopError, parse_envelope, request_id};
+use crate::{ErrorClass, HttpError, HttpResponse, TopError, parse_envelope, request_id};
 
 /// One call for `signed-http.send`: always a POST of form `params`, no body, no extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,32 +49,6 @@ impl HttpRequest {
         self.params.push((name.to_owned(), value.into()));
         self
     }
-}
-
-/// The WIT `signed-http.response`, less the headers nothing here reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpResponse {
-    /// HTTP status.
-    pub status: u16,
-    /// The raw body.
-    pub body: Vec<u8>,
-}
-
-/// The WIT `signed-http.http-error`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HttpError {
-    /// Refused by the host's policy; nothing was sent.
-    Denied(String),
-    /// Could not connect; nothing reached the platform.
-    Connect(String),
-    /// No complete answer in time; the platform may have applied the call.
-    Timeout,
-    /// The answer was larger than the host allows.
-    TooLarge,
-    /// The host could not obtain credentials; nothing was sent.
-    Unauthorized(String),
-    /// Anything else.
-    Other(String),
 }
 
 /// Whether repeating a call is safe, which decides what a timeout means.

@@ -2,8 +2,9 @@
 //! classifier and the unit conversions; the call through `signed-http` and its failures
 //! ([`HttpRequest`], [`read_answer`]); settings ([`Lookup`], [`TopConfig`]); platform
 //! idempotency ids ([`recipient_idempotency_id`]); the one-call-per-recipient send loop
-//! ([`send_one_by_one`]); the adapter contract as plain types ([`contract`]) and the WIT glue
-//! that converts it ([`wit_glue!`]).
+//! ([`send_one_by_one`]); and the WIT glue with the TOP form POST ([`wit_glue!`]). The adapter
+//! contract as plain types ([`contract`]), the error ([`TopError`], [`ErrorClass`]) and the
+//! `signed-http` shapes ([`HttpResponse`], [`HttpError`]) come from `adapter-kit`, re-exported.
 //!
 //! The crate is plain Rust with no WIT types, so it is tested natively and each adapter maps
 //! [`ErrorClass`] onto the WIT `error-class` in its glue code. Nothing here panics on platform
@@ -20,21 +21,22 @@
 
 mod call;
 mod classify;
-pub mod contract;
 mod envelope;
-mod error;
 mod glue;
 mod idempotency;
 mod one_by_one;
 mod settings;
 mod units;
 
-pub use call::{
-    HttpError, HttpRequest, HttpResponse, Idempotence, http_error, read_answer, stops_later_calls,
-};
+// The platform-independent pieces live in adapter-kit; re-exported so TOP adapters need one
+// dependency. `TopError` is adapter-kit's `AdapterError`.
+#[doc(hidden)]
+pub use adapter_kit as __adapter_kit;
+pub use adapter_kit::contract;
+pub use adapter_kit::{AdapterError as TopError, ErrorClass, HttpError, HttpResponse};
+pub use call::{HttpRequest, Idempotence, http_error, read_answer, stops_later_calls};
 pub use classify::classify;
 pub use envelope::{as_bool, as_i64, as_text, field_list, parse_envelope, request_id, unwrap_list};
-pub use error::{ErrorClass, TopError};
 pub use idempotency::recipient_idempotency_id;
 pub use one_by_one::{RecipientCall, send_one_by_one};
 pub use settings::{Lookup, TopConfig, config_error};

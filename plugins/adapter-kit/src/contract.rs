@@ -4,7 +4,7 @@
 //! adapters cannot name them. These mirrors carry the same fields; an adapter's `api.rs` works on
 //! them and its `lib.rs` converts at the boundary with the functions [`crate::wit_glue!`] writes.
 
-use crate::TopError;
+use crate::AdapterError;
 
 /// The WIT `recipient-kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,7 +123,7 @@ pub struct Failed {
     /// As in the request.
     pub recipient: Recipient,
     /// Why, classified.
-    pub error: TopError,
+    pub error: AdapterError,
 }
 
 /// The WIT `send-outcome`: one entry per recipient of the request.
@@ -133,7 +133,8 @@ pub struct Outcome {
     pub issued: Vec<Issued>,
     /// Recipients who did not, or whose outcome is unknown, in request order.
     pub failed: Vec<Failed>,
-    /// The TOP `request_id` of every call that answered with one, in call order.
+    /// The platform request id (TOP `request_id`, Douyin `log_id`, ...) of every call that
+    /// answered with one, in call order.
     pub request_ids: Vec<String>,
 }
 

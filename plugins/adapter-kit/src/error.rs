@@ -1,4 +1,4 @@
-//! The classified error every TOP adapter returns.
+//! The classified error every adapter returns (top-common calls it `TopError`).
 
 use std::fmt;
 
@@ -51,23 +51,24 @@ impl fmt::Display for ErrorClass {
 /// A classified failure, with the platform's own code and message kept for people.
 ///
 /// It maps one to one onto the WIT `adapter-error`; `request_id` is extra, so that an adapter can
-/// report the TOP `request_id` of a failed call too.
+/// report the platform request id (TOP `request_id`) of a failed call too.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopError {
+pub struct AdapterError {
     /// What the host should do about it.
     pub class: ErrorClass,
-    /// The platform's code (`sub_code` when TOP sent one, else the numeric `code`), or an
+    /// The platform's code (for TOP the `sub_code` when sent, else the numeric `code`), or an
     /// adapter code such as `bad-response` or `config`.
     pub code: String,
     /// For people: the platform's `msg` and `sub_msg`, or what the adapter found wrong.
     pub message: String,
     /// How long the platform asked us to wait, when it said so.
     pub retry_after_ms: Option<u32>,
-    /// The TOP `request_id` of the call that failed, when the answer carried one.
+    /// The platform request id (TOP `request_id`) of the call that failed, when the answer
+    /// carried one.
     pub request_id: Option<String>,
 }
 
-impl TopError {
+impl AdapterError {
     /// An error with no retry hint and no request id.
     pub fn new(class: ErrorClass, code: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
@@ -80,10 +81,10 @@ impl TopError {
     }
 }
 
-impl fmt::Display for TopError {
+impl fmt::Display for AdapterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} [{}]: {}", self.class, self.code, self.message)
     }
 }
 
-impl std::error::Error for TopError {}
+impl std::error::Error for AdapterError {}

@@ -1,0 +1,22 @@
+//! What every coupon-host adapter shares, whatever its platform: the adapter contract as plain
+//! types ([`contract`]), the classified error ([`AdapterError`], [`ErrorClass`]), the generic
+//! shapes of the `signed-http` import ([`HttpResponse`], [`HttpError`]) and the WIT glue that
+//! converts between them and the records wit-bindgen generates in each adapter ([`wit_glue!`]).
+//!
+//! The crate is plain Rust with no WIT types, so it is tested natively. Platform families build
+//! on it: `top-common` adds everything the Taobao Open Platform adapters share.
+//!
+//! ```
+//! use adapter_kit::{AdapterError, ErrorClass};
+//!
+//! let error = AdapterError::new(ErrorClass::RateLimited, "7", "App Call Limited");
+//! assert_eq!(error.to_string(), "rate-limited [7]: App Call Limited");
+//! ```
+
+pub mod contract;
+mod error;
+mod glue;
+mod http;
+
+pub use error::{AdapterError, ErrorClass};
+pub use http::{HttpError, HttpResponse};
