@@ -2,7 +2,7 @@
 //! simulator. A new adapter gets the whole kit by being added to `conformance!` at the bottom.
 
 use coupon_host::{
-    CouponState, Error, ErrorClass, QueryRequest, Recipient, SendOutcome, SendRequest,
+    CouponState, Error, ErrorClass, Host, QueryRequest, Recipient, SendOutcome, SendRequest,
 };
 use coupon_sim::{Fault, SimConfig};
 
@@ -80,6 +80,15 @@ fn recipients(platform: &Platform, ids: &[&str]) -> Vec<Recipient> {
         .collect()
 }
 
+/// Sends `coupon` to one recipient of the platform's kind.
+async fn send_one(host: &Host, platform: &Platform, coupon: &str) -> Result<SendOutcome, Error> {
+    host.send(
+        platform.plugin,
+        SendRequest::new(coupon, recipients(platform, &["a"])),
+    )
+    .await
+}
+
 async fn env() -> TestEnv {
     TestEnv::start(SimConfig::demo(), Options::default()).await
 }
@@ -131,12 +140,7 @@ pub async fn a_normal_send_issues(platform: &Platform) {
 pub async fn an_unknown_coupon_is_coupon_unavailable(platform: &Platform) {
     let env = env().await;
     let host = env.host().await;
-    let result = host
-        .send(
-            platform.plugin,
-            SendRequest::new(platform.unknown_coupon, recipients(platform, &["a"])),
-        )
-        .await;
+    let result = send_one(&host, platform, platform.unknown_coupon).await;
     assert_eq!(
         classes(&result),
         [ErrorClass::CouponUnavailable],
@@ -155,12 +159,7 @@ pub async fn bad_credentials_are_unauthorized(platform: &Platform) {
     )
     .await;
     let host = env.host().await;
-    let result = host
-        .send(
-            platform.plugin,
-            SendRequest::new(platform.coupon, recipients(platform, &["a"])),
-        )
-        .await;
+    let result = send_one(&host, platform, platform.coupon).await;
     assert_eq!(classes(&result), [ErrorClass::Unauthorized], "{result:?}");
     assert!(env.sim.ledger().is_empty());
 }
@@ -199,12 +198,7 @@ pub async fn a_platform_5xx_is_transient(platform: &Platform) {
         status: 502,
         times: 1,
     });
-    let result = host
-        .send(
-            platform.plugin,
-            SendRequest::new(platform.coupon, recipients(platform, &["a"])),
-        )
-        .await;
+    let result = send_one(&host, platform, platform.coupon).await;
     assert_eq!(classes(&result), [ErrorClass::Transient], "{result:?}");
 }
 
@@ -224,12 +218,7 @@ pub async fn a_timeout_is_transient_unless_the_send_is_not_idempotent(platform: 
         apply: false,
         times: 1,
     });
-    let result = host
-        .send(
-            platform.plugin,
-            SendRequest::new(platform.coupon, recipients(platform, &["a"])),
-        )
-        .await;
+    let result = send_one(&host, platform, platform.coupon).await;
     // A send that cannot be repeated safely must not invite a blind retry.
     let expected = if idempotent {
         ErrorClass::Transient
@@ -247,12 +236,7 @@ pub async fn rate_limiting_is_rate_limited(platform: &Platform) {
         body: platform.rate_limited_body.into(),
         times: 1,
     });
-    let result = host
-        .send(
-            platform.plugin,
-            SendRequest::new(platform.coupon, recipients(platform, &["a"])),
-        )
-        .await;
+    let result = send_one(&host, platform, platform.coupon).await;
     assert_eq!(classes(&result), [ErrorClass::RateLimited], "{result:?}");
 }
 
@@ -276,12 +260,7 @@ pub async fn odd_answers_never_trap_the_adapter(platform: &Platform) {
             body: body.into(),
             times: 1,
         });
-        let result = host
-            .send(
-                platform.plugin,
-                SendRequest::new(platform.coupon, recipients(platform, &["a"])),
-            )
-            .await;
+        let result = send_one(&host, platform, platform.coupon).await;
         assert!(
             !matches!(result, Err(Error::Sandbox { .. })),
             "{body:?} trapped the adapter: {result:?}"
