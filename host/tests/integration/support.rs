@@ -30,6 +30,8 @@ pub struct Options {
     pub app_secret: &'static str,
     pub douyin_secret: &'static str,
     pub extra_plugin_toml: String,
+    /// Appended to the config (e.g. more plugins).
+    pub extra_toml: String,
 }
 
 impl Default for Options {
@@ -39,6 +41,7 @@ impl Default for Options {
             app_secret: APP_SECRET,
             douyin_secret: DOUYIN_SECRET,
             extra_plugin_toml: String::new(),
+            extra_toml: String::new(),
         }
     }
 }
@@ -84,7 +87,10 @@ allowed_hosts = [{origin:?}]
 auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
+
+{extra_toml}
 "#,
+            extra_toml = options.extra_toml,
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,
             douyin = coupon_host_tests::DOUYIN,
