@@ -55,3 +55,56 @@ macro_rules! wit_glue {
         }
     };
 }
+
+/// Writes the exported adapter of a TOP crate whose `api` module has the conventional shape:
+/// `api::INFO`, `api::send_coupon(&SendRequest, settings, send)` and
+/// `api::query_coupons(&Recipient, &options, settings, send)`. Invoke it after
+/// [`wit_glue!`]: `top_common::export_adapter!(MyAdapter);`
+#[macro_export]
+macro_rules! export_adapter {
+    ($name:ident) => {
+        /// The exported `coupon:adapter/adapter` implementation.
+        pub struct $name;
+
+        // Only the component exports the ABI symbols: native linkers reject the `:` in their
+        // names, and natively the imports are `unreachable!()` stubs, so native tests cover
+        // `api` only.
+        #[cfg(target_arch = "wasm32")]
+        export!($name);
+
+        impl exports::coupon::adapter::adapter::Guest for $name {
+            fn describe() -> coupon::adapter::types::AdapterInfo {
+                glue::info_to_wit(&api::INFO)
+            }
+
+            fn send_coupon(
+                req: coupon::adapter::types::SendRequest,
+            ) -> ::core::result::Result<
+                coupon::adapter::types::SendOutcome,
+                coupon::adapter::types::AdapterError,
+            > {
+                let req = glue::send_request_from_wit(req);
+                api::send_coupon(&req, &coupon::adapter::settings::get, glue::send)
+                    .map(glue::outcome_to_wit)
+                    .map_err(glue::error_to_wit)
+            }
+
+            fn query_coupons(
+                req: coupon::adapter::types::QueryRequest,
+            ) -> ::core::result::Result<
+                ::std::vec::Vec<coupon::adapter::types::Coupon>,
+                coupon::adapter::types::AdapterError,
+            > {
+                let recipient = glue::recipient_from_wit(req.recipient);
+                let coupons = api::query_coupons(
+                    &recipient,
+                    &req.options,
+                    &coupon::adapter::settings::get,
+                    glue::send,
+                )
+                .map_err(glue::error_to_wit)?;
+                ::core::result::Result::Ok(coupons.into_iter().map(glue::coupon_to_wit).collect())
+            }
+        }
+    };
+}
