@@ -156,44 +156,23 @@ impl Store {
         ttl_ms: Option<u64>,
         quota: &KvQuota,
     ) -> Result<(), KvError> {
-        if key.len() > quota.max_key_bytes || value.len() > quota.max_value_bytes {
-            return Err(KvError::TooLarge);
-        }
-        let now = now_ms();
-        let expires = ttl_ms.map(|ttl| now.saturating_add(ttl.min(i64::MAX as u64) as i64));
+        self.transact(|tx| write_kv(tx, plugin, key, value, ttl_ms, quota))
+    }
+
+    /// Runs `f` in one transaction: it commits only when `f` answers `Ok(Ok(_))`.
+    fn transact<R>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Result<R, KvError>>,
+    ) -> Result<R, KvError> {
         let mut conn = self.conn();
         let tx = conn
             .transaction()
             .map_err(|e| KvError::Other(e.to_string()))?;
-        let result = (|| -> rusqlite::Result<Result<(), KvError>> {
-            tx.execute(
-                "DELETE FROM kv WHERE plugin = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
-                params![plugin, now],
-            )?;
-            let exists: bool = tx.query_row(
-                "SELECT EXISTS(SELECT 1 FROM kv WHERE plugin = ?1 AND key = ?2)",
-                params![plugin, key],
-                |row| row.get(0),
-            )?;
-            if !exists {
-                let count: u64 = tx.query_row(
-                    "SELECT COUNT(*) FROM kv WHERE plugin = ?1",
-                    params![plugin],
-                    |row| row.get(0),
-                )?;
-                if count >= quota.max_keys {
-                    return Ok(Err(KvError::QuotaExceeded));
-                }
-            }
-            tx.execute(
-                "INSERT INTO kv (plugin, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (plugin, key) DO UPDATE SET value = ?3, expires_at_ms = ?4",
-                params![plugin, key, value, expires],
-            )?;
-            Ok(Ok(()))
-        })();
-        match result {
-            Ok(Ok(())) => tx.commit().map_err(|e| KvError::Other(e.to_string())),
+        match f(&tx) {
+            Ok(Ok(value)) => tx
+                .commit()
+                .map(|()| value)
+                .map_err(|e| KvError::Other(e.to_string())),
             Ok(Err(refused)) => Err(refused),
             Err(e) => Err(KvError::Other(e.to_string())),
         }
@@ -210,7 +189,8 @@ impl Store {
             .map_err(|e| KvError::Other(e.to_string()))
     }
 
-    /// Adds `delta` to a decimal integer value (missing counts as 0).
+    /// Adds `delta` to a decimal integer value (missing counts as 0). The read and the write
+    /// are one transaction, so concurrent increments are never lost.
     pub fn kv_increment(
         &self,
         plugin: &str,
@@ -218,17 +198,72 @@ impl Store {
         delta: i64,
         quota: &KvQuota,
     ) -> Result<i64, KvError> {
-        let current = match self.kv_get(plugin, key)? {
-            None => 0,
-            Some(bytes) => std::str::from_utf8(&bytes)
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .ok_or(KvError::NotANumber)?,
-        };
-        let next = current.checked_add(delta).ok_or(KvError::NotANumber)?;
-        self.kv_set(plugin, key, next.to_string().as_bytes(), None, quota)?;
-        Ok(next)
+        self.transact(|tx| {
+            let stored: Option<Vec<u8>> = tx
+                .query_row(
+                    "SELECT value FROM kv WHERE plugin = ?1 AND key = ?2
+                     AND (expires_at_ms IS NULL OR expires_at_ms > ?3)",
+                    params![plugin, key, now_ms()],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let current = match stored {
+                None => 0,
+                Some(bytes) => match std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i64>().ok())
+                {
+                    Some(n) => n,
+                    None => return Ok(Err(KvError::NotANumber)),
+                },
+            };
+            let Some(next) = current.checked_add(delta) else {
+                return Ok(Err(KvError::NotANumber));
+            };
+            Ok(write_kv(tx, plugin, key, next.to_string().as_bytes(), None, quota)?.map(|()| next))
+        })
     }
+}
+
+/// Writes one key inside a transaction, within `quota` (expired keys do not count).
+fn write_kv(
+    tx: &rusqlite::Transaction<'_>,
+    plugin: &str,
+    key: &str,
+    value: &[u8],
+    ttl_ms: Option<u64>,
+    quota: &KvQuota,
+) -> rusqlite::Result<Result<(), KvError>> {
+    if key.len() > quota.max_key_bytes || value.len() > quota.max_value_bytes {
+        return Ok(Err(KvError::TooLarge));
+    }
+    let now = now_ms();
+    let expires = ttl_ms.map(|ttl| now.saturating_add(ttl.min(i64::MAX as u64) as i64));
+    tx.execute(
+        "DELETE FROM kv WHERE plugin = ?1 AND expires_at_ms IS NOT NULL AND expires_at_ms <= ?2",
+        params![plugin, now],
+    )?;
+    let exists: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM kv WHERE plugin = ?1 AND key = ?2)",
+        params![plugin, key],
+        |row| row.get(0),
+    )?;
+    if !exists {
+        let count: u64 = tx.query_row(
+            "SELECT COUNT(*) FROM kv WHERE plugin = ?1",
+            params![plugin],
+            |row| row.get(0),
+        )?;
+        if count >= quota.max_keys {
+            return Ok(Err(KvError::QuotaExceeded));
+        }
+    }
+    tx.execute(
+        "INSERT INTO kv (plugin, key, value, expires_at_ms) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (plugin, key) DO UPDATE SET value = ?3, expires_at_ms = ?4",
+        params![plugin, key, value, expires],
+    )?;
+    Ok(Ok(()))
 }
 
 #[cfg(test)]
@@ -270,6 +305,28 @@ mod tests {
             store.kv_set("a", "k1", b"12345", None, &quota),
             Err(KvError::TooLarge)
         );
+    }
+
+    #[test]
+    fn concurrent_increments_are_never_lost() {
+        let (_dir, store) = store();
+        let store = std::sync::Arc::new(store);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        store
+                            .kv_increment("a", "n", 1, &KvQuota::default())
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(store.kv_get("a", "n").unwrap(), Some(b"400".to_vec()));
     }
 
     #[test]
