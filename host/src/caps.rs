@@ -16,6 +16,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::config::PluginConfig;
+use crate::limiter::RateLimiter;
 use crate::runtime::bindings::latest;
 use crate::secret::Secret;
 use crate::store::{KvQuota, Store};
@@ -27,6 +28,9 @@ pub(crate) struct PluginContext {
     pub(crate) store: Arc<Store>,
     pub(crate) http: reqwest::Client,
     pub(crate) kv_quota: KvQuota,
+    /// Paces this plugin's platform requests (shared with every plugin of the same credential
+    /// name and plugin name, across reloads).
+    pub(crate) limiter: Arc<RateLimiter>,
     /// The Douyin client_token; the async lock makes one refresh at a time.
     pub(crate) token: tokio::sync::Mutex<Option<douyin::CachedToken>>,
     /// Tokens handed out lately, for redaction (readable without awaiting the lock above).
@@ -39,6 +43,7 @@ impl PluginContext {
         config: PluginConfig,
         store: Arc<Store>,
         http: reqwest::Client,
+        limiter: Arc<RateLimiter>,
     ) -> Self {
         PluginContext {
             name,
@@ -46,8 +51,19 @@ impl PluginContext {
             store,
             http,
             kv_quota: KvQuota::default(),
+            limiter,
             token: tokio::sync::Mutex::new(None),
             recent_tokens: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The credential the platform counts requests against: the TOP app key or Douyin client
+    /// key (empty without auth).
+    pub(crate) fn credential(config: &PluginConfig) -> String {
+        match &config.auth {
+            crate::config::Auth::None => String::new(),
+            crate::config::Auth::Top(top) => top.app_key.clone(),
+            crate::config::Auth::Douyin(douyin) => douyin.client_key.clone(),
         }
     }
 
@@ -80,6 +96,9 @@ pub(crate) struct HostState {
     pub(crate) plugin: Arc<PluginContext>,
     pub(crate) limiter: Limiter,
     pub(crate) http_requests: u32,
+    /// Time this call spent waiting for the rate limiter, in ms: the deadline is moved by it,
+    /// so a plugin is never killed for waiting its turn.
+    pub(crate) limiter_wait_ms: Arc<std::sync::atomic::AtomicU64>,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -99,6 +118,7 @@ impl HostState {
                 memory_refused: false,
             },
             http_requests: 0,
+            limiter_wait_ms: Arc::default(),
             wasi,
             table: ResourceTable::new(),
         }

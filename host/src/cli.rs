@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use coupon_host::{Coupon, Host, QueryRequest, Recipient, SendOutcome, SendRequest};
 
+mod campaign;
+
 /// Send and query coupons on Chinese e-commerce platforms through sandboxed adapters.
 #[derive(Parser)]
 #[command(name = "coupon-host", version, about)]
@@ -74,9 +76,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Send one coupon to every recipient of a file, resumably; see its status and report.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
 }
 
-fn parse_option(text: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_option(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {:?}", truncate(text, 40))),
@@ -197,11 +202,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 print_coupons(&coupons);
             }
         }
+        Command::Campaign(command) => campaign::run(&host, command).await?,
     }
     Ok(())
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
 }

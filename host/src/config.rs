@@ -83,6 +83,8 @@ pub struct PluginConfig {
     pub auth: Auth,
     /// Sandbox and network limits.
     pub limits: Limits,
+    /// Retries of failed sends.
+    pub retry: Retry,
     /// Non-secret strings the adapter may read.
     pub settings: BTreeMap<String, String>,
 }
@@ -163,6 +165,12 @@ pub struct Limits {
     pub max_response_kib: u32,
     /// Most HTTP requests one adapter call may make (default 64).
     pub max_http_requests: u32,
+    /// Platform requests per second allowed for this plugin and credential, shared by every call
+    /// in the process (`None`: unlimited). No window of a second ever holds more.
+    pub qps: Option<u32>,
+    /// Most requests sent back to back before the pace of `qps` applies (default: a tenth of
+    /// `qps`, at least 1).
+    pub burst: u32,
 }
 
 impl Default for Limits {
@@ -173,6 +181,36 @@ impl Default for Limits {
             http_timeout_ms: 5_000,
             max_response_kib: 4_096,
             max_http_requests: 64,
+            qps: None,
+            burst: 1,
+        }
+    }
+}
+
+/// `retry = { … }`: how a send retries failures that may succeed later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Most attempts per recipient, the first included (default 5; 1 turns retries off).
+    pub max_attempts: u32,
+    /// Time after which no new attempt starts, from the start of a send, in ms (default 60 000).
+    pub budget_ms: u64,
+    /// First backoff, doubled per attempt, with full jitter, in ms (default 200).
+    pub base_backoff_ms: u64,
+    /// Longest backoff, in ms (default 10 000). A platform ban's own duration overrides it.
+    pub max_backoff_ms: u64,
+    /// How long to wait after an ambiguous failure of a non-idempotent send before asking the
+    /// platform (through `query-coupons`) whether it applied, in ms (default 2 000).
+    pub reconcile_after_ms: u64,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 5,
+            budget_ms: 60_000,
+            base_backoff_ms: 200,
+            max_backoff_ms: 10_000,
+            reconcile_after_ms: 2_000,
         }
     }
 }
@@ -222,6 +260,8 @@ struct RawPlugin {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    retry: RawRetry,
+    #[serde(default)]
     settings: BTreeMap<String, String>,
 }
 
@@ -250,6 +290,18 @@ struct RawLimits {
     http_timeout_ms: Option<u64>,
     max_response_kib: Option<u32>,
     max_http_requests: Option<u32>,
+    qps: Option<u32>,
+    burst: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    max_attempts: Option<u32>,
+    budget_ms: Option<u64>,
+    base_backoff_ms: Option<u64>,
+    max_backoff_ms: Option<u64>,
+    reconcile_after_ms: Option<u64>,
 }
 
 /// Reads environment variables for secrets; tests pass their own.
@@ -463,7 +515,7 @@ fn validate_plugin(
             format!("must be between {min} and {max}"),
         )),
     };
-    let limits = Limits {
+    let mut limits = Limits {
         timeout_ms: range(
             "timeout_ms",
             raw.limits.timeout_ms,
@@ -499,6 +551,78 @@ fn validate_plugin(
             1,
             100_000,
         )? as u32,
+        qps: raw
+            .limits
+            .qps
+            .map(|qps| range("qps", Some(qps.into()), 0, 1, 100_000))
+            .transpose()?
+            .map(|qps| qps as u32),
+        burst: 1,
+    };
+    limits.burst = match (raw.limits.burst, limits.qps) {
+        (Some(_), None) => {
+            return Err(at(
+                &["limits", "burst"],
+                "burst needs qps: set limits.qps too".to_owned(),
+            ));
+        }
+        (Some(burst), Some(qps)) if burst == 0 || burst > qps => {
+            return Err(at(
+                &["limits", "burst"],
+                format!("must be between 1 and qps ({qps})"),
+            ));
+        }
+        (Some(burst), Some(_)) => burst,
+        (None, Some(qps)) => (qps / 10).max(1),
+        (None, None) => 1,
+    };
+
+    let retry_defaults = Retry::default();
+    let retry_range = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| match value
+    {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(at(
+            &["retry", key],
+            format!("must be between {min} and {max}"),
+        )),
+    };
+    let retry = Retry {
+        max_attempts: retry_range(
+            "max_attempts",
+            raw.retry.max_attempts.map(u64::from),
+            retry_defaults.max_attempts.into(),
+            1,
+            100,
+        )? as u32,
+        budget_ms: retry_range(
+            "budget_ms",
+            raw.retry.budget_ms,
+            retry_defaults.budget_ms,
+            0,
+            86_400_000,
+        )?,
+        base_backoff_ms: retry_range(
+            "base_backoff_ms",
+            raw.retry.base_backoff_ms,
+            retry_defaults.base_backoff_ms,
+            1,
+            600_000,
+        )?,
+        max_backoff_ms: retry_range(
+            "max_backoff_ms",
+            raw.retry.max_backoff_ms,
+            retry_defaults.max_backoff_ms,
+            1,
+            3_600_000,
+        )?,
+        reconcile_after_ms: retry_range(
+            "reconcile_after_ms",
+            raw.retry.reconcile_after_ms,
+            retry_defaults.reconcile_after_ms,
+            0,
+            600_000,
+        )?,
     };
 
     for (key, value) in &raw.settings {
@@ -516,6 +640,7 @@ fn validate_plugin(
         allowed_hosts,
         auth,
         limits,
+        retry,
         settings: raw.settings,
     })
 }
@@ -723,7 +848,7 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let text = GOOD.replace("memory_mib = 32", "memory_mib = 32, qps_typo = 5");
         assert_eq!(
             error(&text),
-            "test.toml:6: plugins.taobao.limits.qps_typo: unknown field `qps_typo`, expected one of `timeout_ms`, `memory_mib`, `http_timeout_ms`, `max_response_kib`, `max_http_requests`"
+            "test.toml:6: plugins.taobao.limits.qps_typo: unknown field `qps_typo`, expected one of `timeout_ms`, `memory_mib`, `http_timeout_ms`, `max_response_kib`, `max_http_requests`, `qps`, `burst`"
         );
         let top_level = format!("{GOOD}\n[bogus]\nx = 1\n");
         assert!(error(&top_level).starts_with("test.toml:9: bogus: unknown field `bogus`"));

@@ -29,8 +29,13 @@ pub mod signing;
 pub mod store;
 pub mod types;
 
+pub mod campaign;
+
 mod caps;
 mod convert;
+mod delivery;
+mod journal;
+mod limiter;
 mod runtime;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -45,6 +50,7 @@ pub use crate::types::*;
 
 use crate::caps::PluginContext;
 use crate::runtime::bindings::latest::coupon::adapter::types as wit;
+use crate::limiter::RateLimiter;
 use crate::runtime::{LoadedComponent, Op, OpResult, Runtime};
 use crate::store::Store;
 
@@ -58,7 +64,9 @@ pub struct Host {
 
 struct Inner {
     runtime: Runtime,
+    store: Arc<Store>,
     plugins: BTreeMap<String, Plugin>,
+    key_locks: delivery::KeyLocks,
 }
 
 struct Plugin {
@@ -86,17 +94,28 @@ impl Host {
             .map_err(|e| Error::Runtime(format!("cannot build the HTTP client: {e}")))?;
 
         let mut plugins = BTreeMap::new();
+        let mut limiters: HashMap<(String, String), Arc<RateLimiter>> = HashMap::new();
         for (name, plugin_config) in config.plugins {
             let component = runtime.load(
                 &name,
                 &plugin_config.component,
                 plugin_config.sha256.as_deref(),
             )?;
+            let limiter = limiters
+                .entry((name.clone(), PluginContext::credential(&plugin_config)))
+                .or_insert_with(|| {
+                    Arc::new(RateLimiter::new(
+                        plugin_config.limits.qps,
+                        plugin_config.limits.burst,
+                    ))
+                })
+                .clone();
             let context = Arc::new(PluginContext::new(
                 name.clone(),
                 plugin_config,
                 store.clone(),
                 http.clone(),
+                limiter,
             ));
             let OpResult::Describe(info) = runtime.call(&context, &component, Op::Describe).await?
             else {
@@ -128,7 +147,12 @@ impl Host {
             );
         }
         Ok(Host {
-            inner: Arc::new(Inner { runtime, plugins }),
+            inner: Arc::new(Inner {
+                runtime,
+                store,
+                plugins,
+                key_locks: delivery::KeyLocks::default(),
+            }),
         })
     }
 
@@ -150,87 +174,38 @@ impl Host {
 
     /// Sends a coupon. Every recipient ends in exactly one of `issued` / `failed`; an error is
     /// returned only when the send failed as a whole (bad request, bad credentials, sandbox kill).
+    ///
+    /// The send runs under an idempotency key (`request.idempotency_key`, or a generated one,
+    /// returned in the outcome). The host journals it: sending again with a key that already
+    /// ended returns the recorded outcome (`replayed: true`) without calling the platform, and
+    /// concurrent sends with one key make one platform call. Failures that may pass are retried
+    /// by class within the plugin's `retry` settings; see [`SendOutcome`] for what each
+    /// recipient's final state means. A send that failed as a whole and had no effect leaves
+    /// no journal entry, so its key can be used again.
     pub async fn send(&self, plugin_name: &str, request: SendRequest) -> Result<SendOutcome> {
         let plugin = self.plugin(plugin_name)?;
         let key = match &request.idempotency_key {
-            Some(key) if key.trim().is_empty() || key.len() > 128 => {
-                return Err(Error::InvalidRequest(
-                    "the idempotency key must be 1 to 128 bytes".to_owned(),
-                ));
+            Some(key) => {
+                validate_key(key)?;
+                key.clone()
             }
-            Some(key) => key.clone(),
             None => new_idempotency_key(),
         };
-        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len());
-        self.send_inner(plugin, request, key).instrument(span).await
-    }
-
-    async fn send_inner(
-        &self,
-        plugin: &Plugin,
-        request: SendRequest,
-        key: String,
-    ) -> Result<SendOutcome> {
         validate_send(&request, &plugin.info.describe)?;
-        let batch_size = plugin.info.describe.max_recipients_per_call as usize;
-        let batches: Vec<&[Recipient]> = request.recipients.chunks(batch_size).collect();
-        let mut outcome = SendOutcome {
-            idempotency_key: key.clone(),
-            ..SendOutcome::default()
-        };
-        let mut whole_failures = Vec::new();
-        for batch in &batches {
-            let wit_request = wit::SendRequest {
-                coupon: request.coupon.clone(),
-                recipients: batch.iter().map(Into::into).collect(),
-                quantity: request.quantity,
-                idempotency_key: key.clone(),
-                options: request.options.clone(),
-            };
-            let started = std::time::Instant::now();
-            let result = self
-                .inner
-                .runtime
-                .call(&plugin.context, &plugin.component, Op::Send(wit_request))
-                .await;
-            tracing::debug!(
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "adapter call"
-            );
-            match result {
-                Ok(OpResult::Send(Ok(batch_outcome))) => {
-                    merge_batch(&mut outcome, batch, batch_outcome);
-                }
-                Ok(OpResult::Send(Err(error))) => {
-                    let error = AdapterError::from(error);
-                    tracing::debug!(class = %error.class, code = %error.code, "send failed for a batch");
-                    fail_all(&mut outcome, batch, &error);
-                    whole_failures.push(Error::Adapter {
-                        plugin: plugin.info.name.clone(),
-                        error,
-                    });
-                }
-                Ok(_) => unreachable!("send answers send"),
-                Err(error) => {
-                    // The adapter died mid-call: what it had sent is not known.
-                    tracing::error!(%error, "adapter stopped by the sandbox");
-                    let failure =
-                        AdapterError::new(ErrorClass::Unknown, "sandbox", error.to_string());
-                    fail_all(&mut outcome, batch, &failure);
-                    whole_failures.push(error);
-                }
-            }
-        }
-        if outcome.issued.is_empty() && whole_failures.len() == batches.len() {
-            // Nothing went through and every call failed as a whole: report it as such.
-            return Err(whole_failures.remove(0));
-        }
-        Ok(outcome)
+        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len());
+        self.deliver(plugin, &request, &key, true)
+            .instrument(span)
+            .await
     }
 
     /// Lists a recipient's coupons.
     pub async fn query(&self, plugin_name: &str, request: QueryRequest) -> Result<Vec<Coupon>> {
         let plugin = self.plugin(plugin_name)?;
+        let span = tracing::info_span!("query", plugin = plugin_name);
+        self.query_plugin(plugin, request).instrument(span).await
+    }
+
+    async fn query_plugin(&self, plugin: &Plugin, request: QueryRequest) -> Result<Vec<Coupon>> {
         if !plugin
             .info
             .describe
@@ -239,7 +214,6 @@ impl Host {
         {
             return Err(unsupported_kind(&plugin.info.describe, &request.recipient));
         }
-        let span = tracing::info_span!("query", plugin = plugin_name);
         let wit_request = wit::QueryRequest {
             recipient: (&request.recipient).into(),
             options: request.options,
@@ -248,17 +222,25 @@ impl Host {
             .inner
             .runtime
             .call(&plugin.context, &plugin.component, Op::Query(wit_request))
-            .instrument(span)
             .await?;
         match result {
             OpResult::Query(Ok(coupons)) => Ok(coupons.into_iter().map(Into::into).collect()),
             OpResult::Query(Err(error)) => Err(Error::Adapter {
-                plugin: plugin_name.to_owned(),
+                plugin: plugin.info.name.clone(),
                 error: error.into(),
             }),
             _ => unreachable!("query answers query"),
         }
     }
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.trim().is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
+        return Err(Error::InvalidRequest(
+            "the idempotency key must be 1 to 128 bytes, without control characters".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 fn new_idempotency_key() -> String {
@@ -301,54 +283,3 @@ fn validate_send(request: &SendRequest, info: &AdapterInfo) -> Result<()> {
     Ok(())
 }
 
-fn fail_all(outcome: &mut SendOutcome, batch: &[Recipient], error: &AdapterError) {
-    outcome
-        .failed
-        .extend(batch.iter().map(|recipient| RecipientFailure {
-            recipient: recipient.clone(),
-            error: error.clone(),
-        }));
-}
-
-/// Adds one batch's answer, holding the adapter to the contract: each recipient of the batch
-/// ends up exactly once; one the adapter did not mention is failed as `unknown`; entries for
-/// recipients not in the batch are dropped.
-fn merge_batch(outcome: &mut SendOutcome, batch: &[Recipient], answer: wit::SendOutcome) {
-    let mut pending: HashMap<Recipient, ()> = batch.iter().map(|r| (r.clone(), ())).collect();
-    for issued in answer.issued {
-        let issued = IssuedCoupon::from(issued);
-        if pending.remove(&issued.recipient).is_some() {
-            outcome.issued.push(issued);
-        } else {
-            tracing::warn!(recipient = %issued.recipient, "adapter reported a recipient twice or one not in the batch");
-        }
-    }
-    for failure in answer.failed {
-        let recipient = Recipient::from(failure.recipient);
-        if pending.remove(&recipient).is_some() {
-            outcome.failed.push(RecipientFailure {
-                recipient,
-                error: failure.error.into(),
-            });
-        }
-    }
-    for recipient in batch {
-        if pending.contains_key(recipient) {
-            outcome.failed.push(RecipientFailure {
-                recipient: recipient.clone(),
-                error: AdapterError::new(
-                    ErrorClass::Unknown,
-                    "not-reported",
-                    "the adapter did not report this recipient",
-                ),
-            });
-        }
-    }
-    outcome.platform_request_ids.extend(
-        answer
-            .platform_request_ids
-            .into_iter()
-            .take(1024)
-            .map(|id| id.chars().take(128).collect()),
-    );
-}

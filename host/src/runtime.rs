@@ -194,7 +194,21 @@ impl Runtime {
             .div_ceil(EPOCH_TICK.as_millis() as u64)
             .max(1);
         store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
+        // Time spent waiting for the rate limiter does not count: when the epoch deadline
+        // comes, it is moved by however long the call waited its turn so far.
+        let waited = store.data().limiter_wait_ms.clone();
+        let waited_total = waited.clone();
+        let tick_ms = EPOCH_TICK.as_millis() as u64;
+        let mut credited = 0;
+        store.epoch_deadline_callback(move |_| {
+            let total = waited.load(std::sync::atomic::Ordering::Relaxed);
+            let extra = total - credited;
+            credited = total;
+            if extra == 0 {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(extra.div_ceil(tick_ms).max(1)))
+        });
 
         let deadline = Duration::from_millis(limits.timeout_ms);
         let run = async {
@@ -210,7 +224,7 @@ impl Runtime {
                 }
             })
         };
-        let result = tokio::time::timeout(deadline, run).await;
+        let result = with_movable_deadline(deadline, &waited_total, run).await;
         let kill = |kind, message: String| Error::Sandbox {
             plugin: plugin.name.clone(),
             kind,
@@ -239,6 +253,26 @@ impl Runtime {
                 };
                 Err(kill(kind, message))
             }
+        }
+    }
+}
+
+/// Runs `work` until `deadline` plus whatever `waited` (ms) says was spent waiting for the rate
+/// limiter; `Err(())` when that time passes first.
+async fn with_movable_deadline<T>(
+    deadline: Duration,
+    waited: &std::sync::atomic::AtomicU64,
+    work: impl std::future::Future<Output = T>,
+) -> std::result::Result<T, ()> {
+    let started = tokio::time::Instant::now();
+    let mut work = std::pin::pin!(work);
+    loop {
+        let waited_ms = waited.load(std::sync::atomic::Ordering::Relaxed);
+        let until = started + deadline + Duration::from_millis(waited_ms);
+        match tokio::time::timeout_at(until, &mut work).await {
+            Ok(value) => return Ok(value),
+            Err(_) if waited.load(std::sync::atomic::Ordering::Relaxed) != waited_ms => continue,
+            Err(_) => return Err(()),
         }
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn storage(e: rusqlite::Error) -> Error {
+pub(crate) fn storage(e: rusqlite::Error) -> Error {
     Error::Storage(e.to_string())
 }
 
@@ -94,12 +94,16 @@ impl Store {
             ) WITHOUT ROWID;",
         )
         .map_err(storage)?;
+        conn.execute_batch(crate::journal::SCHEMA)
+            .map_err(storage)?;
+        conn.execute_batch(crate::campaign::SCHEMA)
+            .map_err(storage)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable: SQLite is transactional.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -247,6 +247,21 @@ pub struct IssuedCoupon {
     pub valid_until: Option<i64>,
 }
 
+impl IssuedCoupon {
+    /// A coupon issued to `recipient`, with nothing else known about it.
+    pub fn new(recipient: Recipient) -> Self {
+        IssuedCoupon {
+            recipient,
+            coupon_id: None,
+            name: None,
+            amount_fen: None,
+            threshold_fen: None,
+            valid_from: None,
+            valid_until: None,
+        }
+    }
+}
+
 /// A recipient that did not get the coupon, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecipientFailure {
@@ -267,6 +282,10 @@ pub struct SendOutcome {
     pub idempotency_key: String,
     /// TOP `request_id` / Douyin `log_id` of every platform call, for support tickets.
     pub platform_request_ids: Vec<String>,
+    /// True when this outcome was recorded by an earlier send with the same idempotency key and
+    /// returned from the journal without calling the platform again.
+    #[serde(default)]
+    pub replayed: bool,
 }
 
 /// A request to list a recipient's coupons.

@@ -51,11 +51,37 @@ impl signed_http::Host for HostState {
             ))));
         }
         let plugin = self.plugin.clone();
-        Ok(plugin.send(request, chrono::Utc::now()).await)
+        let waited = plugin.pace().await;
+        if let Ok(waited) = waited {
+            self.limiter_wait_ms
+                .fetch_add(waited.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(match waited {
+            Ok(_) => plugin.send(request, chrono::Utc::now()).await,
+            Err(error) => Err(error),
+        })
     }
 }
 
+/// The longest one request waits for the rate limiter inside an adapter call; beyond it (a long
+/// platform ban), the request is refused as never sent and the host retries the send later.
+const MAX_LIMITER_WAIT: Duration = Duration::from_secs(30);
+
 impl PluginContext {
+    /// Waits for the plugin's rate limiter; refuses (as a connect error: nothing was sent) when
+    /// the wait would be longer than [`MAX_LIMITER_WAIT`].
+    pub(crate) async fn pace(&self) -> Result<Duration, HttpError> {
+        self.limiter
+            .acquire(MAX_LIMITER_WAIT)
+            .await
+            .map_err(|crate::limiter::WouldWait(wait)| {
+                HttpError::Connect(format!(
+                    "not sent: the plugin is rate-limited for another {} ms",
+                    wait.as_millis()
+                ))
+            })
+    }
+
     pub(crate) async fn send(
         &self,
         request: Request,
@@ -102,6 +128,7 @@ impl PluginContext {
                 // Expired or revoked: one refresh (shared with concurrent callers), one retry.
                 tracing::info!(plugin = %self.name, "douyin token refused; refreshing once");
                 let fresh = self.douyin_token(auth, Some(&token)).await?;
+                self.pace().await?;
                 self.execute(&prepared, Some(&fresh)).await
             }
             _ => self.execute(&prepared, None).await,
@@ -288,10 +315,12 @@ mod tests {
                 sign_method: SignMethod::Md5,
             }),
             limits: Limits::default(),
+            retry: Default::default(),
             settings: BTreeMap::new(),
         };
         let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
-        PluginContext::new("taobao".into(), config, store, reqwest::Client::new())
+        let limiter = Arc::new(crate::limiter::RateLimiter::new(None, 1));
+        PluginContext::new("taobao".into(), config, store, reqwest::Client::new(), limiter)
     }
 
     fn request(url: &str, params: &[(&str, &str)], headers: &[(&str, &str)]) -> Request {

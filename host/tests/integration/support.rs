@@ -32,7 +32,12 @@ pub struct Options {
     pub extra_plugin_toml: String,
     /// Appended to the config (e.g. more plugins).
     pub extra_toml: String,
+    /// The `retry = { … }` of every plugin (fast backoffs by default, so tests stay quick).
+    pub retry: String,
 }
+
+/// Retries as configured for tests unless a test says otherwise.
+pub const FAST_RETRY: &str = "base_backoff_ms = 20, max_backoff_ms = 500, reconcile_after_ms = 100";
 
 impl Default for Options {
     fn default() -> Self {
@@ -42,6 +47,7 @@ impl Default for Options {
             douyin_secret: DOUYIN_SECRET,
             extra_plugin_toml: String::new(),
             extra_toml: String::new(),
+            retry: FAST_RETRY.to_owned(),
         }
     }
 }
@@ -65,6 +71,7 @@ allowed_hosts = [{origin:?}]
 auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
 limits = {{ timeout_ms = 10000, memory_mib = 64, http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
+retry = {{ {retry} }}
 {extra}
 
 [plugins.tmall-nrt]
@@ -73,6 +80,7 @@ allowed_hosts = [{origin:?}]
 auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}", biz_code = "YXX", channel = "app", coupon_type = "247" }}
+retry = {{ {retry} }}
 
 [plugins.alsc]
 component = {alsc:?}
@@ -80,6 +88,7 @@ allowed_hosts = [{origin:?}]
 auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", sign_method = "{sign_method}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
+retry = {{ {retry} }}
 
 [plugins.douyin]
 component = {douyin:?}
@@ -87,10 +96,12 @@ allowed_hosts = [{origin:?}]
 auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
+retry = {{ {retry} }}
 
 {extra_toml}
 "#,
             extra_toml = options.extra_toml,
+            retry = options.retry,
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,
             douyin = coupon_host_tests::DOUYIN,
