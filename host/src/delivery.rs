@@ -364,12 +364,17 @@ impl Host {
             && !whole_failures.is_empty()
             && whole_failures.len() == calls;
         if nothing_happened {
+            // Every call was refused as a whole. With no effect anywhere, the key is freed and
+            // the error returned; a sandbox kill is returned too (its recipients stay unknown in
+            // the journal); otherwise the outcome shows each recipient's state.
             let any_unknown = rows.iter().any(|row| row.state == RowState::Unknown);
+            let last = whole_failures.pop().expect("checked non-empty");
             if forget_whole_failures && !any_unknown {
                 store.journal_forget(name, key)?;
+                return Err(last);
             }
-            if forget_whole_failures || any_unknown {
-                return Err(whole_failures.pop().expect("checked non-empty"));
+            if matches!(last, Error::Sandbox { .. }) {
+                return Err(last);
             }
         }
         Ok(outcome)

@@ -605,6 +605,13 @@ impl Sim {
         lock(&self.state).ledger.duplicates()
     }
 
+    /// Injects faults at random from now on: each call (but Douyin token fetches) draws one of
+    /// `faults` (those whose `api` matches) with probability `rate`; their `times` is ignored.
+    /// Queued faults ([`Sim::inject`]) come first. `rate` 0 turns chaos off.
+    pub fn set_chaos(&self, rate: f64, faults: Vec<Fault>) {
+        lock(&self.state).chaos = (rate > 0.0).then_some((rate, faults));
+    }
+
     /// Every call so far (TOP and Douyin), in order, including rejected and faulted ones.
     pub fn calls(&self) -> Vec<CallRecord> {
         lock(&self.state).calls.clone()

@@ -36,6 +36,8 @@ pub(crate) struct State {
     pub(crate) ledger: Ledger,
     pub(crate) calls: Vec<CallRecord>,
     faults: VecDeque<Fault>,
+    /// Random faults: (probability per call, the faults to draw from).
+    pub(crate) chaos: Option<(f64, Vec<Fault>)>,
     /// Admitted call times per app key, for the QPS limit (a sliding one-second window).
     pub(crate) rate_windows: HashMap<String, VecDeque<Instant>>,
 }
@@ -65,6 +67,7 @@ impl State {
             ledger: Ledger::default(),
             calls: Vec::new(),
             faults: VecDeque::new(),
+            chaos: None,
             rate_windows: HashMap::new(),
         })
     }
@@ -86,10 +89,13 @@ impl State {
 
     /// Takes the first queued fault that matches `api`, counting it down.
     pub(crate) fn take_fault(&mut self, api: &str) -> Option<Fault> {
-        let index = self
+        let Some(index) = self
             .faults
             .iter()
-            .position(|fault| fault_api(fault).is_none_or(|wanted| wanted == api))?;
+            .position(|fault| fault_api(fault).is_none_or(|wanted| wanted == api))
+        else {
+            return self.chaos_fault(api);
+        };
         let fault = &mut self.faults[index];
         let times = fault_times_mut(fault);
         *times -= 1;
@@ -98,6 +104,24 @@ impl State {
         } else {
             Some(fault.clone())
         }
+    }
+}
+
+impl State {
+    /// With chaos on, a random matching fault with the configured probability.
+    fn chaos_fault(&mut self, api: &str) -> Option<Fault> {
+        let (rate, faults) = self.chaos.as_ref()?;
+        if api == "client_token" || rand::random::<f64>() >= *rate {
+            return None;
+        }
+        let matching: Vec<&Fault> = faults
+            .iter()
+            .filter(|fault| fault_api(fault).is_none_or(|wanted| wanted == api))
+            .collect();
+        if matching.is_empty() {
+            return None;
+        }
+        Some(matching[rand::random_range(0..matching.len())].clone())
     }
 }
 

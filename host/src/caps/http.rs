@@ -6,10 +6,12 @@
 //! before the guest sees it (an allowed host could echo the request back).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::caps::{HostState, PluginContext};
 use crate::config::Auth;
+use crate::limiter::Permit;
 use crate::runtime::bindings::latest::coupon::adapter::signed_http::{
     self, HttpError, Method, Request, Response,
 };
@@ -51,15 +53,8 @@ impl signed_http::Host for HostState {
             ))));
         }
         let plugin = self.plugin.clone();
-        let waited = plugin.pace().await;
-        if let Ok(waited) = waited {
-            self.limiter_wait_ms
-                .fetch_add(waited.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
-        }
-        Ok(match waited {
-            Ok(_) => plugin.send(request, chrono::Utc::now()).await,
-            Err(error) => Err(error),
-        })
+        let waited = self.limiter_wait_ms.clone();
+        Ok(plugin.send(request, chrono::Utc::now(), &waited).await)
     }
 }
 
@@ -70,8 +65,10 @@ const MAX_LIMITER_WAIT: Duration = Duration::from_secs(30);
 impl PluginContext {
     /// Waits for the plugin's rate limiter; refuses (as a connect error: nothing was sent) when
     /// the wait would be longer than [`MAX_LIMITER_WAIT`].
-    pub(crate) async fn pace(&self) -> Result<Duration, HttpError> {
-        self.limiter
+    /// The wait is added to `waited` (ms), which moves the call's deadline.
+    pub(crate) async fn pace(&self, waited: &AtomicU64) -> Result<Permit, HttpError> {
+        let permit = self
+            .limiter
             .acquire(MAX_LIMITER_WAIT)
             .await
             .map_err(|crate::limiter::WouldWait(wait)| {
@@ -79,13 +76,18 @@ impl PluginContext {
                     "not sent: the plugin is rate-limited for another {} ms",
                     wait.as_millis()
                 ))
-            })
+            })?;
+        waited.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
+        Ok(permit)
     }
 
+    /// Checks, paces, signs and sends one request for the guest. `waited` collects the time
+    /// spent waiting for the rate limiter (see [`PluginContext::pace`]).
     pub(crate) async fn send(
         &self,
         request: Request,
         now: chrono::DateTime<chrono::Utc>,
+        waited: &AtomicU64,
     ) -> Result<Response, HttpError> {
         let url = url::Url::parse(&request.url)
             .map_err(|e| HttpError::Denied(format!("invalid URL: {e}")))?;
@@ -110,6 +112,8 @@ impl PluginContext {
             }
         }
 
+        // Held until the response is read: the limiter counts the request until then.
+        let _permit = self.pace(waited).await?;
         let params = self.signed_params(&request, now)?;
         let prepared = Prepared {
             method: request.method,
@@ -128,7 +132,7 @@ impl PluginContext {
                 // Expired or revoked: one refresh (shared with concurrent callers), one retry.
                 tracing::info!(plugin = %self.name, "douyin token refused; refreshing once");
                 let fresh = self.douyin_token(auth, Some(&token)).await?;
-                self.pace().await?;
+                let _second = self.pace(waited).await?;
                 self.execute(&prepared, Some(&fresh)).await
             }
             _ => self.execute(&prepared, None).await,
@@ -341,7 +345,10 @@ mod tests {
 
     async fn denied(request: Request) -> String {
         let dir = tempfile::tempdir().unwrap();
-        match plugin(dir.path()).send(request, chrono::Utc::now()).await {
+        match plugin(dir.path())
+            .send(request, chrono::Utc::now(), &AtomicU64::new(0))
+            .await
+        {
             Err(HttpError::Denied(why)) => why,
             other => panic!("expected a denial, got {other:?}"),
         }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod conformance;
+mod delivery;
 mod platforms;
 mod sandbox;
 mod support;
