@@ -397,20 +397,24 @@ impl Host {
             let platform = plugin.info.describe.platform.clone();
             tokio::task::spawn_blocking(move || -> Result<()> {
                 let mut accepted = 0u64;
+                let mut emitted = 0u64;
                 let mut current = Vec::with_capacity(batch_size);
                 let mut pending: Vec<(u64, Recipient)> = Vec::with_capacity(batch_size);
                 let mut failure = None;
                 let flush = |pending: &mut Vec<(u64, Recipient)>,
-                                 current: &mut Vec<Recipient>,
-                                 accepted: &mut u64|
+                             current: &mut Vec<Recipient>,
+                             accepted: &mut u64,
+                             emitted: &mut u64|
                  -> Result<bool> {
                     let kept = store.campaign_accept(&id, pending, accepted, batch_size as u64)?;
                     pending.clear();
                     for recipient in kept {
                         current.push(recipient);
                         if current.len() == batch_size {
-                            let index = (*accepted - 1) / batch_size as u64;
-                            let recipients = std::mem::replace(current, Vec::with_capacity(batch_size));
+                            let index = *emitted;
+                            *emitted += 1;
+                            let recipients =
+                                std::mem::replace(current, Vec::with_capacity(batch_size));
                             if sender.blocking_send(Batch { index, recipients }).is_err() {
                                 return Ok(false);
                             }
@@ -420,20 +424,32 @@ impl Host {
                 };
                 read_lines(&source, layout, |parsed| {
                     let step = match parsed {
-                        Parsed::Recipient(line, recipient) if !kinds.contains(&recipient.kind()) => {
+                        Parsed::Recipient(line, recipient)
+                            if !kinds.contains(&recipient.kind()) =>
+                        {
                             let reason = format!(
                                 "{platform} takes {} recipients, not {}",
-                                kinds.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(" or "),
+                                kinds
+                                    .iter()
+                                    .map(|k| k.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" or "),
                                 recipient.kind().as_str()
                             );
                             store
-                                .campaign_reject(&id, line, &recipient.to_string(), "rejected", &reason)
+                                .campaign_reject(
+                                    &id,
+                                    line,
+                                    &recipient.to_string(),
+                                    "rejected",
+                                    &reason,
+                                )
                                 .map(|()| true)
                         }
                         Parsed::Recipient(line, recipient) => {
                             pending.push((line, recipient));
                             if pending.len() >= batch_size {
-                                flush(&mut pending, &mut current, &mut accepted)
+                                flush(&mut pending, &mut current, &mut accepted, &mut emitted)
                             } else {
                                 Ok(true)
                             }
@@ -453,11 +469,11 @@ impl Host {
                 if let Some(e) = failure {
                     return Err(e);
                 }
-                if !flush(&mut pending, &mut current, &mut accepted)? {
+                if !flush(&mut pending, &mut current, &mut accepted, &mut emitted)? {
                     return Ok(());
                 }
                 if !current.is_empty() {
-                    let index = (accepted - 1) / batch_size as u64;
+                    let index = emitted;
                     let _ = sender.blocking_send(Batch {
                         index,
                         recipients: current,
@@ -701,7 +717,13 @@ impl Store {
                 let batch = *accepted / batch_size;
                 let position = *accepted % batch_size;
                 let inserted = insert
-                    .execute(params![id, text, *line as i64, batch as i64, position as i64])
+                    .execute(params![
+                        id,
+                        text,
+                        *line as i64,
+                        batch as i64,
+                        position as i64
+                    ])
                     .map_err(storage)?;
                 let is_first = inserted == 1
                     || first
@@ -858,4 +880,3 @@ impl Store {
         Ok(())
     }
 }
-

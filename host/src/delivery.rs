@@ -125,20 +125,16 @@ impl Host {
         let name = plugin.info.name.as_str();
         let _one_at_a_time = self.inner.key_locks.lock(name, key).await;
         let store = &plugin.context.store;
-        let mut rows = match store.journal_begin(
-            name,
-            key,
-            &fingerprint(request),
-            &request.recipients,
-        )? {
-            Begin::Ended(mut outcome) => {
-                tracing::info!("replaying the recorded outcome; the platform is not called");
-                outcome.replayed = true;
-                return Ok(outcome);
-            }
-            Begin::Mismatch => return Err(crate::journal::mismatch(key)),
-            Begin::Rows(rows) => rows,
-        };
+        let mut rows =
+            match store.journal_begin(name, key, &fingerprint(request), &request.recipients)? {
+                Begin::Ended(mut outcome) => {
+                    tracing::info!("replaying the recorded outcome; the platform is not called");
+                    outcome.replayed = true;
+                    return Ok(outcome);
+                }
+                Begin::Mismatch => return Err(crate::journal::mismatch(key)),
+                Begin::Rows(rows) => rows,
+            };
 
         let retry = &plugin.context.config.retry;
         let budget = Duration::from_millis(retry.budget_ms);
@@ -177,7 +173,8 @@ impl Host {
             let out_of_time = started.elapsed() >= budget;
             let mut ended = Vec::new();
             for row in rows.iter_mut() {
-                if row.state == RowState::Retry && (row.attempts >= retry.max_attempts || out_of_time)
+                if row.state == RowState::Retry
+                    && (row.attempts >= retry.max_attempts || out_of_time)
                 {
                     row.state = RowState::Failed;
                     ended.push(row.position);
@@ -263,14 +260,18 @@ impl Host {
                     elapsed_ms = call_started.elapsed().as_millis() as u64,
                     "adapter call"
                 );
-                let mut answers: HashMap<Recipient, std::result::Result<IssuedCoupon, AdapterError>> =
-                    HashMap::new();
+                let mut answers: HashMap<
+                    Recipient,
+                    std::result::Result<IssuedCoupon, AdapterError>,
+                > = HashMap::new();
                 let mut request_ids = Vec::new();
                 match result {
                     Ok(OpResult::Send(Ok(answer))) => {
                         for issued in answer.issued {
                             let issued = IssuedCoupon::from(issued);
-                            answers.entry(issued.recipient.clone()).or_insert(Ok(issued));
+                            answers
+                                .entry(issued.recipient.clone())
+                                .or_insert(Ok(issued));
                         }
                         for failure in answer.failed {
                             answers
@@ -352,7 +353,10 @@ impl Host {
                     );
                 }
                 if let Some(ban) = ban {
-                    tracing::info!(ban_ms = ban.as_millis() as u64, "platform says too frequent; pausing the plugin");
+                    tracing::info!(
+                        ban_ms = ban.as_millis() as u64,
+                        "platform says too frequent; pausing the plugin"
+                    );
                     plugin.context.limiter.pause(ban);
                 }
                 self.record(plugin, key, &rows, &positions, &request_ids)?;
@@ -401,6 +405,38 @@ impl Host {
             .journal_record(&plugin.info.name, key, &changed, request_ids)
     }
 
+    /// A query, retried like a send when it fails in a way that may pass.
+    async fn query_with_retries(
+        &self,
+        plugin: &Plugin,
+        query: QueryRequest,
+    ) -> Result<Vec<crate::types::Coupon>> {
+        let retry = &plugin.context.config.retry;
+        let mut attempt = 1;
+        loop {
+            match self.query_plugin(plugin, query.clone()).await {
+                Err(Error::Adapter { error, .. })
+                    if attempt < retry.max_attempts
+                        // A query changes nothing, so even an ambiguous failure can be retried.
+                        && matches!(
+                            error.class,
+                            ErrorClass::Transient | ErrorClass::RateLimited | ErrorClass::Unknown
+                        ) =>
+                {
+                    let asked = error
+                        .retry_after_ms
+                        .map(|ms| Duration::from_millis(ms.into()));
+                    if error.class == ErrorClass::RateLimited {
+                        plugin.context.limiter.pause(asked.unwrap_or(DEFAULT_BAN));
+                    }
+                    tokio::time::sleep(backoff(retry, attempt, asked)).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
     /// Asks the platform whether ambiguous sends to `indices` applied (see the module docs).
     async fn reconcile(
         &self,
@@ -431,7 +467,7 @@ impl Host {
                     "the send was interrupted while in flight",
                 ),
             };
-            match self.query_plugin(plugin, query).await {
+            match self.query_with_retries(plugin, query).await {
                 Ok(coupons) => {
                     let held = coupons.into_iter().find(|coupon| {
                         coupon.template_id.as_deref() == Some(request.coupon.as_str())

@@ -308,7 +308,11 @@ fn rows_in(tx: &rusqlite::Transaction<'_>, plugin: &str, key: &str) -> rusqlite:
         Ok(Row {
             position: row.get(0)?,
             recipient: recipient.parse().map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+                rusqlite::Error::FromSqlConversionFailure(
+                    1,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
             })?,
             state: RowState::parse(&state),
             attempts: row.get(3)?,
@@ -347,9 +351,10 @@ pub(crate) fn push_row(outcome: &mut SendOutcome, row: Row) {
         (RowState::Issued, _) => outcome.issued.push(IssuedCoupon::new(row.recipient)),
         (state, detail) => {
             let error = match (state, detail) {
-                (RowState::Failed | RowState::Retry | RowState::Unknown, Some(Detail::Error(e))) => {
-                    e
-                }
+                (
+                    RowState::Failed | RowState::Retry | RowState::Unknown,
+                    Some(Detail::Error(e)),
+                ) => e,
                 _ => AdapterError::new(
                     crate::types::ErrorClass::Unknown,
                     "interrupted",

@@ -49,8 +49,8 @@ pub use crate::error::{Error, Result, SandboxKill};
 pub use crate::types::*;
 
 use crate::caps::PluginContext;
-use crate::runtime::bindings::latest::coupon::adapter::types as wit;
 use crate::limiter::RateLimiter;
+use crate::runtime::bindings::latest::coupon::adapter::types as wit;
 use crate::runtime::{LoadedComponent, Op, OpResult, Runtime};
 use crate::store::Store;
 
@@ -282,4 +282,3 @@ fn validate_send(request: &SendRequest, info: &AdapterInfo) -> Result<()> {
     }
     Ok(())
 }
-

@@ -114,10 +114,7 @@ impl RateLimiter {
 
     /// Waits for a permit; refuses at once, saying how long it would have waited, when that is
     /// over `max_wait`.
-    pub(crate) async fn acquire(
-        self: &Arc<Self>,
-        max_wait: Duration,
-    ) -> Result<Permit, WouldWait> {
+    pub(crate) async fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<Permit, WouldWait> {
         let started = Instant::now();
         loop {
             // Register for a wake-up before looking, so a finish in between is not missed.
@@ -233,7 +230,11 @@ mod tests {
     async fn no_second_holds_more_than_qps_even_with_a_full_burst() {
         let limiter = Arc::new(RateLimiter::new(Some(100), 100));
         let times = permits(&limiter, 1000).await;
-        assert!(max_in_any_second(&times) <= 100, "{}", max_in_any_second(&times));
+        assert!(
+            max_in_any_second(&times) <= 100,
+            "{}",
+            max_in_any_second(&times)
+        );
         // …and the pace is not wasted: 1000 permits in about 10 seconds.
         let total = *times.last().unwrap();
         assert!(total < Duration::from_millis(10_500), "{total:?}");

@@ -207,7 +207,9 @@ impl Runtime {
             if extra == 0 {
                 return Err(wasmtime::Trap::Interrupt.into());
             }
-            Ok(wasmtime::UpdateDeadline::Continue(extra.div_ceil(tick_ms).max(1)))
+            Ok(wasmtime::UpdateDeadline::Continue(
+                extra.div_ceil(tick_ms).max(1),
+            ))
         });
 
         let deadline = Duration::from_millis(limits.timeout_ms);

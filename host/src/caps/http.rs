@@ -67,16 +67,14 @@ impl PluginContext {
     /// the wait would be longer than [`MAX_LIMITER_WAIT`].
     /// The wait is added to `waited` (ms), which moves the call's deadline.
     pub(crate) async fn pace(&self, waited: &AtomicU64) -> Result<Permit, HttpError> {
-        let permit = self
-            .limiter
-            .acquire(MAX_LIMITER_WAIT)
-            .await
-            .map_err(|crate::limiter::WouldWait(wait)| {
+        let permit = self.limiter.acquire(MAX_LIMITER_WAIT).await.map_err(
+            |crate::limiter::WouldWait(wait)| {
                 HttpError::Connect(format!(
                     "not sent: the plugin is rate-limited for another {} ms",
                     wait.as_millis()
                 ))
-            })?;
+            },
+        )?;
         waited.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
         Ok(permit)
     }
@@ -324,7 +322,13 @@ mod tests {
         };
         let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
         let limiter = Arc::new(crate::limiter::RateLimiter::new(None, 1));
-        PluginContext::new("taobao".into(), config, store, reqwest::Client::new(), limiter)
+        PluginContext::new(
+            "taobao".into(),
+            config,
+            store,
+            reqwest::Client::new(),
+            limiter,
+        )
     }
 
     fn request(url: &str, params: &[(&str, &str)], headers: &[(&str, &str)]) -> Request {

@@ -101,17 +101,38 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
         }
         CampaignCommand::Report { id, format, output } => {
             let out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::fs::File::create(path).map_err(|e| {
-                    anyhow::anyhow!("cannot write {}: {e}", path.display())
-                })?),
+                Some(path) => Box::new(
+                    std::fs::File::create(path)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?,
+                ),
                 None => Box::new(std::io::stdout().lock()),
             };
             let out = std::io::BufWriter::new(out);
             match format {
                 ReportFormat::Csv => {
                     let mut writer = csv::Writer::from_writer(out);
+                    writer.write_record([
+                        "line",
+                        "recipient",
+                        "state",
+                        "coupon_id",
+                        "class",
+                        "code",
+                        "message",
+                    ])?;
                     host.campaign_report(&id, |line| {
-                        writer.serialize(&line).map_err(std::io::Error::other)
+                        let text = |field: &Option<String>| field.clone().unwrap_or_default();
+                        writer
+                            .write_record([
+                                line.line.to_string(),
+                                line.recipient,
+                                line.state,
+                                text(&line.coupon_id),
+                                text(&line.class),
+                                text(&line.code),
+                                text(&line.message),
+                            ])
+                            .map_err(std::io::Error::other)
                     })?;
                     writer.flush()?;
                 }
@@ -172,7 +193,8 @@ impl ProgressDisplay {
 
     fn update(&mut self, progress: &Progress) {
         let s = &progress.status;
-        let rate = progress.finished_this_run as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let rate =
+            progress.finished_this_run as f64 / self.started.elapsed().as_secs_f64().max(0.001);
         let message = format!(
             "issued {} failed {} unknown {} rejected {} · {rate:.0}/s",
             s.issued, s.failed, s.unknown, s.rejected

@@ -206,7 +206,11 @@ async fn a_repeated_key_returns_the_recorded_outcome_without_calling() {
     let other = env.host().await;
     let second = other.send("taobao", request.clone()).await.unwrap();
     assert!(second.replayed);
-    assert_eq!(env.sim.calls().len(), calls, "the platform was called again");
+    assert_eq!(
+        env.sim.calls().len(),
+        calls,
+        "the platform was called again"
+    );
     assert_eq!(first.issued, second.issued);
     assert_eq!(second.idempotency_key, "order-42");
 
@@ -297,7 +301,12 @@ async fn retries_stop_at_max_attempts_with_the_last_class() {
 
 /// Drives a plugin limited to `qps` as hard as it can and counts "too frequent" answers from a
 /// simulator enforcing the same limit.
-async fn too_frequent_answers(platform: &'static Platform, sim: SimConfig, qps: u32, sends: usize) -> usize {
+async fn too_frequent_answers(
+    platform: &'static Platform,
+    sim: SimConfig,
+    qps: u32,
+    sends: usize,
+) -> usize {
     let env = TestEnv::start(
         sim,
         Options {
@@ -341,7 +350,10 @@ async fn too_frequent_answers(platform: &'static Platform, sim: SimConfig, qps: 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_limited_to_the_platform_qps_is_never_told_too_frequent() {
     // Douyin's simulator admits 100 sends per sliding second, as the platform does.
-    assert_eq!(too_frequent_answers(&DOUYIN, SimConfig::demo(), 100, 300).await, 0);
+    assert_eq!(
+        too_frequent_answers(&DOUYIN, SimConfig::demo(), 100, 300).await,
+        0
+    );
     let mut sim = SimConfig::demo();
     sim.qps_per_app = Some(50);
     assert_eq!(too_frequent_answers(&TMALL_NRT, sim, 50, 150).await, 0);
