@@ -5,6 +5,7 @@
 //! no arguments, no sockets, stdio discarded.
 
 pub(crate) mod douyin;
+pub(crate) mod egress;
 pub(crate) mod http;
 pub(crate) mod kv;
 pub(crate) mod log;
@@ -38,14 +39,18 @@ impl PluginContext {
         name: String,
         config: PluginConfig,
         store: Arc<Store>,
-        http: reqwest::Client,
+        http: egress::Clients,
     ) -> Self {
+        let kv_quota = KvQuota {
+            max_keys: config.limits.kv_max_keys,
+            ..KvQuota::default()
+        };
         PluginContext {
             name,
+            http: http.for_plugin(&config),
             config,
             store,
-            http,
-            kv_quota: KvQuota::default(),
+            kv_quota,
             token: tokio::sync::Mutex::new(None),
             recent_tokens: std::sync::Mutex::new(Vec::new()),
         }
@@ -80,6 +85,11 @@ pub(crate) struct HostState {
     pub(crate) plugin: Arc<PluginContext>,
     pub(crate) limiter: Limiter,
     pub(crate) http_requests: u32,
+    /// Log lines and bytes this call has written (`caps/log.rs` caps both).
+    pub(crate) log_lines: u32,
+    pub(crate) log_bytes: usize,
+    /// kv operations this call has made (`caps/kv.rs` caps them).
+    pub(crate) kv_ops: u32,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -99,6 +109,9 @@ impl HostState {
                 memory_refused: false,
             },
             http_requests: 0,
+            log_lines: 0,
+            log_bytes: 0,
+            kv_ops: 0,
             wasi,
             table: ResourceTable::new(),
         }
