@@ -4,6 +4,7 @@
 mod cli;
 mod conformance;
 mod platforms;
+mod properties;
 mod sandbox;
 mod support;
 mod taobao;
