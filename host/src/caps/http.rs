@@ -2,7 +2,7 @@
 //!
 //! Policy, in order: the URL must be on the plugin's allowlist; the guest may not set what the
 //! host owns (auth parameters and headers, framing headers); the plugin's auth scheme is applied;
-//! no redirect is followed; the answer is capped in size and time; secrets are scrubbed from it
+//! a host name is resolved through the egress guard (`caps/egress.rs`); no redirect is followed; the answer is capped in size and time; secrets are scrubbed from it
 //! before the guest sees it (an allowed host could echo the request back).
 
 use std::collections::BTreeMap;
