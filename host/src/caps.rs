@@ -5,6 +5,7 @@
 //! no arguments, no sockets, stdio discarded.
 
 pub(crate) mod douyin;
+pub(crate) mod egress;
 pub(crate) mod http;
 pub(crate) mod kv;
 pub(crate) mod log;
@@ -42,15 +43,19 @@ impl PluginContext {
         name: String,
         config: PluginConfig,
         store: Arc<Store>,
-        http: reqwest::Client,
+        http: egress::Clients,
         limiter: Arc<RateLimiter>,
     ) -> Self {
+        let kv_quota = KvQuota {
+            max_keys: config.limits.kv_max_keys,
+            ..KvQuota::default()
+        };
         PluginContext {
             name,
+            http: http.for_plugin(&config),
             config,
             store,
-            http,
-            kv_quota: KvQuota::default(),
+            kv_quota,
             limiter,
             token: tokio::sync::Mutex::new(None),
             recent_tokens: std::sync::Mutex::new(Vec::new()),
@@ -99,6 +104,11 @@ pub(crate) struct HostState {
     /// Time this call spent waiting for the rate limiter, in ms: the deadline is moved by it,
     /// so a plugin is never killed for waiting its turn.
     pub(crate) limiter_wait_ms: Arc<std::sync::atomic::AtomicU64>,
+    /// Log lines and bytes this call has written (`caps/log.rs` caps both).
+    pub(crate) log_lines: u32,
+    pub(crate) log_bytes: usize,
+    /// kv operations this call has made (`caps/kv.rs` caps them).
+    pub(crate) kv_ops: u32,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -119,6 +129,9 @@ impl HostState {
             },
             http_requests: 0,
             limiter_wait_ms: Arc::default(),
+            log_lines: 0,
+            log_bytes: 0,
+            kv_ops: 0,
             wasi,
             table: ResourceTable::new(),
         }

@@ -79,6 +79,9 @@ pub struct PluginConfig {
     pub sha256: Option<String>,
     /// Where the plugin may send requests.
     pub allowed_hosts: Vec<AllowedHost>,
+    /// Whether a host *name* on the allowlist may resolve to a loopback or private address
+    /// (never to a cloud metadata address). IP literals on the allowlist are reached regardless.
+    pub allow_private_addresses: bool,
     /// How the host authenticates the plugin's requests.
     pub auth: Auth,
     /// Sandbox and network limits.
@@ -165,6 +168,8 @@ pub struct Limits {
     pub max_response_kib: u32,
     /// Most HTTP requests one adapter call may make (default 64).
     pub max_http_requests: u32,
+    /// Most live keys in the plugin's kv namespace (default 10 000).
+    pub kv_max_keys: u64,
     /// Platform requests per second allowed for this plugin and credential, shared by every call
     /// in the process (`None`: unlimited). No window of a second ever holds more.
     pub qps: Option<u32>,
@@ -181,6 +186,7 @@ impl Default for Limits {
             http_timeout_ms: 5_000,
             max_response_kib: 4_096,
             max_http_requests: 64,
+            kv_max_keys: 10_000,
             qps: None,
             burst: 1,
         }
@@ -256,6 +262,8 @@ struct RawPlugin {
     sha256: Option<String>,
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    #[serde(default)]
+    allow_private_addresses: bool,
     auth: Option<RawAuth>,
     #[serde(default)]
     limits: RawLimits,
@@ -290,6 +298,7 @@ struct RawLimits {
     http_timeout_ms: Option<u64>,
     max_response_kib: Option<u32>,
     max_http_requests: Option<u32>,
+    kv_max_keys: Option<u64>,
     qps: Option<u32>,
     burst: Option<u32>,
 }
@@ -551,6 +560,13 @@ fn validate_plugin(
             1,
             100_000,
         )? as u32,
+        kv_max_keys: range(
+            "kv_max_keys",
+            raw.limits.kv_max_keys,
+            defaults.kv_max_keys,
+            1,
+            1_000_000,
+        )?,
         qps: raw
             .limits
             .qps
@@ -638,6 +654,7 @@ fn validate_plugin(
         component,
         sha256,
         allowed_hosts,
+        allow_private_addresses: raw.allow_private_addresses,
         auth,
         limits,
         retry,
@@ -848,7 +865,7 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let text = GOOD.replace("memory_mib = 32", "memory_mib = 32, qps_typo = 5");
         assert_eq!(
             error(&text),
-            "test.toml:6: plugins.taobao.limits.qps_typo: unknown field `qps_typo`, expected one of `timeout_ms`, `memory_mib`, `http_timeout_ms`, `max_response_kib`, `max_http_requests`, `qps`, `burst`"
+            "test.toml:6: plugins.taobao.limits.qps_typo: unknown field `qps_typo`, expected one of `timeout_ms`, `memory_mib`, `http_timeout_ms`, `max_response_kib`, `max_http_requests`, `kv_max_keys`, `qps`, `burst`"
         );
         let top_level = format!("{GOOD}\n[bogus]\nx = 1\n");
         assert!(error(&top_level).starts_with("test.toml:9: bogus: unknown field `bogus`"));

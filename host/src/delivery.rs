@@ -36,10 +36,13 @@ use crate::{Error, Host, Plugin, Result};
 /// How long the limiter pauses a plugin on a `rate-limited` answer that names no duration.
 const DEFAULT_BAN: Duration = Duration::from_secs(1);
 
+/// (plugin, idempotency key) → its lock, while someone holds or waits for it.
+type LockMap = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
+
 /// One async lock per (plugin, idempotency key) in use.
 #[derive(Default)]
 pub(crate) struct KeyLocks {
-    locks: std::sync::Mutex<HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>>,
+    locks: std::sync::Mutex<LockMap>,
 }
 
 impl KeyLocks {

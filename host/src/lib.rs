@@ -86,12 +86,7 @@ impl Host {
     pub async fn new(config: Config) -> Result<Host> {
         let runtime = Runtime::new(config.runtime.max_instances, &config.runtime.cache_dir)?;
         let store = Arc::new(Store::open(&config.storage.path)?);
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(std::time::Duration::from_secs(5))
-            .user_agent(concat!("coupon-host/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Runtime(format!("cannot build the HTTP client: {e}")))?;
+        let http = caps::egress::Clients::new()?;
 
         let mut plugins = BTreeMap::new();
         let mut limiters: HashMap<(String, String), Arc<RateLimiter>> = HashMap::new();

@@ -20,6 +20,12 @@ use latest::exports::coupon::adapter::adapter;
 /// How often the epoch ticks; deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The most bytes a guest may hand the host in one transfer: the arguments of one host call, or the
+/// answer of one adapter call. wasmtime counts them while lifting (its "hostcall fuel", 128 MiB by
+/// default) and fails the lift when they run out, so a guest cannot make the host allocate more:
+/// not with one huge string, nor with a list whose million entries all point at the same bytes.
+pub(crate) const MAX_TRANSFER_BYTES: usize = 16 << 20;
+
 /// The export every adapter of this contract version has.
 pub(crate) const ADAPTER_EXPORT: &str = "coupon:adapter/adapter@0.1.0";
 
@@ -189,6 +195,7 @@ impl Runtime {
             .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
         let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         let ticks = limits
             .timeout_ms
             .div_ceil(EPOCH_TICK.as_millis() as u64)
@@ -242,16 +249,24 @@ impl Runtime {
             )),
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                let message = crate::secret::redact_str(&one_line(&error), &plugin.secrets());
+                let mut message = crate::secret::redact_str(&one_line(&error), &plugin.secrets());
+                let trap = error.downcast_ref::<wasmtime::Trap>();
                 let kind = if store.data().limiter.memory_refused {
                     SandboxKill::Memory
-                } else if matches!(
-                    error.downcast_ref::<wasmtime::Trap>(),
-                    Some(wasmtime::Trap::Interrupt)
-                ) {
+                } else if matches!(trap, Some(wasmtime::Trap::Interrupt)) {
                     SandboxKill::Deadline
-                } else {
+                } else if trap.is_some() {
                     SandboxKill::Trap
+                } else {
+                    // Not a trap of the guest's own code: the host refused what the guest handed
+                    // over (too much data, a string that is not UTF-8, a pointer out of bounds).
+                    if message.contains("fuel allocated for hostcalls") {
+                        message = format!(
+                            "the adapter handed the host more than {} MiB at once: {message}",
+                            MAX_TRANSFER_BYTES >> 20
+                        );
+                    }
+                    SandboxKill::Contract
                 };
                 Err(kill(kind, message))
             }

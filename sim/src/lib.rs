@@ -59,6 +59,36 @@ use serde::{Deserialize, Serialize};
 
 use crate::state::{Shared, lock};
 
+/// Whether the simulated TOP gateway accepts `sign` as the signature of `params` (the parameters
+/// as received, `sign` itself among them or not) made with `secret` and `sign_method` (`md5`,
+/// `hmac` or `hmac-sha256`; anything else is refused).
+///
+/// This is the gateway's own verifier, written apart from the host's signer, exposed so that a
+/// property test can hold the two against each other over arbitrary parameters.
+///
+/// ```
+/// // The published example of open.taobao.com (docId=101617).
+/// let params: Vec<(String, String)> = [
+///     ("method", "taobao.item.seller.get"), ("app_key", "12345678"), ("session", "test"),
+///     ("timestamp", "2016-01-01 12:00:00"), ("format", "json"), ("v", "2.0"),
+///     ("fields", "num_iid,title,nick,price,num"), ("num_iid", "11223344"), ("sign_method", "md5"),
+/// ].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+/// assert!(coupon_sim::top_signature_valid(&params, "helloworld", "md5", "66987CB115214E59E6EC978214934FB8"));
+/// assert!(!coupon_sim::top_signature_valid(&params, "helloworld", "hmac", "66987CB115214E59E6EC978214934FB8"));
+/// ```
+pub fn top_signature_valid(
+    params: &[(String, String)],
+    secret: &str,
+    sign_method: &str,
+    sign: &str,
+) -> bool {
+    let Some(method) = top::sign::SignMethod::parse(sign_method) else {
+        return false;
+    };
+    let text = top::sign::string_to_sign(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    top::sign::matches(&top::sign::digest(method, secret, &text), sign)
+}
+
 /// What the simulated platforms know when they start: apps, coupons, buyers.
 ///
 /// Seed files (`coupon-sim --config`) have this shape, in JSON or TOML; unknown keys are refused.

@@ -2,7 +2,7 @@
 //!
 //! Policy, in order: the URL must be on the plugin's allowlist; the guest may not set what the
 //! host owns (auth parameters and headers, framing headers); the plugin's auth scheme is applied;
-//! no redirect is followed; the answer is capped in size and time; secrets are scrubbed from it
+//! a host name is resolved through the egress guard (`caps/egress.rs`); no redirect is followed; the answer is capped in size and time; secrets are scrubbed from it
 //! before the guest sees it (an allowed host could echo the request back).
 
 use std::collections::BTreeMap;
@@ -284,6 +284,10 @@ fn form_encode(params: &[(String, String)]) -> Vec<u8> {
 /// The URL is stripped: on a GET it carries the session.
 fn transport_error(error: reqwest::Error) -> HttpError {
     let error = error.without_url();
+    if let Some(refused) = crate::caps::egress::refused_in(&error) {
+        // The egress guard refused the resolved address: nothing was sent.
+        return HttpError::Denied(refused.to_string());
+    }
     if error.is_connect() {
         HttpError::Connect(error.to_string())
     } else if error.is_builder() {
@@ -310,6 +314,7 @@ mod tests {
             component: dir.join("x.wasm"),
             sha256: None,
             allowed_hosts: vec![parse_allowed_host("https://eco.taobao.com").unwrap()],
+            allow_private_addresses: false,
             auth: Auth::Top(TopAuth {
                 app_key: "12345678".into(),
                 app_secret: Secret::new("app-secret-value"),
@@ -326,7 +331,7 @@ mod tests {
             "taobao".into(),
             config,
             store,
-            reqwest::Client::new(),
+            crate::caps::egress::Clients::new().unwrap(),
             limiter,
         )
     }
@@ -438,6 +443,142 @@ mod tests {
         assert_eq!(
             sign,
             top::sign(&unsigned, "app-secret-value", SignMethod::Md5)
+        );
+    }
+}
+
+/// The egress guard seen through the capability: names that resolve to loopback are refused,
+/// IP literals the operator listed are reached, redirects come back to the guest unfollowed.
+#[cfg(test)]
+mod egress_tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::config::{Limits, PluginConfig, parse_allowed_host};
+    use crate::store::Store;
+
+    /// A one-answer-fits-all HTTP server on 127.0.0.1; counts the requests it got.
+    async fn serve(answer: &'static str) -> (u16, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer).await;
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (port, hits)
+    }
+
+    fn plugin(dir: &std::path::Path, allowed: &str, allow_private: bool) -> PluginContext {
+        let config = PluginConfig {
+            component: dir.join("x.wasm"),
+            sha256: None,
+            allowed_hosts: vec![parse_allowed_host(allowed).unwrap()],
+            allow_private_addresses: allow_private,
+            auth: Auth::None,
+            limits: Limits::default(),
+            retry: Default::default(),
+            settings: BTreeMap::new(),
+        };
+        let store = Arc::new(Store::open(&dir.join("s.db")).unwrap());
+        PluginContext::new(
+            "p".into(),
+            config,
+            store,
+            crate::caps::egress::Clients::new().unwrap(),
+            Arc::new(crate::limiter::RateLimiter::new(None, 1)),
+        )
+    }
+
+    fn get(url: &str) -> Request {
+        Request {
+            method: Method::Get,
+            url: url.into(),
+            headers: Vec::new(),
+            params: Vec::new(),
+            body: None,
+        }
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nreached";
+
+    #[tokio::test]
+    async fn refuses_an_allowed_name_that_resolves_to_loopback() {
+        let (port, hits) = serve(OK).await;
+        let dir = tempfile::tempdir().unwrap();
+        let origin = format!("http://localhost:{port}");
+        let answer = plugin(dir.path(), &origin, false)
+            .send(
+                get(&format!("{origin}/x")),
+                chrono::Utc::now(),
+                &AtomicU64::new(0),
+            )
+            .await;
+        match answer {
+            Err(HttpError::Denied(why)) => assert!(why.contains("localhost"), "{why}"),
+            other => panic!("expected a denial, got {other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "nothing reached the server");
+    }
+
+    #[tokio::test]
+    async fn the_opt_in_and_listed_ip_literals_reach_loopback() {
+        let (port, hits) = serve(OK).await;
+        let dir = tempfile::tempdir().unwrap();
+        for (origin, allow_private) in [
+            (format!("http://localhost:{port}"), true),
+            (format!("http://127.0.0.1:{port}"), false),
+        ] {
+            let answer = plugin(dir.path(), &origin, allow_private)
+                .send(
+                    get(&format!("{origin}/x")),
+                    chrono::Utc::now(),
+                    &AtomicU64::new(0),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{origin}: {e:?}"));
+            assert_eq!(answer.body, b"reached", "{origin}");
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn hands_a_redirect_back_without_following_it() {
+        let (target, target_hits) = serve(OK).await;
+        let redirect: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{target}/secret\r\n\
+                 content-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .into_boxed_str(),
+        );
+        let (port, _) = serve(redirect).await;
+        let dir = tempfile::tempdir().unwrap();
+        let origin = format!("http://127.0.0.1:{port}");
+        let answer = plugin(dir.path(), &origin, false)
+            .send(
+                get(&format!("{origin}/x")),
+                chrono::Utc::now(),
+                &AtomicU64::new(0),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 302);
+        assert!(answer.body.is_empty());
+        assert_eq!(
+            target_hits.load(Ordering::SeqCst),
+            0,
+            "the target was not fetched"
         );
     }
 }

@@ -1,4 +1,7 @@
 //! `kv`: a per-plugin namespace in the host's store, bounded by a quota.
+//!
+//! One adapter call may make at most [`MAX_OPS`] kv operations: every one takes the store's lock,
+//! which every plugin shares, so a flood from one guest would slow the others.
 
 use crate::caps::HostState;
 use crate::runtime::bindings::latest::coupon::adapter::kv::{self, KvError};
@@ -13,8 +16,27 @@ fn convert(error: store::KvError) -> KvError {
     }
 }
 
+/// Most kv operations one adapter call may make.
+pub(crate) const MAX_OPS: u32 = 1000;
+
+impl HostState {
+    /// Counts one kv operation, refusing it past [`MAX_OPS`].
+    fn kv_op(&mut self) -> Result<(), KvError> {
+        self.kv_ops = self.kv_ops.saturating_add(1);
+        if self.kv_ops > MAX_OPS {
+            return Err(KvError::Other(format!(
+                "more than {MAX_OPS} kv operations in one call"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl kv::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
+        if let Err(e) = self.kv_op() {
+            return Ok(Err(e));
+        }
         Ok(self
             .plugin
             .store
@@ -28,6 +50,9 @@ impl kv::Host for HostState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> wasmtime::Result<Result<(), KvError>> {
+        if let Err(e) = self.kv_op() {
+            return Ok(Err(e));
+        }
         let plugin = &self.plugin;
         Ok(plugin
             .store
@@ -36,6 +61,9 @@ impl kv::Host for HostState {
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), KvError>> {
+        if let Err(e) = self.kv_op() {
+            return Ok(Err(e));
+        }
         Ok(self
             .plugin
             .store
@@ -48,6 +76,9 @@ impl kv::Host for HostState {
         key: String,
         delta: i64,
     ) -> wasmtime::Result<Result<i64, KvError>> {
+        if let Err(e) = self.kv_op() {
+            return Ok(Err(e));
+        }
         let plugin = &self.plugin;
         Ok(plugin
             .store

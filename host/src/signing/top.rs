@@ -1,7 +1,7 @@
 //! TOP (Taobao Open Platform) request signing, as the Java SDK's `TaobaoUtils.signTopRequest` does it.
 //!
-//! Parameters are sorted by key in byte order; every pair whose key and value are both non-blank is
-//! appended as `key` + `value`; the digest is MD5(secret + s + secret), HMAC-MD5(secret, s) or
+//! Parameters are sorted by key as Java sorts strings (by UTF-16 code unit); every pair whose key
+//! and value are both non-blank (by Java's idea of whitespace) is appended as `key` + `value`; the digest is MD5(secret + s + secret), HMAC-MD5(secret, s) or
 //! HMAC-SHA256(secret, s), rendered as uppercase hex. See PROTOCOLS.md §1.4.
 
 use std::collections::BTreeMap;
@@ -37,21 +37,36 @@ impl SignMethod {
 }
 
 /// Whether TOP treats a key or value as empty: Java's `StringUtils.isEmpty` counts null, `""` and
-/// whitespace-only strings. Such pairs are neither signed nor sent.
+/// strings of `Character.isWhitespace` only. Such pairs are neither signed nor sent.
+///
+/// Java's whitespace is not Rust's: the no-break spaces (U+00A0, U+2007, U+202F) and U+0085 are
+/// not whitespace to Java, and the separators U+001C..U+001F are. Using Rust's would sign a pair
+/// the gateway skips, or drop one it signs.
 pub fn is_blank(value: &str) -> bool {
-    value.chars().all(char::is_whitespace)
+    value.chars().all(|c| {
+        matches!(
+            c,
+            '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | '\u{1C}'..='\u{1F}' | ' ' | '\u{1680}'
+                | '\u{2000}'..='\u{2006}' | '\u{2008}'..='\u{200A}' | '\u{2028}' | '\u{2029}'
+                | '\u{205F}' | '\u{3000}'
+        )
+    })
 }
 
-/// The signature over `params` (which must not contain `sign`; blank pairs are skipped).
+/// The signature over `params` (`sign` itself and blank pairs are skipped).
 pub fn sign(params: &BTreeMap<String, String>, secret: &str, method: SignMethod) -> String {
+    let mut pairs: Vec<(&String, &String)> = params
+        .iter()
+        .filter(|(key, value)| *key != "sign" && !is_blank(key) && !is_blank(value))
+        .collect();
+    // Java's `Arrays.sort` on the names compares UTF-16 code units; the map's byte order differs
+    // from it only for characters above U+FFFF against U+E000..U+FFFF.
+    pairs.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     let mut text = String::with_capacity(256);
     if method == SignMethod::Md5 {
         text.push_str(secret);
     }
-    for (key, value) in params {
-        if key == "sign" || is_blank(key) || is_blank(value) {
-            continue;
-        }
+    for (key, value) in pairs {
         text.push_str(key);
         text.push_str(value);
     }

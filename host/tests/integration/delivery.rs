@@ -153,11 +153,11 @@ async fn an_ambiguous_taobao_send_the_platform_cannot_confirm_stays_unknown() {
         apply: true,
         times: 1,
     });
-    // The reconciling query fails too: nobody can tell, so nobody resends.
+    // The reconciling query keeps failing: nobody can tell, so nobody resends.
     env.sim.inject(Fault::Status {
         api: Some("taobao.qianniu.coupon.buyer.get".into()),
         status: 502,
-        times: 1,
+        times: 100,
     });
     let outcome = host.send("taobao", one(&TAOBAO, "murky")).await.unwrap();
     assert_eq!(outcome.failed.len(), 1, "{outcome:?}");

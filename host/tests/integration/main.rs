@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod delivery;
 mod platforms;
+mod properties;
 mod sandbox;
 mod support;
 mod taobao;
