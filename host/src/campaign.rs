@@ -518,7 +518,7 @@ impl Host {
                             let plugin = host.plugin(&plugin_name)?;
                             let span = tracing::info_span!("batch", key = %key);
                             let result = tracing::Instrument::instrument(
-                                host.deliver(plugin, &request, &key, false),
+                                host.deliver(&plugin, &request, &key, false),
                                 span,
                             )
                             .await;

@@ -65,14 +65,33 @@ pub struct Host {
 struct Inner {
     runtime: Runtime,
     store: Arc<Store>,
-    plugins: BTreeMap<String, Plugin>,
+    http: caps::egress::Clients,
+    /// Swapped whole by [`Host::reload`]; a call holds its plugin's `Arc` until it ends.
+    plugins: std::sync::RwLock<Arc<BTreeMap<String, Arc<Plugin>>>>,
+    /// One limiter per (plugin, credential, qps, burst), kept across reloads.
+    limiters: std::sync::Mutex<HashMap<LimiterKey, Arc<RateLimiter>>>,
     key_locks: delivery::KeyLocks,
 }
+
+type LimiterKey = (String, String, Option<u32>, u32);
 
 struct Plugin {
     context: Arc<PluginContext>,
     component: LoadedComponent,
     info: PluginInfo,
+}
+
+/// What [`Host::reload`] did, plugin by plugin.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReloadReport {
+    /// Plugins loaded from the new config (new, or replacing their old version).
+    pub loaded: Vec<String>,
+    /// Plugins the new config no longer names; calls already running finish.
+    pub removed: Vec<String>,
+    /// Plugins whose new version failed to load: the old version keeps serving (or, for a
+    /// plugin that is new, none does). Each with its error.
+    pub failed: Vec<(String, Error)>,
 }
 
 impl Host {
@@ -82,88 +101,157 @@ impl Host {
     }
 
     /// Starts a host from a validated config: opens storage, compiles (or loads cached)
-    /// components, checks each is an adapter and asks it to `describe` itself.
+    /// components, checks each is an adapter and asks it to `describe` itself. Any plugin that
+    /// fails to load fails the whole start: a host never starts half-configured.
     pub async fn new(config: Config) -> Result<Host> {
         let runtime = Runtime::new(config.runtime.max_instances, &config.runtime.cache_dir)?;
         let store = Arc::new(Store::open(&config.storage.path)?);
         let http = caps::egress::Clients::new()?;
-
-        let mut plugins = BTreeMap::new();
-        let mut limiters: HashMap<(String, String), Arc<RateLimiter>> = HashMap::new();
-        for (name, plugin_config) in config.plugins {
-            let component = runtime.load(
-                &name,
-                &plugin_config.component,
-                plugin_config.sha256.as_deref(),
-            )?;
-            let limiter = limiters
-                .entry((name.clone(), PluginContext::credential(&plugin_config)))
-                .or_insert_with(|| {
-                    Arc::new(RateLimiter::new(
-                        plugin_config.limits.qps,
-                        plugin_config.limits.burst,
-                    ))
-                })
-                .clone();
-            let context = Arc::new(PluginContext::new(
-                name.clone(),
-                plugin_config,
-                store.clone(),
-                http.clone(),
-                limiter,
-            ));
-            let OpResult::Describe(info) = runtime.call(&context, &component, Op::Describe).await?
-            else {
-                unreachable!("describe answers describe")
-            };
-            let describe = AdapterInfo::from(info);
-            if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
-                return Err(Error::Load {
-                    plugin: name,
-                    path: context.config.component.clone(),
-                    reason: "describe() must name at least one recipient kind and allow at least one recipient per call".to_owned(),
-                });
-            }
-            let info = PluginInfo {
-                name: name.clone(),
-                component: context.config.component.clone(),
-                sha256: component.sha256.clone(),
-                contract: runtime::ADAPTER_EXPORT.to_owned(),
-                describe,
-            };
-            tracing::info!(plugin = %name, platform = %info.describe.platform, sha256 = %info.sha256, "plugin loaded");
-            plugins.insert(
-                name,
-                Plugin {
-                    context,
-                    component,
-                    info,
-                },
-            );
-        }
-        Ok(Host {
+        let host = Host {
             inner: Arc::new(Inner {
                 runtime,
                 store,
-                plugins,
+                http,
+                plugins: Default::default(),
+                limiters: Default::default(),
                 key_locks: delivery::KeyLocks::default(),
             }),
+        };
+        let mut plugins = BTreeMap::new();
+        for (name, plugin_config) in config.plugins {
+            let plugin = host.load_plugin(&name, plugin_config).await?;
+            plugins.insert(name, Arc::new(plugin));
+        }
+        *host.write_plugins() = Arc::new(plugins);
+        Ok(host)
+    }
+
+    /// Swaps in a new config's plugins while calls are running: a call that started finishes on
+    /// the version it started with; calls that start after this returns use the new one. A
+    /// plugin whose new version fails to load (missing file, wrong digest, not an adapter) keeps
+    /// its old version running, and the failure is logged and reported. Storage and runtime
+    /// settings are fixed for the life of the host: changes to them are ignored with a warning.
+    pub async fn reload(&self, config: Config) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let current = self.read_plugins();
+        let mut next = BTreeMap::new();
+        for (name, plugin_config) in config.plugins {
+            match self.load_plugin(&name, plugin_config).await {
+                Ok(plugin) => {
+                    report.loaded.push(name.clone());
+                    next.insert(name, Arc::new(plugin));
+                }
+                Err(error) => {
+                    tracing::error!(plugin = %name, %error, "reload: the new version failed to load; the old one keeps serving");
+                    if let Some(old) = current.get(&name) {
+                        next.insert(name.clone(), old.clone());
+                    }
+                    report.failed.push((name, error));
+                }
+            }
+        }
+        report.removed = current
+            .keys()
+            .filter(|name| !next.contains_key(*name))
+            .cloned()
+            .collect();
+        *self.write_plugins() = Arc::new(next);
+        tracing::info!(loaded = ?report.loaded, removed = ?report.removed, failed = report.failed.len(), "reloaded");
+        report
+    }
+
+    /// [`Host::reload`] from a config file; a file that does not parse changes nothing.
+    pub async fn reload_from_file(&self, path: &Path) -> Result<ReloadReport> {
+        let config = Config::load(path)?;
+        Ok(self.reload(config).await)
+    }
+
+    async fn load_plugin(&self, name: &str, plugin_config: config::PluginConfig) -> Result<Plugin> {
+        let runtime = &self.inner.runtime;
+        let component = runtime.load(
+            name,
+            &plugin_config.component,
+            plugin_config.sha256.as_deref(),
+        )?;
+        let limiter = self
+            .inner
+            .limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((
+                name.to_owned(),
+                PluginContext::credential(&plugin_config),
+                plugin_config.limits.qps,
+                plugin_config.limits.burst,
+            ))
+            .or_insert_with(|| {
+                Arc::new(RateLimiter::new(
+                    plugin_config.limits.qps,
+                    plugin_config.limits.burst,
+                ))
+            })
+            .clone();
+        let context = Arc::new(PluginContext::new(
+            name.to_owned(),
+            plugin_config,
+            self.inner.store.clone(),
+            self.inner.http.clone(),
+            limiter,
+        ));
+        let OpResult::Describe(info) = runtime.call(&context, &component, Op::Describe).await?
+        else {
+            unreachable!("describe answers describe")
+        };
+        let describe = AdapterInfo::from(info);
+        if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
+            return Err(Error::Load {
+                plugin: name.to_owned(),
+                path: context.config.component.clone(),
+                reason: "describe() must name at least one recipient kind and allow at least one recipient per call".to_owned(),
+            });
+        }
+        let info = PluginInfo {
+            name: name.to_owned(),
+            component: context.config.component.clone(),
+            sha256: component.sha256.clone(),
+            contract: runtime::ADAPTER_EXPORT.to_owned(),
+            describe,
+        };
+        tracing::info!(plugin = %name, platform = %info.describe.platform, sha256 = %info.sha256, "plugin loaded");
+        Ok(Plugin {
+            context,
+            component,
+            info,
         })
+    }
+
+    fn read_plugins(&self) -> Arc<BTreeMap<String, Arc<Plugin>>> {
+        self.inner
+            .plugins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn write_plugins(&self) -> std::sync::RwLockWriteGuard<'_, Arc<BTreeMap<String, Arc<Plugin>>>> {
+        self.inner
+            .plugins
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The loaded plugins.
     pub fn plugins(&self) -> Vec<PluginInfo> {
-        self.inner
-            .plugins
+        self.read_plugins()
             .values()
             .map(|p| p.info.clone())
             .collect()
     }
 
-    fn plugin(&self, name: &str) -> Result<&Plugin> {
-        self.inner
-            .plugins
+    fn plugin(&self, name: &str) -> Result<Arc<Plugin>> {
+        self.read_plugins()
             .get(name)
+            .cloned()
             .ok_or_else(|| Error::UnknownPlugin(name.to_owned()))
     }
 
@@ -188,7 +276,7 @@ impl Host {
         };
         validate_send(&request, &plugin.info.describe)?;
         let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len());
-        self.deliver(plugin, &request, &key, true)
+        self.deliver(&plugin, &request, &key, true)
             .instrument(span)
             .await
     }
@@ -197,7 +285,7 @@ impl Host {
     pub async fn query(&self, plugin_name: &str, request: QueryRequest) -> Result<Vec<Coupon>> {
         let plugin = self.plugin(plugin_name)?;
         let span = tracing::info_span!("query", plugin = plugin_name);
-        self.query_plugin(plugin, request).instrument(span).await
+        self.query_plugin(&plugin, request).instrument(span).await
     }
 
     async fn query_plugin(&self, plugin: &Plugin, request: QueryRequest) -> Result<Vec<Coupon>> {

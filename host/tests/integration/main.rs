@@ -7,6 +7,7 @@ mod conformance;
 mod delivery;
 mod platforms;
 mod properties;
+mod reload;
 mod sandbox;
 mod support;
 mod taobao;
