@@ -13,8 +13,7 @@ fn swapped(env: &TestEnv) -> String {
     let text = std::fs::read_to_string(&env.config_path).unwrap();
     let tmall_settings = text
         .lines()
-        .filter(|l| l.starts_with("settings = ") && l.contains("biz_code"))
-        .next()
+        .find(|l| l.starts_with("settings = ") && l.contains("biz_code"))
         .unwrap()
         .to_owned();
     let taobao_settings = text
