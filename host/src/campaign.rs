@@ -14,6 +14,11 @@
 //! comes from the plugin, coupon, quantity, options and the file's path; its content's SHA-256
 //! is recorded, and a file that changed under a campaign is refused rather than sent twice.
 //!
+//! A batch the platform refuses whole, for a reason every later batch would meet too (credentials,
+//! an expired session, the coupon unknown or out of stock), stops the campaign with
+//! [`Error::CampaignStopped`]: that batch is forgotten and the rest left unsent, so that after
+//! the operator fixes the cause, the same command resumes from there.
+//!
 //! Memory stays flat however long the file: a bounded channel of batches, counters, and SQLite.
 
 use std::io::{BufRead, BufReader, Read};
@@ -496,6 +501,7 @@ impl Host {
         let mut in_flight = tokio::task::JoinSet::new();
         let mut reading = true;
         let mut first_error = None;
+        let mut stopped = None;
         let request = Arc::new(SendRequest {
             coupon: spec.coupon.clone(),
             recipients: Vec::new(),
@@ -504,7 +510,11 @@ impl Host {
             options: spec.options.clone(),
         });
         loop {
-            while reading && in_flight.len() < spec.concurrency && first_error.is_none() {
+            while reading
+                && in_flight.len() < spec.concurrency
+                && first_error.is_none()
+                && stopped.is_none()
+            {
                 match batches.recv().await {
                     Some(batch) => {
                         let host = self.clone();
@@ -523,12 +533,19 @@ impl Host {
                             )
                             .await;
                             match result {
+                                Ok(outcome) if stops_the_campaign(&outcome) => {
+                                    // Nothing of it happened: forget it, so a rerun sends it.
+                                    plugin.context.store.journal_forget(&plugin_name, &key)?;
+                                    Err(Stop::Refused(outcome.failed[0].error.clone()))
+                                }
                                 Ok(outcome) => Ok(outcome),
                                 // Sandbox kills and whole-call failures are in the journal.
-                                Err(Error::Sandbox { .. } | Error::Adapter { .. }) => {
-                                    plugin.context.store.journal_outcome(&plugin_name, &key)
-                                }
-                                Err(e) => Err(e),
+                                Err(Error::Sandbox { .. } | Error::Adapter { .. }) => plugin
+                                    .context
+                                    .store
+                                    .journal_outcome(&plugin_name, &key)
+                                    .map_err(Stop::from),
+                                Err(e) => Err(Stop::from(e)),
                             }
                         });
                     }
@@ -543,7 +560,11 @@ impl Host {
                     count(&mut progress, &outcome);
                     on_progress(&progress);
                 }
-                Ok(Err(e)) => {
+                Ok(Err(Stop::Refused(error))) => {
+                    tracing::error!(%error, "the platform refused a whole batch; stopping the campaign");
+                    stopped.get_or_insert(error);
+                }
+                Ok(Err(Stop::Failed(e))) => {
                     first_error.get_or_insert(e);
                 }
                 Err(e) => {
@@ -551,12 +572,25 @@ impl Host {
                 }
             }
         }
+        if stopped.is_some() {
+            // Read the rest of the file without sending it, so the report lists every line
+            // (the unsent ones as pending).
+            while batches.recv().await.is_some() {}
+        }
         drop(batches);
         let read = reader
             .await
             .map_err(|e| Error::Runtime(format!("reading the recipients failed: {e}")))?;
         if let Some(e) = first_error {
             return Err(e);
+        }
+        if let Some(error) = stopped {
+            let status = store.campaign_status(&id)?;
+            return Err(Error::CampaignStopped {
+                id,
+                error,
+                pending: status.pending,
+            });
         }
         read?;
         let status = store.campaign_status(&id)?;
@@ -587,6 +621,35 @@ impl Host {
     ) -> Result<()> {
         self.inner.store.campaign_report(id, &mut each)
     }
+}
+
+/// How a batch task ended other than with an outcome.
+enum Stop {
+    /// The platform refused the whole batch for a reason the next batches share.
+    Refused(crate::AdapterError),
+    /// The host failed (storage, …).
+    Failed(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(error: Error) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+/// A batch that issued nothing and failed only for reasons every later batch would meet too:
+/// credentials, the session, the coupon (unknown, expired, out of stock) or the request itself.
+fn stops_the_campaign(outcome: &SendOutcome) -> bool {
+    use crate::ErrorClass::*;
+    !outcome.replayed
+        && outcome.issued.is_empty()
+        && !outcome.failed.is_empty()
+        && outcome.failed.iter().all(|failure| {
+            matches!(
+                failure.error.class,
+                Unauthorized | AuthExpired | CouponUnavailable | InvalidRequest
+            )
+        })
 }
 
 fn count(progress: &mut Progress, outcome: &SendOutcome) {

@@ -65,6 +65,21 @@ pub enum Error {
         message: String,
     },
 
+    /// A campaign stopped because its platform refused a whole batch for a reason every later
+    /// batch would meet too (credentials, session, the coupon itself, e.g. out of stock).
+    /// Nothing of that batch was recorded: fix the cause and run the campaign again to resume.
+    #[error(
+        "campaign {id} stopped: {error}; {pending} recipients not sent yet — fix the cause and run the same campaign again to resume"
+    )]
+    CampaignStopped {
+        /// The campaign.
+        id: String,
+        /// What the platform said.
+        error: AdapterError,
+        /// Recipients not finished.
+        pending: u64,
+    },
+
     /// The host's storage failed.
     #[error("storage: {0}")]
     Storage(String),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use coupon_host::campaign::{CampaignSpec, ReportLine};
+use coupon_host::{Error, ErrorClass};
 use coupon_sim::{Fault, SimConfig};
 
 use crate::support::{Options, TestEnv};
@@ -284,25 +285,34 @@ async fn bad_campaign_input_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn stock_running_out_mid_campaign_fails_the_rest_with_a_class() {
+async fn stock_running_out_stops_the_campaign_instead_of_failing_everyone_after() {
     let mut sim = SimConfig::demo();
     sim.taobao.coupons[0].stock = Some(120);
     let env = TestEnv::start(sim, Options::default()).await;
     let file = write_lines(
         env.dir.path(),
         "r.txt",
-        (0..300).map(|i| format!("nick:s{i}")),
+        (0..1000).map(|i| format!("nick:s{i}")),
     );
     let host = env.host().await;
-    let status = host
-        .campaign(CampaignSpec::new("taobao", "48552", file), |_| {})
-        .await
-        .unwrap();
+    let mut spec = CampaignSpec::new("taobao", "48552", file);
+    spec.concurrency = 1;
+    let error = host.campaign(spec.clone(), |_| {}).await.unwrap_err();
+    let Error::CampaignStopped { id, error, pending } = &error else {
+        panic!("{error}");
+    };
+    assert_eq!(error.class, ErrorClass::CouponUnavailable, "{error}");
+    // Batch 1 issued the last 20 and failed 80; batch 2 failed whole and stopped the run.
+    let status = host.campaign_status(id).unwrap();
     assert_eq!(
         (status.issued, status.failed, status.pending),
-        (120, 180, 0)
+        (120, 80, 800),
+        "{status:?}"
     );
-    let lines = report(&env, &status.id);
+    assert_eq!(*pending, 800);
+    assert_eq!(status.state, "running");
+    let lines = report(&env, id);
+    assert_eq!(lines.iter().filter(|l| l.state == "pending").count(), 800);
     assert!(
         lines
             .iter()
@@ -310,7 +320,70 @@ async fn stock_running_out_mid_campaign_fails_the_rest_with_a_class() {
             .all(|l| l.class.as_deref() == Some("coupon-unavailable")),
         "{lines:?}"
     );
-    assert_report_matches_ledger(&env, "taobao", &lines);
+    let done: Vec<ReportLine> = lines.into_iter().filter(|l| l.state != "pending").collect();
+    assert_report_matches_ledger(&env, "taobao", &done);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_expiring_mid_campaign_stops_it_and_the_same_command_resumes() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..600).map(|i| format!("nick:e{i}")),
+    );
+    let args = [
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        "48552",
+        "--recipients",
+        file.to_str().unwrap(),
+        "--concurrency",
+        "2",
+        "--json",
+    ];
+    // The seller's session expires after the first calls: code 27, as the gateway says it.
+    env.sim.inject(Fault::Delay {
+        api: Some("taobao.promotion.coupon.sns.send".into()),
+        millis: 10,
+        apply: true,
+        times: 2,
+    });
+    env.sim.inject(Fault::TopError {
+        api: Some("taobao.promotion.coupon.sns.send".into()),
+        code: 27,
+        msg: "Invalid session".into(),
+        sub_code: Some("invalid-sessionkey".into()),
+        sub_msg: None,
+        times: 2,
+    });
+    let stopped = env.cli(&args).await;
+    assert!(!stopped.status.success());
+    assert!(
+        stopped.stderr.contains("stopped: auth-expired"),
+        "{}",
+        stopped.stderr
+    );
+    assert!(
+        stopped
+            .stderr
+            .contains("run the same campaign again to resume"),
+        "{}",
+        stopped.stderr
+    );
+    assert_eq!(env.sim.ledger().len(), 200);
+
+    // The session is renewed (the faults are spent): the same command picks up from there.
+    let finished = env.cli(&args).await.json();
+    assert_eq!(finished["state"], "done", "{finished}");
+    assert_eq!(finished["issued"], 600, "{finished}");
+    assert_report_matches_ledger(
+        &env,
+        "taobao",
+        &report(&env, finished["id"].as_str().unwrap()),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
