@@ -420,7 +420,16 @@ pub fn read_answer(
     let status = response.status;
     if status != 200 {
         let message = with_log_id(format!("the Douyin open API answered HTTP {status}"));
-        let error = AdapterError::new(ErrorClass::Transient, format!("http.{status}"), message);
+        // 429 is the gateway's own "too many requests": back off like 29005012, not like a 5xx.
+        let class = if status == 429 {
+            ErrorClass::RateLimited
+        } else {
+            ErrorClass::Transient
+        };
+        let mut error = AdapterError::new(class, format!("http.{status}"), message);
+        if status == 429 {
+            error.retry_after_ms = Some(RATE_LIMIT_RETRY_AFTER_MS);
+        }
         return (log_ids, Err(error));
     }
     let bad = |why: &str| {
