@@ -202,6 +202,9 @@ async fn no_secret_appears_in_any_output_log_or_state() {
     let mut sim = SimConfig::demo();
     sim.taobao.unknown_buyers = vec!["鬼".into()];
     let env = TestEnv::start(sim, Options::default()).await;
+    let recipients = env.dir.path().join("campaign.txt");
+    std::fs::write(&recipients, "nick:甲\nnick:乙\nnick:鬼\nbad line\n").unwrap();
+    let recipients = recipients.to_str().unwrap();
     let mut outputs = Vec::new();
     for args in [
         vec!["plugins", "--json"],
@@ -236,6 +239,21 @@ async fn no_secret_appears_in_any_output_log_or_state() {
             "customer-id:5757",
             "--json",
         ],
+        vec![
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            "48552",
+            "--recipients",
+            recipients,
+            "--id",
+            "scan",
+            "--json",
+        ],
+        vec!["campaign", "status", "scan", "--json"],
+        vec!["campaign", "report", "scan", "--format", "json"],
+        vec!["campaign", "report", "scan"],
     ] {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
         command
@@ -255,6 +273,17 @@ async fn no_secret_appears_in_any_output_log_or_state() {
     // failed calls would prove nothing).
     assert!(outputs[1].stderr.contains("plugin loaded"));
     assert!(outputs[4].stderr.contains("fetched a douyin client_token"));
+    assert!(
+        outputs[6].stdout.contains("\"issued\":2"),
+        "{}",
+        outputs[6].stdout
+    );
+    assert_eq!(
+        outputs[8].stdout.lines().count(),
+        4,
+        "{}",
+        outputs[8].stdout
+    );
     for i in [1, 4, 5] {
         assert!(outputs[i].status.success(), "{}", outputs[i].stderr);
         assert!(
