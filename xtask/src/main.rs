@@ -228,6 +228,54 @@ fn demo() -> anyhow::Result<()> {
             ),
         }
     }
+
+    // A campaign: a file of recipients streamed in batches, with a report per line.
+    let file = root().join("target/demo/recipients.txt");
+    std::fs::create_dir_all(file.parent().unwrap())?;
+    let mut lines: Vec<String> = (0..2_000).map(|i| format!("nick:演示买家{i:05}")).collect();
+    lines.push("nick:演示买家00007".to_owned()); // listed twice: sent once
+    lines.push("not a recipient".to_owned());
+    std::fs::write(&file, lines.join("\n"))?;
+    let id = format!(
+        "demo-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs()
+    );
+    println!();
+    println!(
+        "==> campaign {id}: taobao coupon 48552 to {} lines",
+        lines.len()
+    );
+    let started = std::time::Instant::now();
+    let file_arg = file.to_string_lossy().into_owned();
+    let status = host(&[
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        "48552",
+        "--recipients",
+        &file_arg,
+        "--concurrency",
+        "4",
+        "--id",
+        &id,
+        "--json",
+    ])?;
+    println!(
+        "{} issued, {} failed, {} unknown, {} rejected or skipped, {} pending — {:.1} s",
+        status["issued"],
+        status["failed"],
+        status["unknown"],
+        status["rejected"],
+        status["pending"],
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "report: coupon-host --config {} campaign report {id}",
+        config.display()
+    );
     drop(sim);
     Ok(())
 }
