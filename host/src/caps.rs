@@ -80,6 +80,8 @@ pub(crate) struct HostState {
     pub(crate) plugin: Arc<PluginContext>,
     pub(crate) limiter: Limiter,
     pub(crate) http_requests: u32,
+    /// Time this call spent in `signed-http` requests (metrics: host overhead = the rest).
+    pub(crate) platform_time: std::time::Duration,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -99,6 +101,7 @@ impl HostState {
                 memory_refused: false,
             },
             http_requests: 0,
+            platform_time: std::time::Duration::ZERO,
             wasi,
             table: ResourceTable::new(),
         }

@@ -24,13 +24,16 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod secret;
+
 pub mod signing;
 pub mod store;
 pub mod types;
 
 mod caps;
 mod convert;
+mod drain;
 mod runtime;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -38,6 +41,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tracing::Instrument;
+use tracing::field::Empty;
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::error::{Error, Result, SandboxKill};
@@ -59,6 +63,8 @@ pub struct Host {
 struct Inner {
     runtime: Runtime,
     plugins: BTreeMap<String, Plugin>,
+    /// Calls in flight; closed by [`Host::shutdown`].
+    calls: drain::CallGate,
 }
 
 struct Plugin {
@@ -128,7 +134,11 @@ impl Host {
             );
         }
         Ok(Host {
-            inner: Arc::new(Inner { runtime, plugins }),
+            inner: Arc::new(Inner {
+                runtime,
+                plugins,
+                calls: drain::CallGate::default(),
+            }),
         })
     }
 
@@ -151,6 +161,7 @@ impl Host {
     /// Sends a coupon. Every recipient ends in exactly one of `issued` / `failed`; an error is
     /// returned only when the send failed as a whole (bad request, bad credentials, sandbox kill).
     pub async fn send(&self, plugin_name: &str, request: SendRequest) -> Result<SendOutcome> {
+        let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
         let key = match &request.idempotency_key {
             Some(key) if key.trim().is_empty() || key.len() > 128 => {
@@ -161,8 +172,15 @@ impl Host {
             Some(key) => key.clone(),
             None => new_idempotency_key(),
         };
-        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len());
-        self.send_inner(plugin, request, key).instrument(span).await
+        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len(),
+            issued = Empty, failed = Empty, platform_request_ids = Empty, error_class = Empty, elapsed_ms = Empty);
+        let started = std::time::Instant::now();
+        let result = self
+            .send_inner(plugin, request, key)
+            .instrument(span.clone())
+            .await;
+        record_send(&span, plugin_name, &result, started.elapsed());
+        result
     }
 
     async fn send_inner(
@@ -230,6 +248,7 @@ impl Host {
 
     /// Lists a recipient's coupons.
     pub async fn query(&self, plugin_name: &str, request: QueryRequest) -> Result<Vec<Coupon>> {
+        let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
         if !plugin
             .info
@@ -239,7 +258,28 @@ impl Host {
         {
             return Err(unsupported_kind(&plugin.info.describe, &request.recipient));
         }
-        let span = tracing::info_span!("query", plugin = plugin_name);
+        let span = tracing::info_span!(
+            "query",
+            plugin = plugin_name,
+            coupons = Empty,
+            error_class = Empty,
+            elapsed_ms = Empty
+        );
+        let started = std::time::Instant::now();
+        let result = self
+            .query_inner(plugin_name, plugin, request)
+            .instrument(span.clone())
+            .await;
+        record_query(&span, plugin_name, &result, started.elapsed());
+        result
+    }
+
+    async fn query_inner(
+        &self,
+        plugin_name: &str,
+        plugin: &Plugin,
+        request: QueryRequest,
+    ) -> Result<Vec<Coupon>> {
         let wit_request = wit::QueryRequest {
             recipient: (&request.recipient).into(),
             options: request.options,
@@ -248,7 +288,6 @@ impl Host {
             .inner
             .runtime
             .call(&plugin.context, &plugin.component, Op::Query(wit_request))
-            .instrument(span)
             .await?;
         match result {
             OpResult::Query(Ok(coupons)) => Ok(coupons.into_iter().map(Into::into).collect()),
@@ -351,4 +390,66 @@ fn merge_batch(outcome: &mut SendOutcome, batch: &[Recipient], answer: wit::Send
             .take(1024)
             .map(|id| id.chars().take(128).collect()),
     );
+}
+
+impl Host {
+    /// Shuts the host down gracefully: from now on every [`send`](Host::send) and
+    /// [`query`](Host::query) fails at once with [`Error::ShuttingDown`], and this returns when
+    /// the calls already running have finished (each is bounded by its plugin's
+    /// `limits.timeout_ms` per adapter call). Clones share the state, so shutting down one
+    /// clone shuts down all. Calling it again waits again; it never reopens the host.
+    ///
+    /// ```no_run
+    /// # async fn demo(host: coupon_host::Host) {
+    /// tokio::signal::ctrl_c().await.ok();
+    /// host.shutdown().await; // in-flight sends complete; new ones are refused
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        self.inner.calls.close_and_wait().await;
+    }
+
+    /// Whether [`shutdown`](Host::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.calls.is_closed()
+    }
+}
+
+/// Records a finished send on its span (outcome, platform request ids, latency) and in metrics.
+fn record_send(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<SendOutcome>,
+    elapsed: std::time::Duration,
+) {
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    match result {
+        Ok(outcome) => {
+            span.record("issued", outcome.issued.len());
+            span.record("failed", outcome.failed.len());
+            span.record(
+                "platform_request_ids",
+                outcome.platform_request_ids.join(","),
+            );
+        }
+        Err(error) => {
+            span.record("error_class", error.kind());
+        }
+    }
+    crate::metrics::send_finished(plugin, result, elapsed);
+}
+
+/// Records a finished query on its span and in metrics.
+fn record_query(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<Vec<Coupon>>,
+    elapsed: std::time::Duration,
+) {
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    match result {
+        Ok(coupons) => span.record("coupons", coupons.len()),
+        Err(error) => span.record("error_class", error.kind()),
+    };
+    crate::metrics::query_finished(plugin, result, elapsed);
 }
