@@ -26,7 +26,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod secret;
-
+pub mod serve;
 pub mod signing;
 pub mod store;
 pub mod types;

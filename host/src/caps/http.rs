@@ -274,6 +274,46 @@ fn transport_error(error: reqwest::Error) -> HttpError {
     }
 }
 
+/// One span per outgoing request: which plugin, which API (TOP `method`, else the URL path).
+fn platform_call_span(plugin: &str, request: &Request) -> tracing::Span {
+    let api = match request.params.iter().find(|(name, _)| name == "method") {
+        Some((_, method)) => method.clone(),
+        None => url::Url::parse(&request.url)
+            .map(|url| url.path().to_owned())
+            .unwrap_or_default(),
+    };
+    tracing::info_span!(
+        "platform_call",
+        plugin,
+        api,
+        status = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty
+    )
+}
+
+/// Records how a request ended on its span and in metrics; returns its duration.
+fn record_platform_call(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<Response, HttpError>,
+    started: Instant,
+) -> Duration {
+    let elapsed = started.elapsed();
+    let status = match result {
+        Ok(response) => response.status.to_string(),
+        Err(HttpError::Denied(_)) => "denied".to_owned(),
+        Err(HttpError::Timeout) => "timeout".to_owned(),
+        Err(HttpError::Connect(_)) => "connect".to_owned(),
+        Err(HttpError::TooLarge) => "too-large".to_owned(),
+        Err(HttpError::Unauthorized(_)) => "unauthorized".to_owned(),
+        Err(HttpError::Other(_)) => "other".to_owned(),
+    };
+    span.record("status", status.as_str());
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    crate::metrics::platform_call(plugin, status, elapsed);
+    elapsed
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -408,44 +448,4 @@ mod tests {
             top::sign(&unsigned, "app-secret-value", SignMethod::Md5)
         );
     }
-}
-
-/// One span per outgoing request: which plugin, which API (TOP `method`, else the URL path).
-fn platform_call_span(plugin: &str, request: &Request) -> tracing::Span {
-    let api = match request.params.iter().find(|(name, _)| name == "method") {
-        Some((_, method)) => method.clone(),
-        None => url::Url::parse(&request.url)
-            .map(|url| url.path().to_owned())
-            .unwrap_or_default(),
-    };
-    tracing::info_span!(
-        "platform_call",
-        plugin,
-        api,
-        status = tracing::field::Empty,
-        elapsed_ms = tracing::field::Empty
-    )
-}
-
-/// Records how a request ended on its span and in metrics; returns its duration.
-fn record_platform_call(
-    span: &tracing::Span,
-    plugin: &str,
-    result: &Result<Response, HttpError>,
-    started: Instant,
-) -> Duration {
-    let elapsed = started.elapsed();
-    let status = match result {
-        Ok(response) => response.status.to_string(),
-        Err(HttpError::Denied(_)) => "denied".to_owned(),
-        Err(HttpError::Timeout) => "timeout".to_owned(),
-        Err(HttpError::Connect(_)) => "connect".to_owned(),
-        Err(HttpError::TooLarge) => "too-large".to_owned(),
-        Err(HttpError::Unauthorized(_)) => "unauthorized".to_owned(),
-        Err(HttpError::Other(_)) => "other".to_owned(),
-    };
-    span.record("status", status.as_str());
-    span.record("elapsed_ms", elapsed.as_millis() as u64);
-    crate::metrics::platform_call(plugin, status, elapsed);
-    elapsed
 }

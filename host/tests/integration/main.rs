@@ -3,8 +3,10 @@
 
 mod cli;
 mod conformance;
+mod embed;
 mod platforms;
 mod sandbox;
+mod serve;
 mod support;
 mod taobao;
 mod tidy;
