@@ -1,7 +1,7 @@
 //! Embedding coupon-host in a Rust program: load a config, list the plugins, send a coupon,
 //! query what the recipient holds, shut down.
 //!
-//! Against the bundled simulator (`cargo xtask demo` leaves nothing running, so start one):
+//! Against the bundled simulator, with the adapters built by `cargo xtask plugins`:
 //!
 //! ```sh
 //! cargo run -p coupon-sim -- --listen 127.0.0.1:18080 &
@@ -9,7 +9,7 @@
 //!   cargo run -p coupon-host --example embed -- examples/sandbox.toml taobao 48552 nick:张三
 //! ```
 //!
-//! (The adapters must be built first: `cargo xtask plugins`.) The integration test
+//! The integration test
 //! `embed::the_embedding_example_runs_against_the_simulator` runs [`run`] on every
 //! `cargo test --workspace`.
 
