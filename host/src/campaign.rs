@@ -340,14 +340,38 @@ fn check_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// A campaign checked and registered, ready to run ([`Host::campaign_prepare`]).
+pub struct PreparedCampaign {
+    host: Host,
+    spec: CampaignSpec,
+    id: String,
+    source: PathBuf,
+    layout: Layout,
+    total: u64,
+}
+
+impl PreparedCampaign {
+    /// The campaign's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl Host {
     /// Runs a campaign, or resumes it where an earlier run stopped. `on_progress` is called
     /// after every batch. Returns the final status; recipients are in [`Host::campaign_report`].
     pub async fn campaign(
         &self,
         spec: CampaignSpec,
-        mut on_progress: impl FnMut(&Progress),
+        on_progress: impl FnMut(&Progress),
     ) -> Result<CampaignStatus> {
+        self.campaign_prepare(spec).await?.run(on_progress).await
+    }
+
+    /// Checks a campaign (plugin, coupon, the file: readable, not empty, unchanged under an
+    /// earlier run) and registers it, without sending anything: for callers that must answer
+    /// with its id before it runs, as `serve` does.
+    pub async fn campaign_prepare(&self, spec: CampaignSpec) -> Result<PreparedCampaign> {
         let plugin = self.plugin(&spec.plugin)?;
         if spec.coupon.trim().is_empty() {
             return Err(Error::InvalidRequest("the coupon is empty".to_owned()));
@@ -385,9 +409,36 @@ impl Host {
                 spec.recipients.display()
             )));
         }
-        let store = self.inner.store.clone();
+        let batch_size = plugin.info.describe.max_recipients_per_call as u64;
+        self.inner
+            .store
+            .campaign_open(&id, &spec, &source, &sha256, total, batch_size)?;
+        Ok(PreparedCampaign {
+            host: self.clone(),
+            spec,
+            id,
+            source,
+            layout,
+            total,
+        })
+    }
+}
+
+impl PreparedCampaign {
+    /// Runs it (see [`Host::campaign`]).
+    pub async fn run(self, mut on_progress: impl FnMut(&Progress)) -> Result<CampaignStatus> {
+        let PreparedCampaign {
+            host,
+            spec,
+            id,
+            source,
+            layout,
+            total,
+        } = self;
+        let this = &host;
+        let plugin = this.plugin(&spec.plugin)?;
+        let store = this.inner.store.clone();
         let batch_size = plugin.info.describe.max_recipients_per_call as usize;
-        store.campaign_open(&id, &spec, &source, &sha256, total, batch_size as u64)?;
         let span = tracing::info_span!("campaign", id = %id, plugin = %spec.plugin);
         let _entered = span.enter();
         tracing::info!(total, "campaign running");
@@ -517,7 +568,7 @@ impl Host {
             {
                 match batches.recv().await {
                     Some(batch) => {
-                        let host = self.clone();
+                        let host = this.clone();
                         let plugin_name = spec.plugin.clone();
                         let key = batch_key(&id, batch.index);
                         let request = SendRequest {
@@ -525,6 +576,9 @@ impl Host {
                             ..(*request).clone()
                         };
                         in_flight.spawn(async move {
+                            // A batch is a call: after Host::shutdown no new one starts, and
+                            // shutdown waits for those running.
+                            let _call = host.inner.calls.enter()?;
                             let plugin = host.plugin(&plugin_name)?;
                             let span = tracing::info_span!("batch", key = %key);
                             let result = tracing::Instrument::instrument(
@@ -606,6 +660,34 @@ impl Host {
             "campaign finished"
         );
         Ok(status)
+    }
+}
+
+impl Host {
+    /// Keeps an inline list of recipients as a campaign file in the host's data folder (next to
+    /// the storage file), named by its content, so that posting the same list again names the
+    /// same file, and so the same campaign, which then resumes rather than starts over.
+    pub fn campaign_file(&self, recipients: &[Recipient]) -> Result<PathBuf> {
+        let mut text = String::new();
+        for recipient in recipients {
+            text.push_str(&recipient.to_string());
+            text.push('\n');
+        }
+        let name = format!(
+            "{}.txt",
+            &hex::encode(Sha256::digest(text.as_bytes()))[..32]
+        );
+        let dir = self.inner.data_dir.join("campaigns");
+        let path = dir.join(name);
+        if !path.exists() {
+            let io =
+                |e: std::io::Error| Error::Storage(format!("cannot write {}: {e}", dir.display()));
+            std::fs::create_dir_all(&dir).map_err(io)?;
+            let partial = path.with_extension(format!("tmp{}", std::process::id()));
+            std::fs::write(&partial, text).map_err(io)?;
+            std::fs::rename(&partial, &path).map_err(io)?;
+        }
+        Ok(path)
     }
 
     /// Where a campaign stands.
@@ -853,7 +935,7 @@ impl Store {
             )
             .optional()
             .map_err(storage)?
-            .ok_or_else(|| Error::InvalidRequest(format!("no campaign {id:?}")))?;
+            .ok_or_else(|| Error::UnknownCampaign(id.chars().take(64).collect()))?;
         let (low, high) = (format!("{id}/"), format!("{id}/~"));
         let mut counts = conn
             .prepare_cached(

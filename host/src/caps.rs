@@ -109,6 +109,8 @@ pub(crate) struct HostState {
     pub(crate) log_bytes: usize,
     /// kv operations this call has made (`caps/kv.rs` caps them).
     pub(crate) kv_ops: u32,
+    /// Time this call spent in `signed-http` requests (metrics: host overhead = the rest).
+    pub(crate) platform_time: std::time::Duration,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -132,6 +134,7 @@ impl HostState {
             log_lines: 0,
             log_bytes: 0,
             kv_ops: 0,
+            platform_time: std::time::Duration::ZERO,
             wasi,
             table: ResourceTable::new(),
         }

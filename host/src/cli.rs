@@ -79,6 +79,21 @@ enum Command {
     /// Send one coupon to every recipient of a file, resumably; see its status and report.
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
+    /// Serve the API over HTTP until SIGTERM or SIGINT, then drain and exit 0.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the line on stdout says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Send and query requests handled at once; one more is answered 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_in_flight: u32,
+    /// The largest request body in KiB; a larger one is answered 413.
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_body_kib: u32,
 }
 
 pub(crate) fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -123,8 +138,11 @@ pub(crate) fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUPON_HOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A span's close event carries its fields (plugin, idempotency key, outcome, latency):
+    // one line per send, query and platform call at `info`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -203,8 +221,86 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Campaign(command) => campaign::run(&host, command).await?,
+        Command::Serve(args) => serve(host, args, config).await?,
     }
     Ok(())
+}
+
+/// `serve`: installs the Prometheus recorder, binds, says where on stdout, serves until
+/// SIGTERM or SIGINT, drains.
+async fn serve(host: Host, args: ServeArgs, config: PathBuf) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    reload_on_hangup(host.clone(), config);
+    let metrics = coupon_host::metrics::prometheus_builder()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    coupon_host::metrics::describe();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port.
+    println!("coupon-host listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, plugins = host.plugins().len(), "serving");
+    let options = coupon_host::serve::ServeOptions::new(
+        args.max_in_flight as usize,
+        args.max_body_kib as usize * 1024,
+    );
+    coupon_host::serve::serve(listener, host, options, Some(metrics), shutdown_signal())
+        .await
+        .context("serving")
+}
+
+/// On SIGHUP, reloads the config file: plugins change while calls run (see `Host::reload`); a
+/// file that does not load changes nothing, and says why in the log.
+fn reload_on_hangup(host: Host, config: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload is off");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match host.reload_from_file(&config).await {
+                Ok(report) => tracing::info!(
+                    loaded = ?report.loaded,
+                    removed = ?report.removed,
+                    failed = ?report.failed.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>(),
+                    "reloaded the config on SIGHUP"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: the config does not load; nothing changed")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (host, config);
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                interrupt.await.ok();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.ok();
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {

@@ -330,6 +330,9 @@ impl Host {
                             row.detail = Some(Detail::Issued(issued));
                         }
                         Err(error) => {
+                            if matches!(next_step(error.class, idempotent), Next::Retry) {
+                                crate::metrics::retry(name, error.class);
+                            }
                             if error.class == ErrorClass::RateLimited {
                                 let asked = error
                                     .retry_after_ms

@@ -80,6 +80,10 @@ pub enum Error {
         pending: u64,
     },
 
+    /// No campaign has this id.
+    #[error("no campaign {0:?}")]
+    UnknownCampaign(String),
+
     /// The host's storage failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -87,6 +91,35 @@ pub enum Error {
     /// The host could not start (runtime, cache dir, …).
     #[error("{0}")]
     Runtime(String),
+
+    /// [`Host::shutdown`](crate::Host::shutdown) was called: the host takes no new calls.
+    /// Calls already running finish normally.
+    #[error("the host is shutting down and takes no new calls")]
+    ShuttingDown,
+}
+
+impl Error {
+    /// A short, stable, kebab-case name for the error's kind, for metrics labels, log fields and
+    /// the HTTP API's `error.kind`. An adapter error is named by its [`ErrorClass`]
+    /// (`unauthorized`, `transient`, …), so one field says what a caller may do next.
+    ///
+    /// [`ErrorClass`]: crate::ErrorClass
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Config(_) => "config",
+            Error::UnknownPlugin(_) => "unknown-plugin",
+            Error::Load { .. } => "load",
+            Error::Integrity { .. } => "integrity",
+            Error::InvalidRequest(_) => "invalid-request",
+            Error::Adapter { error, .. } => error.class.as_str(),
+            Error::Sandbox { .. } => "sandbox",
+            Error::Storage(_) => "storage",
+            Error::Runtime(_) => "runtime",
+            Error::ShuttingDown => "shutting-down",
+            Error::CampaignStopped { .. } => "campaign-stopped",
+            Error::UnknownCampaign(_) => "unknown-campaign",
+        }
+    }
 }
 
 /// Why the sandbox stopped an adapter call.
@@ -102,6 +135,18 @@ pub enum SandboxKill {
     Trap,
     /// It broke the contract (too many host calls, an oversized answer, …).
     Contract,
+}
+
+impl SandboxKill {
+    /// The kebab-case name used in JSON and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxKill::Deadline => "deadline",
+            SandboxKill::Memory => "memory",
+            SandboxKill::Trap => "trap",
+            SandboxKill::Contract => "contract",
+        }
+    }
 }
 
 impl std::fmt::Display for SandboxKill {

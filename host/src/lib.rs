@@ -24,7 +24,9 @@
 
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod secret;
+pub mod serve;
 pub mod signing;
 pub mod store;
 pub mod types;
@@ -34,6 +36,7 @@ pub mod campaign;
 mod caps;
 mod convert;
 mod delivery;
+mod drain;
 mod journal;
 mod limiter;
 mod runtime;
@@ -43,6 +46,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tracing::Instrument;
+use tracing::field::Empty;
 
 pub use crate::config::{Config, ConfigError};
 pub use crate::error::{Error, Result, SandboxKill};
@@ -65,12 +69,16 @@ pub struct Host {
 struct Inner {
     runtime: Runtime,
     store: Arc<Store>,
+    /// The folder of the storage file: campaign files posted inline are kept here.
+    data_dir: std::path::PathBuf,
     http: caps::egress::Clients,
     /// Swapped whole by [`Host::reload`]; a call holds its plugin's `Arc` until it ends.
     plugins: std::sync::RwLock<Arc<BTreeMap<String, Arc<Plugin>>>>,
     /// One limiter per (plugin, credential, qps, burst), kept across reloads.
     limiters: std::sync::Mutex<HashMap<LimiterKey, Arc<RateLimiter>>>,
     key_locks: delivery::KeyLocks,
+    /// Calls in flight; closed by [`Host::shutdown`].
+    calls: drain::CallGate,
 }
 
 type LimiterKey = (String, String, Option<u32>, u32);
@@ -106,15 +114,23 @@ impl Host {
     pub async fn new(config: Config) -> Result<Host> {
         let runtime = Runtime::new(config.runtime.max_instances, &config.runtime.cache_dir)?;
         let store = Arc::new(Store::open(&config.storage.path)?);
+        let data_dir = config
+            .storage
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         let http = caps::egress::Clients::new()?;
         let host = Host {
             inner: Arc::new(Inner {
                 runtime,
                 store,
+                data_dir,
                 http,
                 plugins: Default::default(),
                 limiters: Default::default(),
                 key_locks: delivery::KeyLocks::default(),
+                calls: drain::CallGate::default(),
             }),
         };
         let mut plugins = BTreeMap::new();
@@ -266,6 +282,7 @@ impl Host {
     /// recipient's final state means. A send that failed as a whole and had no effect leaves
     /// no journal entry, so its key can be used again.
     pub async fn send(&self, plugin_name: &str, request: SendRequest) -> Result<SendOutcome> {
+        let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
         let key = match &request.idempotency_key {
             Some(key) => {
@@ -275,17 +292,35 @@ impl Host {
             None => new_idempotency_key(),
         };
         validate_send(&request, &plugin.info.describe)?;
-        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len());
-        self.deliver(&plugin, &request, &key, true)
-            .instrument(span)
-            .await
+        let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len(),
+            issued = Empty, failed = Empty, platform_request_ids = Empty, error_class = Empty, elapsed_ms = Empty);
+        let started = std::time::Instant::now();
+        let result = self
+            .deliver(&plugin, &request, &key, true)
+            .instrument(span.clone())
+            .await;
+        record_send(&span, plugin_name, &result, started.elapsed());
+        result
     }
 
     /// Lists a recipient's coupons.
     pub async fn query(&self, plugin_name: &str, request: QueryRequest) -> Result<Vec<Coupon>> {
+        let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
-        let span = tracing::info_span!("query", plugin = plugin_name);
-        self.query_plugin(&plugin, request).instrument(span).await
+        let span = tracing::info_span!(
+            "query",
+            plugin = plugin_name,
+            coupons = Empty,
+            error_class = Empty,
+            elapsed_ms = Empty
+        );
+        let started = std::time::Instant::now();
+        let result = self
+            .query_plugin(&plugin, request)
+            .instrument(span.clone())
+            .await;
+        record_query(&span, plugin_name, &result, started.elapsed());
+        result
     }
 
     async fn query_plugin(&self, plugin: &Plugin, request: QueryRequest) -> Result<Vec<Coupon>> {
@@ -364,4 +399,66 @@ fn validate_send(request: &SendRequest, info: &AdapterInfo) -> Result<()> {
         }
     }
     Ok(())
+}
+
+impl Host {
+    /// Shuts the host down gracefully: from now on every [`send`](Host::send) and
+    /// [`query`](Host::query) fails at once with [`Error::ShuttingDown`], and this returns when
+    /// the calls already running have finished (each is bounded by its plugin's
+    /// `limits.timeout_ms` per adapter call). Clones share the state, so shutting down one
+    /// clone shuts down all. Calling it again waits again; it never reopens the host.
+    ///
+    /// ```no_run
+    /// # async fn demo(host: coupon_host::Host) {
+    /// tokio::signal::ctrl_c().await.ok();
+    /// host.shutdown().await; // in-flight sends complete; new ones are refused
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) {
+        self.inner.calls.close_and_wait().await;
+    }
+
+    /// Whether [`shutdown`](Host::shutdown) was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.calls.is_closed()
+    }
+}
+
+/// Records a finished send on its span (outcome, platform request ids, latency) and in metrics.
+fn record_send(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<SendOutcome>,
+    elapsed: std::time::Duration,
+) {
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    match result {
+        Ok(outcome) => {
+            span.record("issued", outcome.issued.len());
+            span.record("failed", outcome.failed.len());
+            span.record(
+                "platform_request_ids",
+                outcome.platform_request_ids.join(","),
+            );
+        }
+        Err(error) => {
+            span.record("error_class", error.kind());
+        }
+    }
+    crate::metrics::send_finished(plugin, result, elapsed);
+}
+
+/// Records a finished query on its span and in metrics.
+fn record_query(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<Vec<Coupon>>,
+    elapsed: std::time::Duration,
+) {
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    match result {
+        Ok(coupons) => span.record("coupons", coupons.len()),
+        Err(error) => span.record("error_class", error.kind()),
+    };
+    crate::metrics::query_finished(plugin, result, elapsed);
 }

@@ -193,6 +193,7 @@ impl Runtime {
             .acquire()
             .await
             .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
+        let _in_use = crate::metrics::InstanceInUse::enter();
         let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
@@ -220,6 +221,7 @@ impl Runtime {
         });
 
         let deadline = Duration::from_millis(limits.timeout_ms);
+        let (op_name, started) = (op.name(), std::time::Instant::now());
         let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
             let adapter = instance.coupon_adapter_adapter();
@@ -234,10 +236,15 @@ impl Runtime {
             })
         };
         let result = with_movable_deadline(deadline, &waited_total, run).await;
-        let kill = |kind, message: String| Error::Sandbox {
-            plugin: plugin.name.clone(),
-            kind,
-            message,
+        let platform_time = store.data().platform_time;
+        crate::metrics::adapter_call(&plugin.name, op_name, started.elapsed(), platform_time);
+        let kill = |kind, message: String| {
+            crate::metrics::sandbox_kill(&plugin.name, kind);
+            Error::Sandbox {
+                plugin: plugin.name.clone(),
+                kind,
+                message,
+            }
         };
         match result {
             Err(_elapsed) => Err(kill(
@@ -299,6 +306,16 @@ pub(crate) enum Op {
     Describe,
     Send(adapter::SendRequest),
     Query(adapter::QueryRequest),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Describe => "describe",
+            Op::Send(_) => "send",
+            Op::Query(_) => "query",
+        }
+    }
 }
 
 /// What an operation returned.

@@ -1,6 +1,10 @@
 //! `cargo xtask demo` — builds the adapters, starts the simulator, sends and queries through
 //! every adapter with `examples/sandbox.toml`, and prints what happened.
 //! `cargo xtask plugins` — builds release components and prints their sha256 for config pins.
+//! `cargo xtask loadtest` — drives `coupon-host serve` with concurrent sends against the
+//! simulator and writes the numbers into docs/BENCHMARKS.md (see loadtest.rs).
+
+mod loadtest;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -37,7 +41,7 @@ const DEMO: &[(&str, &str, &[&str], &str)] = &[
 ];
 
 /// The simulator's demo credentials (SimConfig::demo()); the config names these variables.
-const DEMO_SECRETS: &[(&str, &str)] = &[
+pub(crate) const DEMO_SECRETS: &[(&str, &str)] = &[
     ("TAOBAO_APP_SECRET", "sim-app-secret"),
     ("TAOBAO_SESSION", "sim-session"),
     ("DOUYIN_CLIENT_SECRET", "sim-douyin-secret"),
@@ -51,27 +55,28 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("demo") => demo(),
         Some("plugins") => plugins(),
+        Some("loadtest") => loadtest::run(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask demo | plugins");
+            eprintln!("usage: cargo xtask demo | plugins | loadtest [--help]");
             std::process::exit(2);
         }
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .unwrap()
         .to_owned()
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     command.current_dir(root());
     command
 }
 
-fn run(command: &mut Command) -> anyhow::Result<()> {
+pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     let status = command
         .status()
         .with_context(|| format!("running {command:?}"))?;
@@ -94,7 +99,7 @@ fn pad(text: &str, width: usize) -> String {
     format!("{text}{}", " ".repeat(width.saturating_sub(columns)))
 }
 
-fn build_components() -> anyhow::Result<PathBuf> {
+pub(crate) fn build_components() -> anyhow::Result<PathBuf> {
     eprintln!("==> building the adapters for wasm32-wasip2");
     let mut command = cargo();
     command.args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"]);
@@ -116,7 +121,7 @@ fn plugins() -> anyhow::Result<()> {
     Ok(())
 }
 
-struct KillOnDrop(Child);
+pub(crate) struct KillOnDrop(pub(crate) Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {

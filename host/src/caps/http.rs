@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use tracing::Instrument;
 
 use crate::caps::{HostState, PluginContext};
 use crate::config::Auth;
@@ -54,7 +56,13 @@ impl signed_http::Host for HostState {
         }
         let plugin = self.plugin.clone();
         let waited = self.limiter_wait_ms.clone();
-        Ok(plugin.send(request, chrono::Utc::now(), &waited).await)
+        let (span, started) = (platform_call_span(&plugin.name, &request), Instant::now());
+        let result = plugin
+            .send(request, chrono::Utc::now(), &waited)
+            .instrument(span.clone())
+            .await;
+        self.platform_time += record_platform_call(&span, &plugin.name, &result, started);
+        Ok(result)
     }
 }
 
@@ -76,6 +84,7 @@ impl PluginContext {
             },
         )?;
         waited.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
+        crate::metrics::limiter_wait(&self.name, permit.waited);
         Ok(permit)
     }
 
@@ -297,6 +306,46 @@ fn transport_error(error: reqwest::Error) -> HttpError {
         // platform may have applied it.
         HttpError::Timeout
     }
+}
+
+/// One span per outgoing request: which plugin, which API (TOP `method`, else the URL path).
+fn platform_call_span(plugin: &str, request: &Request) -> tracing::Span {
+    let api = match request.params.iter().find(|(name, _)| name == "method") {
+        Some((_, method)) => method.clone(),
+        None => url::Url::parse(&request.url)
+            .map(|url| url.path().to_owned())
+            .unwrap_or_default(),
+    };
+    tracing::info_span!(
+        "platform_call",
+        plugin,
+        api,
+        status = tracing::field::Empty,
+        elapsed_ms = tracing::field::Empty
+    )
+}
+
+/// Records how a request ended on its span and in metrics; returns its duration.
+fn record_platform_call(
+    span: &tracing::Span,
+    plugin: &str,
+    result: &Result<Response, HttpError>,
+    started: Instant,
+) -> Duration {
+    let elapsed = started.elapsed();
+    let status = match result {
+        Ok(response) => response.status.to_string(),
+        Err(HttpError::Denied(_)) => "denied".to_owned(),
+        Err(HttpError::Timeout) => "timeout".to_owned(),
+        Err(HttpError::Connect(_)) => "connect".to_owned(),
+        Err(HttpError::TooLarge) => "too-large".to_owned(),
+        Err(HttpError::Unauthorized(_)) => "unauthorized".to_owned(),
+        Err(HttpError::Other(_)) => "other".to_owned(),
+    };
+    span.record("status", status.as_str());
+    span.record("elapsed_ms", elapsed.as_millis() as u64);
+    crate::metrics::platform_call(plugin, status, elapsed);
+    elapsed
 }
 
 #[cfg(test)]

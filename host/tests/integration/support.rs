@@ -189,3 +189,57 @@ pub async fn run(mut command: tokio::process::Command) -> CliOutput {
 pub fn nicks(count: usize) -> Vec<String> {
     (0..count).map(|i| format!("买家{i:03}")).collect()
 }
+
+/// The coupon the demo seed's Taobao shop has plenty of.
+pub const TAOBAO_COUPON: &str = "48552";
+/// The TOP method of a Taobao send, for faults and call records.
+pub const TAOBAO_SEND_API: &str = "taobao.promotion.coupon.sns.send";
+
+impl TestEnv {
+    /// Adds plugin `slow`: the Taobao adapter with a 30 s HTTP timeout, so a test can hold a
+    /// call open with a `Fault::Delay` without the host giving up on it.
+    pub fn add_slow_plugin(&self) {
+        let mut text = std::fs::read_to_string(&self.config_path).unwrap();
+        text.push_str(&format!(
+            r#"
+[plugins.slow]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}" }}
+limits = {{ timeout_ms = 60000, http_timeout_ms = 30000 }}
+settings = {{ gateway = "{gateway}" }}
+"#,
+            component = coupon_host_tests::TAOBAO,
+            origin = self.sim.base_url(),
+            gateway = self.sim.top_gateway(),
+        ));
+        std::fs::write(&self.config_path, text).unwrap();
+    }
+
+    /// Holds the next Taobao send `millis` at the simulator, after it took effect.
+    pub fn delay_next_send(&self, millis: u64) {
+        self.sim.inject(coupon_sim::Fault::Delay {
+            api: Some(TAOBAO_SEND_API.to_owned()),
+            millis,
+            apply: true,
+            times: 1,
+        });
+    }
+
+    /// Waits until the simulator has received `count` Taobao sends (polling, bounded).
+    pub async fn wait_for_sends(&self, count: usize) {
+        for _ in 0..2000 {
+            let seen = self
+                .sim
+                .calls()
+                .iter()
+                .filter(|call| call.api == TAOBAO_SEND_API)
+                .count();
+            if seen >= count {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the simulator never saw {count} Taobao sends");
+    }
+}
