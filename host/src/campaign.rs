@@ -183,14 +183,14 @@ enum Layout {
     Csv { column: usize },
 }
 
-/// Reads the file once: its SHA-256, its layout and how many recipient lines it has.
-fn survey(path: &Path) -> Result<(String, Layout, u64)> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::InvalidRequest(format!("cannot read {}: {e}", path.display())))?;
+/// Calls `each` with every line of the file (its number from 1, its raw bytes, its text
+/// trimmed), in order, until it answers `false`. A line over 64 KiB is cut into pieces.
+fn each_line(path: &Path, mut each: impl FnMut(u64, &[u8], &str) -> bool) -> Result<()> {
+    let unreadable =
+        |e: std::io::Error| Error::InvalidRequest(format!("cannot read {}: {e}", path.display()));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut hash = Sha256::new();
-    let mut layout = None;
-    let mut total = 0u64;
+    let mut number = 0u64;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -198,26 +198,44 @@ fn survey(path: &Path) -> Result<(String, Layout, u64)> {
             .by_ref()
             .take(MAX_LINE_BYTES as u64 * 16)
             .read_until(b'\n', &mut line)
-            .map_err(|e| Error::InvalidRequest(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(unreadable)?;
         if read == 0 {
-            break;
+            return Ok(());
         }
-        hash.update(&line);
+        number += 1;
         let text = String::from_utf8_lossy(&line);
-        let text = text.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
+        if !each(number, &line, text.trim()) {
+            return Ok(());
+        }
+    }
+}
+
+/// Neither a recipient nor a header: blank, or a `#` comment.
+fn is_blank(text: &str) -> bool {
+    text.is_empty() || text.starts_with('#')
+}
+
+/// Reads the file once: its SHA-256, its layout and how many recipient lines it has.
+fn survey(path: &Path) -> Result<(String, Layout, u64)> {
+    let mut hash = Sha256::new();
+    let mut layout = None;
+    let mut total = 0u64;
+    each_line(path, |_, raw, text| {
+        hash.update(raw);
+        if is_blank(text) {
+            return true;
         }
         if layout.is_none() {
             if let Some(column) = csv_header(text) {
                 // The header is not a recipient.
                 layout = Some(Layout::Csv { column });
-                continue;
+                return true;
             }
             layout = Some(Layout::Lines);
         }
         total += 1;
-    }
+        true
+    })?;
     Ok((
         hex::encode(hash.finalize()),
         layout.unwrap_or(Layout::Lines),
@@ -244,33 +262,16 @@ enum Parsed {
 
 /// Streams the file's recipient lines in order.
 fn read_lines(path: &Path, layout: Layout, mut emit: impl FnMut(Parsed) -> bool) -> Result<()> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::InvalidRequest(format!("cannot read {}: {e}", path.display())))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut number = 0u64;
     let mut header_seen = false;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = reader
-            .by_ref()
-            .take(MAX_LINE_BYTES as u64 * 16)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| Error::InvalidRequest(format!("cannot read {}: {e}", path.display())))?;
-        if read == 0 {
-            return Ok(());
-        }
-        number += 1;
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim();
-        if text.is_empty() || text.starts_with('#') {
-            continue;
+    each_line(path, |number, line, text| {
+        if is_blank(text) {
+            return true;
         }
         let field = match layout {
             Layout::Lines => Some(text.to_owned()),
             Layout::Csv { .. } if !header_seen => {
                 header_seen = true;
-                continue;
+                return true;
             }
             Layout::Csv { column } => csv::ReaderBuilder::new()
                 .has_headers(false)
@@ -283,8 +284,7 @@ fn read_lines(path: &Path, layout: Layout, mut emit: impl FnMut(Parsed) -> bool)
         let shown: String = text.chars().take(200).collect();
         let parsed = match field {
             None => Parsed::Rejected(number, shown, "no recipient column on this line".into()),
-            Some(field) if line.len() > MAX_LINE_BYTES => {
-                let _ = field;
+            Some(_) if line.len() > MAX_LINE_BYTES => {
                 Parsed::Rejected(number, shown, "line too long".into())
             }
             Some(field) => match field.parse::<Recipient>() {
@@ -292,10 +292,8 @@ fn read_lines(path: &Path, layout: Layout, mut emit: impl FnMut(Parsed) -> bool)
                 Err(e) => Parsed::Rejected(number, shown, e.to_string()),
             },
         };
-        if !emit(parsed) {
-            return Ok(());
-        }
-    }
+        emit(parsed)
+    })
 }
 
 /// One batch to send.

@@ -255,15 +255,8 @@ async fn no_secret_appears_in_any_output_log_or_state() {
         vec!["campaign", "report", "scan", "--format", "json"],
         vec!["campaign", "report", "scan"],
     ] {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
-        command
-            .arg("--config")
-            .arg(&env.config_path)
-            .arg("--log-format")
-            .arg("json")
-            .args(&args)
-            .env("COUPON_HOST_LOG", "trace")
-            .envs(env.secrets.iter().map(|(k, v)| (k, v)));
+        let mut command = env.command(&["--log-format", "json"]);
+        command.args(&args).env("COUPON_HOST_LOG", "trace");
         outputs.push(crate::support::run(command).await);
     }
     for output in &outputs {

@@ -1,5 +1,6 @@
 //! A test environment: a simulator on loopback, a config file pointing at it, known secrets.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use coupon_host::{Config, Host};
@@ -144,8 +145,8 @@ retry = {{ {retry} }}
             .expect("host starts")
     }
 
-    /// Runs the `coupon-host` binary with this env's config and secrets.
-    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+    /// The `coupon-host` binary with this env's config and secrets, and `args`.
+    pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
         command
             .arg("--config")
@@ -153,7 +154,44 @@ retry = {{ {retry} }}
             .args(args)
             .env_remove("COUPON_HOST_LOG")
             .envs(self.secrets.iter().map(|(k, v)| (k, v)));
-        run(command).await
+        command
+    }
+
+    /// Runs the `coupon-host` binary with this env's config and secrets.
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        run(self.command(args)).await
+    }
+
+    /// Checks the simulator's ledger for `platform` against what the host said: nobody got the
+    /// coupon twice, everyone `issued` is in the ledger, and everyone in the ledger was reported
+    /// issued or unknown (never a definite failure). Recipients are platform ids (no `KIND:`).
+    pub fn assert_ledger(
+        &self,
+        platform: &str,
+        issued: &BTreeSet<String>,
+        unknown: &BTreeSet<String>,
+    ) {
+        let mut in_ledger: BTreeMap<String, usize> = BTreeMap::new();
+        for issuance in self.sim.ledger() {
+            if issuance.platform == platform {
+                *in_ledger.entry(issuance.recipient).or_default() += 1;
+            }
+        }
+        let twice: Vec<_> = in_ledger.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "issued more than once: {twice:?}");
+        assert_eq!(self.sim.duplicate_issuances(), 0);
+        for recipient in issued {
+            assert!(
+                in_ledger.contains_key(recipient),
+                "{recipient} reported issued but the platform has no such coupon"
+            );
+        }
+        for recipient in in_ledger.keys() {
+            assert!(
+                issued.contains(recipient) || unknown.contains(recipient),
+                "the platform issued to {recipient} but the host reported a definite failure"
+            );
+        }
     }
 }
 
