@@ -36,6 +36,9 @@ pub(crate) struct PluginContext {
     pub(crate) token: tokio::sync::Mutex<Option<douyin::CachedToken>>,
     /// Tokens handed out lately, for redaction (readable without awaiting the lock above).
     pub(crate) recent_tokens: std::sync::Mutex<Vec<Secret>>,
+    /// Benchmarks only (`crate::bench`): answer signed requests with this instead of sending
+    /// them. Always `None` in a host built from a config.
+    pub(crate) canned: Option<crate::bench::Canned>,
 }
 
 impl PluginContext {
@@ -59,6 +62,7 @@ impl PluginContext {
             limiter,
             token: tokio::sync::Mutex::new(None),
             recent_tokens: std::sync::Mutex::new(Vec::new()),
+            canned: None,
         }
     }
 

@@ -121,12 +121,12 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(storage)?;
         let existing: Option<(String, String)> = tx
-            .query_row(
-                "SELECT fingerprint, state FROM sends WHERE plugin = ?1 AND key = ?2",
-                params![plugin, key],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
+            .prepare_cached("SELECT fingerprint, state FROM sends WHERE plugin = ?1 AND key = ?2")
+            .and_then(|mut select| {
+                select
+                    .query_row(params![plugin, key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
             .map_err(storage)?;
         let begin = match existing {
             Some((stored, _)) if stored != fingerprint => Begin::Mismatch,
@@ -136,11 +136,11 @@ impl Store {
             Some(_) => Begin::Rows(rows_in(&tx, plugin, key).map_err(storage)?),
             None => {
                 let now = now_ms();
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO sends (plugin, key, fingerprint, state, created_ms, updated_ms)
                      VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-                    params![plugin, key, fingerprint, now],
                 )
+                .and_then(|mut insert| insert.execute(params![plugin, key, fingerprint, now]))
                 .map_err(storage)?;
                 let mut insert = tx
                     .prepare_cached(
@@ -210,24 +210,23 @@ impl Store {
         }
         if !request_ids.is_empty() {
             let stored: String = tx
-                .query_row(
-                    "SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2",
-                    params![plugin, key],
-                    |row| row.get(0),
-                )
+                .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")
+                .and_then(|mut select| select.query_row(params![plugin, key], |row| row.get(0)))
                 .map_err(storage)?;
             let mut ids: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
             ids.extend(request_ids.iter().cloned());
             ids.truncate(1024);
-            tx.execute(
+            tx.prepare_cached(
                 "UPDATE sends SET request_ids = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
-                params![
+            )
+            .and_then(|mut update| {
+                update.execute(params![
                     plugin,
                     key,
                     serde_json::to_string(&ids).expect("strings serialize"),
                     now_ms()
-                ],
-            )
+                ])
+            })
             .map_err(storage)?;
         }
         tx.commit().map_err(storage)
@@ -238,22 +237,17 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(storage)?;
         let unknown: bool = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM send_recipients
                  WHERE plugin = ?1 AND key = ?2 AND state IN ('unknown', 'in-flight'))",
-                params![plugin, key],
-                |row| row.get(0),
             )
+            .and_then(|mut select| select.query_row(params![plugin, key], |row| row.get(0)))
             .map_err(storage)?;
-        tx.execute(
+        let state = if unknown { "unknown" } else { "done" };
+        tx.prepare_cached(
             "UPDATE sends SET state = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
-            params![
-                plugin,
-                key,
-                if unknown { "unknown" } else { "done" },
-                now_ms()
-            ],
         )
+        .and_then(|mut update| update.execute(params![plugin, key, state, now_ms()]))
         .map_err(storage)?;
         let outcome = outcome_in(&tx, plugin, key).map_err(storage)?;
         tx.commit().map_err(storage)?;
@@ -327,11 +321,9 @@ fn outcome_in(
     plugin: &str,
     key: &str,
 ) -> rusqlite::Result<SendOutcome> {
-    let request_ids: String = tx.query_row(
-        "SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2",
-        params![plugin, key],
-        |row| row.get(0),
-    )?;
+    let request_ids: String = tx
+        .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")?
+        .query_row(params![plugin, key], |row| row.get(0))?;
     let mut outcome = SendOutcome {
         idempotency_key: key.to_owned(),
         platform_request_ids: serde_json::from_str(&request_ids).unwrap_or_default(),

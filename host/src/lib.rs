@@ -33,6 +33,9 @@ pub mod types;
 
 pub mod campaign;
 
+#[doc(hidden)]
+pub mod bench;
+
 mod caps;
 mod convert;
 mod delivery;

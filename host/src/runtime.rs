@@ -43,6 +43,12 @@ impl Runtime {
     /// Builds the engine: pooling allocator sized for `max_instances`, epoch interruption with
     /// one ticker thread, async host calls, no component-model-async (it slows every call).
     pub(crate) fn new(max_instances: u32, cache_dir: &Path) -> Result<Runtime> {
+        Runtime::build(max_instances, cache_dir, true)
+    }
+
+    /// [`Runtime::new`], with epoch interruption (deadlines) switchable so benchmarks can
+    /// measure what it costs. Production always has it on.
+    pub(crate) fn build(max_instances: u32, cache_dir: &Path, epoch: bool) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
         // A Rust wasm32-wasip2 component holds several core instances (the program, the WASI
         // adapter, shims) and up to two memories.
@@ -64,7 +70,7 @@ impl Runtime {
         let mut config = Config::new();
         config
             .wasm_component_model(true)
-            .epoch_interruption(true)
+            .epoch_interruption(epoch)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
@@ -72,16 +78,18 @@ impl Runtime {
 
         // One ticker per engine; it stops when the engine is gone.
         let weak = engine.weak();
-        std::thread::Builder::new()
-            .name("coupon-host-epoch".into())
-            .spawn(move || {
-                while let Some(engine) = weak.upgrade() {
-                    engine.increment_epoch();
-                    drop(engine);
-                    std::thread::sleep(EPOCH_TICK);
-                }
-            })
-            .map_err(|e| Error::Runtime(format!("cannot start the epoch ticker: {e}")))?;
+        if epoch {
+            std::thread::Builder::new()
+                .name("coupon-host-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        std::thread::sleep(EPOCH_TICK);
+                    }
+                })
+                .map_err(|e| Error::Runtime(format!("cannot start the epoch ticker: {e}")))?;
+        }
 
         let mut linker = Linker::new(&engine);
         caps::add_to_linker(&mut linker)
@@ -180,6 +188,36 @@ impl Runtime {
         component.map_err(|e| format!("cannot load the compiled component: {}", one_line(&e)))
     }
 
+    /// A call's store: the plugin's memory cap, the transfer cap and the epoch deadline.
+    pub(crate) fn store(&self, plugin: &Arc<PluginContext>) -> Store<HostState> {
+        let limits = &plugin.config.limits;
+        let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
+        store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
+        let ticks = limits
+            .timeout_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .max(1);
+        store.set_epoch_deadline(ticks);
+        // Time spent waiting for the rate limiter does not count: when the epoch deadline
+        // comes, it is moved by however long the call waited its turn so far.
+        let waited = store.data().limiter_wait_ms.clone();
+        let tick_ms = EPOCH_TICK.as_millis() as u64;
+        let mut credited = 0;
+        store.epoch_deadline_callback(move |_| {
+            let total = waited.load(std::sync::atomic::Ordering::Relaxed);
+            let extra = total - credited;
+            credited = total;
+            if extra == 0 {
+                return Err(wasmtime::Trap::Interrupt.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Continue(
+                extra.div_ceil(tick_ms).max(1),
+            ))
+        });
+        store
+    }
+
     /// Runs one adapter operation on a fresh instance of `component`, within the plugin's limits.
     pub(crate) async fn call(
         &self,
@@ -194,31 +232,8 @@ impl Runtime {
             .await
             .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
         let _in_use = crate::metrics::InstanceInUse::enter();
-        let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
-        store.limiter(|state| &mut state.limiter);
-        store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
-        let ticks = limits
-            .timeout_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .max(1);
-        store.set_epoch_deadline(ticks);
-        // Time spent waiting for the rate limiter does not count: when the epoch deadline
-        // comes, it is moved by however long the call waited its turn so far.
-        let waited = store.data().limiter_wait_ms.clone();
-        let waited_total = waited.clone();
-        let tick_ms = EPOCH_TICK.as_millis() as u64;
-        let mut credited = 0;
-        store.epoch_deadline_callback(move |_| {
-            let total = waited.load(std::sync::atomic::Ordering::Relaxed);
-            let extra = total - credited;
-            credited = total;
-            if extra == 0 {
-                return Err(wasmtime::Trap::Interrupt.into());
-            }
-            Ok(wasmtime::UpdateDeadline::Continue(
-                extra.div_ceil(tick_ms).max(1),
-            ))
-        });
+        let mut store = self.store(plugin);
+        let waited_total = store.data().limiter_wait_ms.clone();
 
         let deadline = Duration::from_millis(limits.timeout_ms);
         let (op_name, started) = (op.name(), std::time::Instant::now());

@@ -152,6 +152,17 @@ impl PluginContext {
         prepared: &Prepared,
         access_token: Option<&Secret>,
     ) -> Result<Response, HttpError> {
+        if let Some(canned) = &self.canned {
+            // A benchmark without network: encode what would be sent, answer the canned reply.
+            let form = std::hint::black_box(form_encode(&prepared.params));
+            let (status, body) = canned(&prepared.params, prepared.body.as_deref());
+            drop(form);
+            return Ok(Response {
+                status,
+                headers: Vec::new(),
+                body,
+            });
+        }
         let limits = &self.config.limits;
         let method = match prepared.method {
             Method::Get => reqwest::Method::GET,

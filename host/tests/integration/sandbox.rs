@@ -154,6 +154,18 @@ async fn call_flood() {
     );
 }
 
+/// Many cheap host calls in one call (the benchmarks time an import with this guest) are all
+/// served: only HTTP, kv and log are capped per call.
+#[tokio::test(flavor = "multi_thread")]
+async fn host_calls() {
+    let env = env_with(coupon_host_tests::GUEST_HOST_CALLS, |_| String::new()).await;
+    let host = env.host().await;
+    let mut request = SendRequest::new("1", vec![Recipient::Nick("x".into())]);
+    request.quantity = 20_000;
+    let error = host.send("hostile", request).await.unwrap_err();
+    assert_eq!(report(&error), "20000 calls, 0 found");
+}
+
 /// The guest's log lines reach the operator's log up to the cap (1000 lines a call), then one
 /// warning says the rest was dropped.
 #[tokio::test(flavor = "multi_thread")]
@@ -327,6 +339,7 @@ fn every_guest_has_a_test() {
         "egress-probe",
         "kv-abuse",
         "fresh-instance",
+        "host-calls",
     ];
     for (crate_name, _) in coupon_host_tests::GUESTS {
         let name = crate_name.trim_start_matches("guest-");
