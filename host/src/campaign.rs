@@ -587,7 +587,11 @@ impl PreparedCampaign {
                             match result {
                                 Ok(outcome) if stops_the_campaign(&outcome) => {
                                     // Nothing of it happened: forget it, so a rerun sends it.
-                                    plugin.context.store.journal_forget(&plugin_name, &key)?;
+                                    plugin
+                                        .context
+                                        .store
+                                        .journal_forget(&plugin_name, &key)
+                                        .await?;
                                     Err(Stop::Refused(outcome.failed[0].error.clone()))
                                 }
                                 Ok(outcome) => Ok(outcome),

@@ -128,16 +128,18 @@ impl Host {
         let name = plugin.info.name.as_str();
         let _one_at_a_time = self.inner.key_locks.lock(name, key).await;
         let store = &plugin.context.store;
-        let mut rows =
-            match store.journal_begin(name, key, &fingerprint(request), &request.recipients)? {
-                Begin::Ended(mut outcome) => {
-                    tracing::info!("replaying the recorded outcome; the platform is not called");
-                    outcome.replayed = true;
-                    return Ok(outcome);
-                }
-                Begin::Mismatch => return Err(crate::journal::mismatch(key)),
-                Begin::Rows(rows) => rows,
-            };
+        let mut rows = match store
+            .journal_begin(name, key, &fingerprint(request), &request.recipients)
+            .await?
+        {
+            Begin::Ended(mut outcome) => {
+                tracing::info!("replaying the recorded outcome; the platform is not called");
+                outcome.replayed = true;
+                return Ok(outcome);
+            }
+            Begin::Mismatch => return Err(crate::journal::mismatch(key)),
+            Begin::Rows(rows) => rows,
+        };
 
         let retry = &plugin.context.config.retry;
         let budget = Duration::from_millis(retry.budget_ms);
@@ -164,6 +166,7 @@ impl Host {
         }
 
         let mut calls = 0usize;
+        let mut finished = None;
         let mut whole_failures = Vec::new();
         let mut round = 0u32;
         loop {
@@ -183,7 +186,7 @@ impl Host {
                     ended.push(row.position);
                 }
             }
-            self.record(plugin, key, &rows, &ended, &[])?;
+            self.record(plugin, key, &rows, &ended, &[]).await?;
             let pending: Vec<usize> = (0..rows.len())
                 .filter(|&i| matches!(rows[i].state, RowState::New | RowState::Retry))
                 .collect();
@@ -209,7 +212,7 @@ impl Host {
                         }
                     }
                     let positions: Vec<u32> = pending.iter().map(|&i| rows[i].position).collect();
-                    self.record(plugin, key, &rows, &positions, &[])?;
+                    self.record(plugin, key, &rows, &positions, &[]).await?;
                     continue;
                 }
                 tracing::debug!(round, wait_ms = wait.as_millis() as u64, "backing off");
@@ -231,7 +234,7 @@ impl Host {
                             });
                         }
                         let positions: Vec<u32> = batch.iter().map(|&i| rows[i].position).collect();
-                        self.record(plugin, key, &rows, &positions, &[])?;
+                        self.record(plugin, key, &rows, &positions, &[]).await?;
                         continue;
                     }
                     tokio::time::sleep(pause).await;
@@ -244,7 +247,7 @@ impl Host {
                     rows[i].attempts += 1;
                 }
                 let positions: Vec<u32> = batch.iter().map(|&i| rows[i].position).collect();
-                self.record(plugin, key, &rows, &positions, &[])?;
+                self.record(plugin, key, &rows, &positions, &[]).await?;
 
                 let wit_request = wit::SendRequest {
                     coupon: request.coupon.clone(),
@@ -308,7 +311,7 @@ impl Host {
                             rows[i].state = RowState::Unknown;
                             rows[i].detail = Some(Detail::Error(failure.clone()));
                         }
-                        self.record(plugin, key, &rows, &positions, &[])?;
+                        self.record(plugin, key, &rows, &positions, &[]).await?;
                         whole_failures.push(error);
                         continue;
                     }
@@ -365,11 +368,21 @@ impl Host {
                     );
                     plugin.context.limiter.pause(ban);
                 }
-                self.record(plugin, key, &rows, &positions, &request_ids)?;
+                // When nothing is left to do, the send ends in the same write.
+                let last = to_reconcile.is_empty()
+                    && rows
+                        .iter()
+                        .all(|row| !matches!(row.state, RowState::New | RowState::Retry));
+                finished = store
+                    .journal_record(name, key, updates(&rows, &positions), request_ids, last)
+                    .await?;
             }
         }
 
-        let outcome = store.journal_finish(name, key)?;
+        let outcome = match finished {
+            Some(outcome) => outcome,
+            None => store.journal_finish(name, key).await?,
+        };
         let nothing_happened = outcome.issued.is_empty()
             && !whole_failures.is_empty()
             && whole_failures.len() == calls;
@@ -380,7 +393,7 @@ impl Host {
             let any_unknown = rows.iter().any(|row| row.state == RowState::Unknown);
             let last = whole_failures.pop().expect("checked non-empty");
             if forget_whole_failures && !any_unknown {
-                store.journal_forget(name, key)?;
+                store.journal_forget(name, key).await?;
                 return Err(last);
             }
             if matches!(last, Error::Sandbox { .. }) {
@@ -390,7 +403,7 @@ impl Host {
         Ok(outcome)
     }
 
-    fn record(
+    async fn record(
         &self,
         plugin: &Plugin,
         key: &str,
@@ -401,14 +414,13 @@ impl Host {
         if positions.is_empty() && request_ids.is_empty() {
             return Ok(());
         }
-        let changed: Vec<&Row> = positions
-            .iter()
-            .filter_map(|p| rows.iter().find(|row| row.position == *p))
-            .collect();
+        let updates = updates(rows, positions);
         plugin
             .context
             .store
-            .journal_record(&plugin.info.name, key, &changed, request_ids)
+            .journal_record(&plugin.info.name, key, updates, request_ids.to_vec(), false)
+            .await
+            .map(drop)
     }
 
     /// A query, retried like a send when it fails in a way that may pass.
@@ -525,8 +537,17 @@ impl Host {
             }
             positions.push(row.position);
         }
-        self.record(plugin, key, rows, &positions, &[])
+        self.record(plugin, key, rows, &positions, &[]).await
     }
+}
+
+/// The journal updates for the rows at `positions`.
+fn updates(rows: &[Row], positions: &[u32]) -> Vec<crate::journal::RowUpdate> {
+    positions
+        .iter()
+        .filter_map(|p| rows.iter().find(|row| row.position == *p))
+        .map(Row::update)
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Rows hold recipients, coupon ids and classified platform errors; never a credential (the
 //! host scrubs secrets from everything an adapter can read, so its error messages carry none).
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -109,165 +109,147 @@ pub(crate) enum Begin {
     Rows(Vec<Row>),
 }
 
+/// A row's new state as the journal stores it: position, state, attempts, detail (JSON).
+pub(crate) type RowUpdate = (u32, &'static str, u32, Option<String>);
+
+impl Row {
+    /// This row's state, ready for [`Store::journal_record`].
+    pub(crate) fn update(&self) -> RowUpdate {
+        let detail = self
+            .detail
+            .as_ref()
+            .map(|d| serde_json::to_string(d).expect("details serialize"));
+        (self.position, self.state.as_str(), self.attempts, detail)
+    }
+}
+
 impl Store {
     /// Opens a send's journal entry, or finds the one already there.
-    pub(crate) fn journal_begin(
+    pub(crate) async fn journal_begin(
         &self,
         plugin: &str,
         key: &str,
         fingerprint: &str,
         recipients: &[Recipient],
     ) -> Result<Begin> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(storage)?;
-        let existing: Option<(String, String)> = tx
-            .prepare_cached("SELECT fingerprint, state FROM sends WHERE plugin = ?1 AND key = ?2")
-            .and_then(|mut select| {
-                select
-                    .query_row(params![plugin, key], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()
-            })
-            .map_err(storage)?;
-        let begin = match existing {
-            Some((stored, _)) if stored != fingerprint => Begin::Mismatch,
-            Some((_, state)) if state != "pending" => {
-                Begin::Ended(outcome_in(&tx, plugin, key).map_err(storage)?)
-            }
-            Some(_) => Begin::Rows(rows_in(&tx, plugin, key).map_err(storage)?),
-            None => {
-                let now = now_ms();
-                tx.prepare_cached(
-                    "INSERT INTO sends (plugin, key, fingerprint, state, created_ms, updated_ms)
-                     VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
-                )
-                .and_then(|mut insert| insert.execute(params![plugin, key, fingerprint, now]))
-                .map_err(storage)?;
-                let mut insert = tx
-                    .prepare_cached(
+        let (plugin, key, fingerprint) =
+            (plugin.to_owned(), key.to_owned(), fingerprint.to_owned());
+        let recipients = recipients.to_vec();
+        self.write(move |tx| {
+            let existing: Option<(String, String)> = tx
+                .prepare_cached(
+                    "SELECT fingerprint, state FROM sends WHERE plugin = ?1 AND key = ?2",
+                )?
+                .query_row(params![plugin, key], |row| Ok((row.get(0)?, row.get(1)?)))
+                .optional()?;
+            Ok(match existing {
+                Some((stored, _)) if stored != fingerprint => Begin::Mismatch,
+                Some((_, state)) if state != "pending" => {
+                    Begin::Ended(outcome_in(tx, &plugin, &key)?)
+                }
+                Some(_) => Begin::Rows(rows_in(tx, &plugin, &key)?),
+                None => {
+                    let now = now_ms();
+                    tx.prepare_cached(
+                        "INSERT INTO sends (plugin, key, fingerprint, state, created_ms, updated_ms)
+                         VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+                    )?
+                    .execute(params![plugin, key, fingerprint, now])?;
+                    let mut insert = tx.prepare_cached(
                         "INSERT INTO send_recipients (plugin, key, position, recipient, state)
                          VALUES (?1, ?2, ?3, ?4, 'new')",
+                    )?;
+                    for (position, recipient) in recipients.iter().enumerate() {
+                        insert.execute(params![
+                            plugin,
+                            key,
+                            position as u32,
+                            recipient.to_string()
+                        ])?;
+                    }
+                    Begin::Rows(
+                        recipients
+                            .into_iter()
+                            .enumerate()
+                            .map(|(position, recipient)| Row {
+                                position: position as u32,
+                                recipient,
+                                state: RowState::New,
+                                attempts: 0,
+                                detail: None,
+                            })
+                            .collect(),
                     )
-                    .map_err(storage)?;
-                for (position, recipient) in recipients.iter().enumerate() {
-                    insert
-                        .execute(params![plugin, key, position as u32, recipient.to_string()])
-                        .map_err(storage)?;
                 }
-                drop(insert);
-                Begin::Rows(
-                    recipients
-                        .iter()
-                        .enumerate()
-                        .map(|(position, recipient)| Row {
-                            position: position as u32,
-                            recipient: recipient.clone(),
-                            state: RowState::New,
-                            attempts: 0,
-                            detail: None,
-                        })
-                        .collect(),
-                )
-            }
-        };
-        tx.commit().map_err(storage)?;
-        Ok(begin)
+            })
+        })
+        .await
     }
 
-    /// Records rows' new states (and attempt counts) in one transaction, with the platform
-    /// request ids the call answered.
-    pub(crate) fn journal_record(
+    /// Records rows' new states (and attempt counts) in one write, with the platform request ids
+    /// the call answered; with `finish`, also ends the send (see [`Store::journal_finish`]) in
+    /// the same write and returns its outcome.
+    pub(crate) async fn journal_record(
         &self,
         plugin: &str,
         key: &str,
-        rows: &[&Row],
-        request_ids: &[String],
-    ) -> Result<()> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(storage)?;
-        {
-            let mut update = tx
-                .prepare_cached(
-                    "UPDATE send_recipients SET state = ?4, attempts = ?5, detail = ?6
-                     WHERE plugin = ?1 AND key = ?2 AND position = ?3",
-                )
-                .map_err(storage)?;
-            for row in rows {
-                let detail = row
-                    .detail
-                    .as_ref()
-                    .map(|d| serde_json::to_string(d).expect("details serialize"));
-                update
-                    .execute(params![
-                        plugin,
-                        key,
-                        row.position,
-                        row.state.as_str(),
-                        row.attempts,
-                        detail
-                    ])
-                    .map_err(storage)?;
+        rows: Vec<RowUpdate>,
+        request_ids: Vec<String>,
+        finish: bool,
+    ) -> Result<Option<SendOutcome>> {
+        let (plugin, key) = (plugin.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            let mut update = tx.prepare_cached(
+                "UPDATE send_recipients SET state = ?4, attempts = ?5, detail = ?6
+                 WHERE plugin = ?1 AND key = ?2 AND position = ?3",
+            )?;
+            for (position, state, attempts, detail) in rows {
+                update.execute(params![plugin, key, position, state, attempts, detail])?;
             }
-        }
-        if !request_ids.is_empty() {
-            let stored: String = tx
-                .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")
-                .and_then(|mut select| select.query_row(params![plugin, key], |row| row.get(0)))
-                .map_err(storage)?;
-            let mut ids: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
-            ids.extend(request_ids.iter().cloned());
-            ids.truncate(1024);
-            tx.prepare_cached(
-                "UPDATE sends SET request_ids = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
-            )
-            .and_then(|mut update| {
-                update.execute(params![
+            drop(update);
+            if !request_ids.is_empty() {
+                let stored: String = tx
+                    .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")?
+                    .query_row(params![plugin, key], |row| row.get(0))?;
+                let mut ids: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+                ids.extend(request_ids);
+                ids.truncate(1024);
+                tx.prepare_cached(
+                    "UPDATE sends SET request_ids = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
+                )?
+                .execute(params![
                     plugin,
                     key,
                     serde_json::to_string(&ids).expect("strings serialize"),
                     now_ms()
-                ])
-            })
-            .map_err(storage)?;
-        }
-        tx.commit().map_err(storage)
+                ])?;
+            }
+            if finish {
+                finish_in(tx, &plugin, &key).map(Some)
+            } else {
+                Ok(None)
+            }
+        })
+        .await
     }
 
     /// Ends a send: `done`, or `unknown` when some recipient's fate is unknown.
-    pub(crate) fn journal_finish(&self, plugin: &str, key: &str) -> Result<SendOutcome> {
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(storage)?;
-        let unknown: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM send_recipients
-                 WHERE plugin = ?1 AND key = ?2 AND state IN ('unknown', 'in-flight'))",
-            )
-            .and_then(|mut select| select.query_row(params![plugin, key], |row| row.get(0)))
-            .map_err(storage)?;
-        let state = if unknown { "unknown" } else { "done" };
-        tx.prepare_cached(
-            "UPDATE sends SET state = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
-        )
-        .and_then(|mut update| update.execute(params![plugin, key, state, now_ms()]))
-        .map_err(storage)?;
-        let outcome = outcome_in(&tx, plugin, key).map_err(storage)?;
-        tx.commit().map_err(storage)?;
-        Ok(outcome)
+    pub(crate) async fn journal_finish(&self, plugin: &str, key: &str) -> Result<SendOutcome> {
+        let (plugin, key) = (plugin.to_owned(), key.to_owned());
+        self.write(move |tx| finish_in(tx, &plugin, &key)).await
     }
 
     /// Drops a send that had no effect on the platform, so its key can be used again.
-    pub(crate) fn journal_forget(&self, plugin: &str, key: &str) -> Result<()> {
-        let conn = self.conn();
-        conn.execute(
-            "DELETE FROM send_recipients WHERE plugin = ?1 AND key = ?2",
-            params![plugin, key],
-        )
-        .map_err(storage)?;
-        conn.execute(
-            "DELETE FROM sends WHERE plugin = ?1 AND key = ?2",
-            params![plugin, key],
-        )
-        .map_err(storage)?;
-        Ok(())
+    pub(crate) async fn journal_forget(&self, plugin: &str, key: &str) -> Result<()> {
+        let (plugin, key) = (plugin.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            tx.prepare_cached("DELETE FROM send_recipients WHERE plugin = ?1 AND key = ?2")?
+                .execute(params![plugin, key])?;
+            tx.prepare_cached("DELETE FROM sends WHERE plugin = ?1 AND key = ?2")?
+                .execute(params![plugin, key])?;
+            Ok(())
+        })
+        .await
     }
 
     /// A send's outcome as recorded so far.
@@ -290,7 +272,24 @@ impl Store {
     }
 }
 
-fn rows_in(tx: &rusqlite::Transaction<'_>, plugin: &str, key: &str) -> rusqlite::Result<Vec<Row>> {
+/// Ends a send in the open transaction `tx`: `done`, or `unknown` when some recipient's fate is
+/// unknown; returns its outcome.
+fn finish_in(tx: &Connection, plugin: &str, key: &str) -> rusqlite::Result<SendOutcome> {
+    let unknown: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM send_recipients
+             WHERE plugin = ?1 AND key = ?2 AND state IN ('unknown', 'in-flight'))",
+        )?
+        .query_row(params![plugin, key], |row| row.get(0))?;
+    let state = if unknown { "unknown" } else { "done" };
+    tx.prepare_cached(
+        "UPDATE sends SET state = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
+    )?
+    .execute(params![plugin, key, state, now_ms()])?;
+    outcome_in(tx, plugin, key)
+}
+
+fn rows_in(tx: &Connection, plugin: &str, key: &str) -> rusqlite::Result<Vec<Row>> {
     let mut select = tx.prepare_cached(
         "SELECT position, recipient, state, attempts, detail FROM send_recipients
          WHERE plugin = ?1 AND key = ?2 ORDER BY position",
@@ -316,11 +315,7 @@ fn rows_in(tx: &rusqlite::Transaction<'_>, plugin: &str, key: &str) -> rusqlite:
     rows.collect()
 }
 
-fn outcome_in(
-    tx: &rusqlite::Transaction<'_>,
-    plugin: &str,
-    key: &str,
-) -> rusqlite::Result<SendOutcome> {
+fn outcome_in(tx: &Connection, plugin: &str, key: &str) -> rusqlite::Result<SendOutcome> {
     let request_ids: String = tx
         .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")?
         .query_row(params![plugin, key], |row| row.get(0))?;

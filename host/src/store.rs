@@ -4,7 +4,7 @@
 //! another plugin's namespace, because the namespace is supplied by the host, not the guest.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -14,9 +14,78 @@ use crate::secret::Secret;
 
 /// The embedded store.
 pub struct Store {
-    conn: Mutex<Connection>,
+    conn: Arc<Mutex<Connection>>,
+    /// The group-commit writer's queue (see [`Store::write`]); dropping it stops the writer.
+    writes: std::sync::mpsc::Sender<Job>,
     /// Dropping it stops the checkpoint thread.
     _checkpoints: std::sync::mpsc::Sender<()>,
+}
+
+/// One write for the group-commit writer: run inside the group's transaction (or, given `None`,
+/// told the transaction could not begin), it returns what to do once the group has committed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
+/// Told whether the group's commit succeeded.
+type Reply = Box<dyn FnOnce(std::result::Result<(), String>) + Send>;
+
+/// Most writes committed together.
+const MAX_GROUP: usize = 256;
+
+/// Starts the group-commit writer: it takes every write queued while the previous group was
+/// committing and commits them all in one transaction on the shared connection, each in a
+/// savepoint of its own so one failing write does not undo the others. Concurrent sends thus share
+/// a commit (and the WAL pages it writes) instead of queueing for one each; it ends when the
+/// sender is dropped.
+fn writer(conn: Arc<Mutex<Connection>>) -> Result<std::sync::mpsc::Sender<Job>> {
+    let (writes, queue) = std::sync::mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("coupon-host-journal".into())
+        .spawn(move || {
+            while let Ok(first) = queue.recv() {
+                let mut group = vec![first];
+                group.extend(queue.try_iter().take(MAX_GROUP - 1));
+                let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    let message = format!("cannot begin a transaction: {e}");
+                    for job in group {
+                        job(None)(Err(message.clone()));
+                    }
+                    continue;
+                }
+                let replies: Vec<Reply> = group.into_iter().map(|job| job(Some(&conn))).collect();
+                let committed = conn.execute_batch("COMMIT").map_err(|e| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    format!("cannot commit: {e}")
+                });
+                drop(conn);
+                for reply in replies {
+                    reply(committed.clone());
+                }
+            }
+        })
+        .map_err(|e| Error::Storage(format!("cannot start the journal writer: {e}")))?;
+    Ok(writes)
+}
+
+/// Runs `work` in a savepoint of the open transaction: kept if it succeeds, undone if it fails or
+/// panics.
+fn in_savepoint<T>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> Result<T> {
+    conn.execute_batch("SAVEPOINT write").map_err(storage)?;
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(conn)));
+    let result = match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(storage(e)),
+        Err(_) => Err(Error::Storage("a journal write panicked".to_owned())),
+    };
+    let end = if result.is_ok() {
+        "RELEASE write"
+    } else {
+        "ROLLBACK TO write; RELEASE write"
+    };
+    conn.execute_batch(end).map_err(storage)?;
+    result
 }
 
 /// How often the WAL is checkpointed into the database file (and both are synced): the most
@@ -137,10 +206,38 @@ impl Store {
         conn.execute_batch(crate::campaign::SCHEMA)
             .map_err(storage)?;
         let checkpoints = checkpointer(path)?;
+        let conn = Arc::new(Mutex::new(conn));
         Ok(Store {
-            conn: Mutex::new(conn),
+            writes: writer(conn.clone())?,
+            conn,
             _checkpoints: checkpoints,
         })
+    }
+
+    /// Runs `work` in the writer's next group commit, and returns its result once that group has
+    /// committed (so an `Ok` is as durable as any commit of this store).
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, result) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let outcome = match conn {
+                Some(conn) => in_savepoint(conn, work).map(Some),
+                None => Ok(None),
+            };
+            Box::new(move |committed| {
+                let _ = done.send(match committed {
+                    Err(e) => Err(Error::Storage(e)),
+                    Ok(()) => outcome.and_then(|value| {
+                        value.ok_or_else(|| Error::Storage("the write did not run".to_owned()))
+                    }),
+                });
+            })
+        });
+        let stopped = || Error::Storage("the journal writer has stopped".to_owned());
+        self.writes.send(job).map_err(|_| stopped())?;
+        result.await.map_err(|_| stopped())?
     }
 
     pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
