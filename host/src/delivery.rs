@@ -128,8 +128,21 @@ impl Host {
         let name = plugin.info.name.as_str();
         let _one_at_a_time = self.inner.key_locks.lock(name, key).await;
         let store = &plugin.context.store;
-        let mut rows = match store
-            .journal_begin(name, key, &fingerprint(request), &request.recipients)
+        let batch_size = plugin.info.describe.max_recipients_per_call as usize;
+        // A new send's first batch is written in flight with the send itself (one write, not
+        // two), unless the plugin is paused and the batch may never go.
+        let first_batch = match plugin.context.limiter.paused_for() {
+            None => batch_size.min(request.recipients.len()),
+            Some(_) => 0,
+        };
+        let (mut rows, mut already_in_flight) = match store
+            .journal_begin(
+                name,
+                key,
+                &fingerprint(request),
+                &request.recipients,
+                first_batch,
+            )
             .await?
         {
             Begin::Ended(mut outcome) => {
@@ -138,13 +151,13 @@ impl Host {
                 return Ok(outcome);
             }
             Begin::Mismatch => return Err(crate::journal::mismatch(key)),
-            Begin::Rows(rows) => rows,
+            Begin::Rows(rows) => (rows, 0),
+            Begin::New { rows, in_flight } => (rows, in_flight),
         };
 
         let retry = &plugin.context.config.retry;
         let budget = Duration::from_millis(retry.budget_ms);
         let idempotent = plugin.info.describe.idempotent_send;
-        let batch_size = plugin.info.describe.max_recipients_per_call as usize;
         let started = Instant::now();
 
         // Rows an interrupted process left in flight.
@@ -220,6 +233,8 @@ impl Host {
             }
 
             for batch in pending.chunks(batch_size) {
+                // Only a new send's first batch, which `journal_begin` wrote in flight.
+                let written_in_flight = std::mem::take(&mut already_in_flight) == batch.len();
                 if let Some(pause) = plugin.context.limiter.paused_for() {
                     // The platform banned this plugin: wait it out, or leave it to the next round.
                     if started.elapsed() + pause >= budget {
@@ -247,7 +262,9 @@ impl Host {
                     rows[i].attempts += 1;
                 }
                 let positions: Vec<u32> = batch.iter().map(|&i| rows[i].position).collect();
-                self.record(plugin, key, &rows, &positions, &[]).await?;
+                if !written_in_flight {
+                    self.record(plugin, key, &rows, &positions, &[]).await?;
+                }
 
                 let wit_request = wit::SendRequest {
                     coupon: request.coupon.clone(),

@@ -107,6 +107,9 @@ pub(crate) enum Begin {
     Mismatch,
     /// New or unfinished: its rows (all `new` when new).
     Rows(Vec<Row>),
+    /// New: its rows, all `new` here, of which the first `in_flight` were written `in-flight`
+    /// (first attempt) in the same write.
+    New { rows: Vec<Row>, in_flight: usize },
 }
 
 /// A row's new state as the journal stores it: position, state, attempts, detail (JSON).
@@ -124,13 +127,15 @@ impl Row {
 }
 
 impl Store {
-    /// Opens a send's journal entry, or finds the one already there.
+    /// Opens a send's journal entry, or finds the one already there. A new entry's first
+    /// `in_flight` recipients are written in flight at once, for a caller about to send them.
     pub(crate) async fn journal_begin(
         &self,
         plugin: &str,
         key: &str,
         fingerprint: &str,
         recipients: &[Recipient],
+        in_flight: usize,
     ) -> Result<Begin> {
         let (plugin, key, fingerprint) =
             (plugin.to_owned(), key.to_owned(), fingerprint.to_owned());
@@ -156,19 +161,27 @@ impl Store {
                     )?
                     .execute(params![plugin, key, fingerprint, now])?;
                     let mut insert = tx.prepare_cached(
-                        "INSERT INTO send_recipients (plugin, key, position, recipient, state)
-                         VALUES (?1, ?2, ?3, ?4, 'new')",
+                        "INSERT INTO send_recipients (plugin, key, position, recipient, state, attempts)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     )?;
                     for (position, recipient) in recipients.iter().enumerate() {
+                        let (state, attempts) = if position < in_flight {
+                            (RowState::InFlight, 1)
+                        } else {
+                            (RowState::New, 0)
+                        };
                         insert.execute(params![
                             plugin,
                             key,
                             position as u32,
-                            recipient.to_string()
+                            recipient.to_string(),
+                            state.as_str(),
+                            attempts
                         ])?;
                     }
-                    Begin::Rows(
-                        recipients
+                    Begin::New {
+                        in_flight,
+                        rows: recipients
                             .into_iter()
                             .enumerate()
                             .map(|(position, recipient)| Row {
@@ -179,7 +192,7 @@ impl Store {
                                 detail: None,
                             })
                             .collect(),
-                    )
+                    }
                 }
             })
         })
