@@ -806,6 +806,41 @@ where
     steady_throughput(concurrency, Duration::ZERO, length, send).await
 }
 
+/// Runs `send` from `concurrency` tasks until `end`, telling `issued` how many recipients each
+/// send issued and when it ended; returns the number of sends that issued nothing.
+async fn drive<F, Fut>(
+    concurrency: usize,
+    end: Instant,
+    send: F,
+    issued: impl Fn(usize, Instant) + Send + Sync + 'static,
+) -> usize
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usize> + Send,
+{
+    let (send, issued) = (Arc::new(send), Arc::new(issued));
+    let misses = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (send, issued, misses) = (send.clone(), issued.clone(), misses.clone());
+            tokio::spawn(async move {
+                while Instant::now() < end {
+                    match send(next_recipient()).await {
+                        0 => {
+                            misses.fetch_add(1, Ordering::Relaxed);
+                        }
+                        n => issued(n, Instant::now()),
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    misses.load(Ordering::Relaxed)
+}
+
 /// Issued recipients per second from `warmup` to `warmup + length`, as the least-squares slope of
 /// the count of issued recipients against time. A limiter that lets a second's worth through at
 /// once every second makes a staircase; its slope is the pace, where counting what fell between
@@ -820,34 +855,24 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = usize> + Send,
 {
-    let send = Arc::new(send);
     let times = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let misses = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let end = started + warmup + length;
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (send, times, misses) = (send.clone(), times.clone(), misses.clone());
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let n = send(next_recipient()).await;
-                    if n == 0 {
-                        misses.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let at = started.elapsed();
-                    if at >= warmup && at < warmup + length {
-                        times
-                            .lock()
-                            .unwrap()
-                            .extend(std::iter::repeat_n(at.as_secs_f64(), n));
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
+    let recorded = times.clone();
+    let misses = drive(
+        concurrency,
+        started + warmup + length,
+        send,
+        move |n, now| {
+            let at = now - started;
+            if at >= warmup && at < warmup + length {
+                recorded
+                    .lock()
+                    .unwrap()
+                    .extend(std::iter::repeat_n(at.as_secs_f64(), n));
+            }
+        },
+    )
+    .await;
     let times = sorted(&times.lock().unwrap());
     let n = times.len() as f64;
     let mean_t = times.iter().sum::<f64>() / n;
@@ -857,7 +882,7 @@ where
         cov += (t - mean_t) * (i as f64 - mean_i);
         var += (t - mean_t) * (t - mean_t);
     }
-    (cov / var, misses.load(Ordering::Relaxed))
+    (cov / var, misses)
 }
 
 /// [`throughput`], counting only sends that end after `warmup` (and the time after it).
@@ -871,35 +896,23 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = usize> + Send,
 {
-    let send = Arc::new(send);
     let issued = Arc::new(AtomicUsize::new(0));
-    let misses = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let counted_from = started + warmup;
-    let end = started + warmup + length;
-    let tasks: Vec<_> = (0..concurrency)
-        .map(|_| {
-            let (send, issued, misses) = (send.clone(), issued.clone(), misses.clone());
-            tokio::spawn(async move {
-                while Instant::now() < end {
-                    let n = send(next_recipient()).await;
-                    if n == 0 {
-                        misses.fetch_add(1, Ordering::Relaxed);
-                    } else if Instant::now() >= counted_from {
-                        issued.fetch_add(n, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let elapsed = started.elapsed().saturating_sub(warmup).as_secs_f64();
-    (
-        issued.load(Ordering::Relaxed) as f64 / elapsed,
-        misses.load(Ordering::Relaxed),
+    let counter = issued.clone();
+    let misses = drive(
+        concurrency,
+        started + warmup + length,
+        send,
+        move |n, now| {
+            if now >= counted_from {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        },
     )
+    .await;
+    let elapsed = started.elapsed().saturating_sub(warmup).as_secs_f64();
+    (issued.load(Ordering::Relaxed) as f64 / elapsed, misses)
 }
 
 async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
@@ -1579,15 +1592,11 @@ async fn r4(work: &Work, sizes: &Sizes, report: &mut Report) {
 // ---------------------------------------------------------------------------------------------
 // M1: peak RSS of the CLI running a campaign, big against small.
 
-/// Runs `coupon-host campaign run` on `count` lines in a child process; returns its peak RSS
-/// (KiB) and wall time.
-async fn campaign_child(
-    work: &Work,
-    sim: &Sim,
-    count: usize,
-    concurrency: usize,
-    tag: &str,
-) -> (u64, f64) {
+/// Runs `coupon-host campaign run` on `count` lines in a child process, against a simulator of
+/// its own (a coupon's stock is the demo's 1 000 000, which runs after runs would use up: the
+/// campaign then stops, as it should); returns its peak RSS (KiB) and wall time.
+async fn campaign_child(work: &Work, count: usize, concurrency: usize, tag: &str) -> (u64, f64) {
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
     let dir = work.fresh("m1", false);
     let config = write_config(
         &dir,
@@ -1608,8 +1617,8 @@ async fn campaign_child(
         .arg(concurrency.to_string())
         .env_remove("COUPON_HOST_LOG")
         .envs(SECRETS)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap());
     let started = Instant::now();
     let mut child = command.spawn().unwrap();
     let pid = child.id().unwrap().to_string();
@@ -1619,27 +1628,31 @@ async fn campaign_child(
             peak = peak.max(hwm);
         }
         if let Ok(Some(status)) = child.try_wait() {
+            let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
             assert!(
                 status.success(),
-                "coupon-host campaign run failed: {status}"
+                "coupon-host campaign run failed: {status}; its stderr ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
             );
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    (peak, started.elapsed().as_secs_f64())
+    let wall = started.elapsed().as_secs_f64();
+    sim.shutdown().await;
+    (peak, wall)
 }
 
 async fn m1(work: &Work, sizes: &Sizes, report: &mut Report) {
     println!("\n== M1: peak RSS, big campaign ÷ small ==");
-    let sim = Sim::start(SimConfig::demo()).await.unwrap();
     let big = sizes.campaign;
-    let (small_kib, small_s) = campaign_child(work, &sim, 1_000, 4, "s").await;
+    let (small_kib, small_s) = campaign_child(work, 1_000, 4, "s").await;
     println!("  1000 lines: {small_kib} KiB in {small_s:.1} s");
-    let (big_kib, big_s) = campaign_child(work, &sim, big, 4, "b").await;
+    let (big_kib, big_s) = campaign_child(work, big, 4, "b").await;
     println!("  {big} lines: {big_kib} KiB in {big_s:.1} s");
-    let (one_kib, _) = campaign_child(work, &sim, 20_000, 1, "c1").await;
-    let (many_kib, _) = campaign_child(work, &sim, 20_000, 64, "c64").await;
+    let (one_kib, _) = campaign_child(work, 20_000, 1, "c1").await;
+    let (many_kib, _) = campaign_child(work, 20_000, 64, "c64").await;
     let per_call = (many_kib as f64 - one_kib as f64) / 63.0;
     println!("  concurrency 1: {one_kib} KiB, 64: {many_kib} KiB");
     let ratio = big_kib as f64 / small_kib as f64;
@@ -1667,7 +1680,6 @@ async fn m1(work: &Work, sizes: &Sizes, report: &mut Report) {
              RSS per in-flight call ≈ (64 in flight − 1 in flight) ÷ 63 = {per_call:.0} KiB.\n"
         ),
     );
-    sim.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------------
