@@ -449,7 +449,7 @@ fn chaos_faults() -> Vec<Fault> {
     ]
 }
 
-/// The delivery issue's acceptance run, scaled by `COUPON_CHAOS_RECIPIENTS` (default 1 500; the
+/// The delivery issue's acceptance run, scaled by `COUPON_CHAOS_RECIPIENTS` (default 3 000; the
 /// issue's run is 100 000): a Taobao campaign with 5 % of calls faulted, killed with SIGKILL at
 /// random points three times and resumed, ends with every line final, and the ledger agrees.
 /// Taobao, because its send has no idempotency key: only the journal and reconciliation keep a
@@ -459,7 +459,7 @@ async fn a_campaign_killed_three_times_under_faults_issues_nobody_twice() {
     let recipients: usize = std::env::var("COUPON_CHAOS_RECIPIENTS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(1_500);
+        .unwrap_or(3_000);
     let mut sim = SimConfig::demo();
     sim.taobao.coupons[0].per_buyer_limit = None;
     let env = TestEnv::start(sim, Options::default()).await;
@@ -487,12 +487,20 @@ async fn a_campaign_killed_three_times_under_faults_issues_nobody_twice() {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         let before = env.sim.calls().len();
+        let sends = |calls: &[coupon_sim::CallRecord]| {
+            calls
+                .iter()
+                .filter(|call| call.api == "taobao.promotion.coupon.sns.send")
+                .count()
+        };
         let mut child = command.spawn().unwrap();
-        // Kill it mid-run: after a random number of platform calls of this run (each run
-        // makes about recipients / 100 send calls, plus retries and reconciliations).
-        let batches = (recipients / 100).max(4) as u64;
-        let after_calls = before + rand_between(1, batches / 3 + 1) as usize;
-        while env.sim.calls().len() < after_calls {
+        // Kill it mid-run, while it sends: after a random number of send calls of this run, at
+        // most a quarter of the batches still to send (besides sends, a run makes one query per
+        // recipient that the run before left in flight, to reconcile it), so that it cannot
+        // have ended first.
+        let left = (recipients - env.sim.ledger().len()).div_ceil(100) as u64;
+        let after_sends = rand_between(1, left / 4 + 2) as usize;
+        while sends(&env.sim.calls()[before..]) < after_sends {
             assert!(
                 child.try_wait().unwrap().is_none(),
                 "run {kill} ended before it was killed"
@@ -501,9 +509,11 @@ async fn a_campaign_killed_three_times_under_faults_issues_nobody_twice() {
         }
         child.start_kill().unwrap();
         child.wait().await.unwrap();
+        let calls = env.sim.calls();
         eprintln!(
-            "killed run {kill} after {} calls; ledger has {}",
-            env.sim.calls().len() - before,
+            "killed run {kill} after {} calls ({} sends); ledger has {}",
+            calls.len() - before,
+            sends(&calls[before..]),
             env.sim.ledger().len()
         );
     }
