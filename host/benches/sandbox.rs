@@ -1335,6 +1335,16 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
             status_kib("self", "VmRSS").unwrap(),
             status_kib("self", "RssAnon").unwrap(),
         );
+        // For a profile of where the pages are: `COUPON_BENCH_SMAPS=DIR` keeps the process's
+        // smaps before and after the live instances (diff them by mapping).
+        let smaps_dir = std::env::var_os("COUPON_BENCH_SMAPS").map(PathBuf::from);
+        let keep_smaps = |name: &str| {
+            if let Some(dir) = &smaps_dir {
+                std::fs::create_dir_all(dir).unwrap();
+                std::fs::copy("/proc/self/smaps", dir.join(name)).unwrap();
+            }
+        };
+        keep_smaps("before");
         let mut instances = Vec::new();
         for _ in 0..live {
             let mut instance = rss_harness.instance().await.unwrap();
@@ -1345,6 +1355,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
             status_kib("self", "VmRSS").unwrap(),
             status_kib("self", "RssAnon").unwrap(),
         );
+        keep_smaps("after");
         drop(instances);
         (
             after.0.saturating_sub(before.0) as f64 / live as f64,
