@@ -105,7 +105,7 @@ pub(crate) enum Begin {
     Ended(SendOutcome),
     /// The key was used for a different request.
     Mismatch,
-    /// New or unfinished: its rows (all `new` when new).
+    /// Unfinished (an earlier process was interrupted): its rows as recorded.
     Rows(Vec<Row>),
     /// New: its rows, all `new` here, of which the first `in_flight` were written `in-flight`
     /// (first attempt) in the same write.

@@ -1,4 +1,5 @@
-//! Host state on disk: plugin key-value data (and, later, the journal and campaign progress).
+//! Host state on disk: plugin key-value data, platform tokens, the idempotency journal and
+//! campaign progress.
 //!
 //! One SQLite file in WAL mode. Every plugin's keys live under its own name: a plugin cannot name
 //! another plugin's namespace, because the namespace is supplied by the host, not the guest.
@@ -178,7 +179,7 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(storage)?;
         // Every journal and campaign statement is prepared once per connection and reused:
-        // parsing SQL again on each of a send's four transactions cost more than running it.
+        // parsing SQL again on each of a send's journal writes cost more than running it.
         conn.set_prepared_statement_cache_capacity(64);
         // Checkpoints (which fsync) run on a thread of their own, not inside a send's commit
         // while every other send waits for the connection: see `checkpointer`.
