@@ -1215,6 +1215,19 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
             request
         };
         let mut import_request = send_request(Adapter::Taobao, vec![Recipient::Nick("x".into())]);
+        // `COUPON_BENCH_PROFILE=native|reused|fresh`: only that loop, 100 000 calls, for a
+        // profiler (`threads1|threads2`: the fresh-instance scaling run, further down).
+        let profile = std::env::var("COUPON_BENCH_PROFILE").unwrap_or_default();
+        if ["native", "reused", "fresh"].contains(&profile.as_str()) {
+            for _ in 0..100_000 {
+                match profile.as_str() {
+                    "native" => native_once(),
+                    "reused" => drop(instance.send(&request).await.unwrap()),
+                    _ => drop(harness.send(&request).await.unwrap()),
+                }
+            }
+            std::process::exit(0);
+        }
         for round in 0..sizes.rounds {
             let before = thread_cpu();
             for _ in 0..calls {
@@ -1304,6 +1317,15 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
             let calls = (threads * per_thread) as f64;
             (calls / started.elapsed().as_secs_f64(), cpu / calls)
         };
+        if let Some(threads) = std::env::var("COUPON_BENCH_PROFILE")
+            .ok()
+            .and_then(|p| p.strip_prefix("threads")?.parse().ok())
+        {
+            for _ in 0..50 {
+                run(threads);
+            }
+            std::process::exit(0);
+        }
         let (one, one_cpu) = run(1);
         let (two, two_cpu) = run(2);
         println!(

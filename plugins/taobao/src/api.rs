@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use serde_json::Value;
 pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
@@ -202,13 +203,21 @@ pub fn plan(recipients: &[Recipient]) -> Plan {
             let message =
                 format!("{what} {value:?} contains ',', which TOP reads as a list separator");
             refused.push((index, invalid("recipient-comma", message)));
-        } else if let Some(first) = seen.get(&(kind, value)) {
-            let message =
-                format!("{what} {value:?} repeats recipient {first} of the request; sent once");
-            refused.push((index, invalid("recipient-duplicate", message)));
         } else {
-            seen.insert((kind, value), index);
-            list.push((index, value.to_owned()));
+            // One search per recipient: string compares are slow in wasm (a byte loop).
+            match seen.entry((kind, value)) {
+                Entry::Occupied(first) => {
+                    let first = first.get();
+                    let message = format!(
+                        "{what} {value:?} repeats recipient {first} of the request; sent once"
+                    );
+                    refused.push((index, invalid("recipient-duplicate", message)));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(index);
+                    list.push((index, value.to_owned()));
+                }
+            }
         }
     }
     let mut batches = Vec::new();
@@ -292,9 +301,10 @@ pub fn parse_send_response(
         .enumerate()
         .map(|(position, (_, value))| (value.as_str(), position))
         .collect();
-    let find = |item: &Value| {
-        let key = item.get(field).and_then(as_text)?;
-        position.get(key.trim()).copied()
+    let find = |item: &Value| match item.get(field)? {
+        // Borrowed, not copied: the usual case is a string.
+        Value::String(key) => position.get(key.trim()).copied(),
+        other => position.get(as_text(other)?.trim()).copied(),
     };
     let with_id = |mut error: TopError| {
         error.request_id = request_id.map(str::to_owned);
@@ -329,11 +339,13 @@ pub fn parse_send_response(
             ))));
         }
     }
-    let success = response.get("is_success").and_then(as_bool);
-    let not_reported = format!(
-        "the platform reported neither success nor failure for this recipient (is_success {}); the coupon may or may not have been issued: check with query-coupons before resending",
-        success.map_or("absent", |s| if s { "true" } else { "false" })
-    );
+    let not_reported = || {
+        let success = response.get("is_success").and_then(as_bool);
+        format!(
+            "the platform reported neither success nor failure for this recipient (is_success {}); the coupon may or may not have been issued: check with query-coupons before resending",
+            success.map_or("absent", |s| if s { "true" } else { "false" })
+        )
+    };
     results
         .into_iter()
         .map(|result| {
@@ -341,7 +353,7 @@ pub fn parse_send_response(
                 Err(with_id(TopError::new(
                     ErrorClass::Unknown,
                     "not-reported",
-                    not_reported.clone(),
+                    not_reported(),
                 )))
             })
         })
