@@ -220,28 +220,28 @@ impl Store {
                 update.execute(params![plugin, key, position, state, attempts, detail])?;
             }
             drop(update);
-            if !request_ids.is_empty() {
+            let ids = if request_ids.is_empty() {
+                None
+            } else {
                 let stored: String = tx
                     .prepare_cached("SELECT request_ids FROM sends WHERE plugin = ?1 AND key = ?2")?
                     .query_row(params![plugin, key], |row| row.get(0))?;
                 let mut ids: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
                 ids.extend(request_ids);
                 ids.truncate(1024);
+                Some(serde_json::to_string(&ids).expect("strings serialize"))
+            };
+            if finish {
+                // The ids go in with the send's end: one update of the send's row, not two.
+                return finish_in(tx, &plugin, &key, ids.as_deref()).map(Some);
+            }
+            if let Some(ids) = ids {
                 tx.prepare_cached(
                     "UPDATE sends SET request_ids = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
                 )?
-                .execute(params![
-                    plugin,
-                    key,
-                    serde_json::to_string(&ids).expect("strings serialize"),
-                    now_ms()
-                ])?;
+                .execute(params![plugin, key, ids, now_ms()])?;
             }
-            if finish {
-                finish_in(tx, &plugin, &key).map(Some)
-            } else {
-                Ok(None)
-            }
+            Ok(None)
         })
         .await
     }
@@ -249,7 +249,8 @@ impl Store {
     /// Ends a send: `done`, or `unknown` when some recipient's fate is unknown.
     pub(crate) async fn journal_finish(&self, plugin: &str, key: &str) -> Result<SendOutcome> {
         let (plugin, key) = (plugin.to_owned(), key.to_owned());
-        self.write(move |tx| finish_in(tx, &plugin, &key)).await
+        self.write(move |tx| finish_in(tx, &plugin, &key, None))
+            .await
     }
 
     /// Drops a send that had no effect on the platform, so its key can be used again.
@@ -286,8 +287,13 @@ impl Store {
 }
 
 /// Ends a send in the open transaction `tx`: `done`, or `unknown` when some recipient's fate is
-/// unknown; returns its outcome.
-fn finish_in(tx: &Connection, plugin: &str, key: &str) -> rusqlite::Result<SendOutcome> {
+/// unknown; `request_ids` (JSON), when given, replace the recorded ones. Returns its outcome.
+fn finish_in(
+    tx: &Connection,
+    plugin: &str,
+    key: &str,
+    request_ids: Option<&str>,
+) -> rusqlite::Result<SendOutcome> {
     let unknown: bool = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM send_recipients
@@ -296,9 +302,10 @@ fn finish_in(tx: &Connection, plugin: &str, key: &str) -> rusqlite::Result<SendO
         .query_row(params![plugin, key], |row| row.get(0))?;
     let state = if unknown { "unknown" } else { "done" };
     tx.prepare_cached(
-        "UPDATE sends SET state = ?3, updated_ms = ?4 WHERE plugin = ?1 AND key = ?2",
+        "UPDATE sends SET state = ?3, updated_ms = ?4, request_ids = COALESCE(?5, request_ids)
+         WHERE plugin = ?1 AND key = ?2",
     )?
-    .execute(params![plugin, key, state, now_ms()])?;
+    .execute(params![plugin, key, state, now_ms(), request_ids])?;
     outcome_in(tx, plugin, key)
 }
 

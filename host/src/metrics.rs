@@ -227,15 +227,7 @@ mod tests {
         let recorder = prometheus_builder().build_recorder();
         let handle = recorder.handle();
         let outcome = SendOutcome {
-            issued: vec![IssuedCoupon {
-                recipient: "nick:a".parse().unwrap(),
-                coupon_id: None,
-                name: None,
-                amount_fen: None,
-                threshold_fen: None,
-                valid_from: None,
-                valid_until: None,
-            }],
+            issued: vec![IssuedCoupon::new("nick:a".parse().unwrap())],
             failed: vec![RecipientFailure {
                 recipient: "nick:b".parse().unwrap(),
                 error: AdapterError::new(ErrorClass::RecipientLimit, "x", "y"),
