@@ -17,9 +17,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use coupon_host::bench::top;
 use coupon_host::bench::{Canned, Harness};
 use coupon_host::campaign::CampaignSpec;
-use coupon_host::signing::top;
 use coupon_host::{Config, Host, QueryRequest, Recipient, SendRequest};
 use coupon_sim::{Sim, SimConfig};
 
@@ -985,6 +985,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
                 true,
                 None,
             )
+            .await
             .unwrap(),
         );
         let native = Arc::new(Native::new(adapter, &base, "tt-bench-native").await);
@@ -1115,6 +1116,25 @@ fn canned_taobao(nicks: &[String]) -> Vec<u8> {
 }
 
 /// Runs `f` on a fresh single-threaded runtime on this thread.
+/// The `coupon-host` binary (package `coupon-host-cli`), built in this bench's profile beside it.
+fn coupon_host_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status =
+                std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()))
+                    .args(["build", "--release", "--quiet", "-p", "coupon-host-cli"])
+                    .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+                    .status()
+                    .expect("cargo runs");
+            assert!(status.success(), "building coupon-host failed");
+            let exe = std::env::current_exe().unwrap();
+            // target/release/deps/sandbox-… → target/release/coupon-host
+            exe.parent().unwrap().parent().unwrap().join("coupon-host")
+        })
+        .clone()
+}
+
 fn local<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1133,7 +1153,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
     let nicks: Vec<String> = (0..10).map(|i| format!("买家{i:03}")).collect();
     let body = canned_taobao(&nicks);
     let canned_body = body.clone();
-    let canned: Canned = Arc::new(move |_params, _body| (200, canned_body.clone()));
+    let canned: Canned = Arc::new(move |_body| (200, canned_body.clone()));
     let recipients: Vec<Recipient> = nicks.iter().map(|n| Recipient::Nick(n.clone())).collect();
     let request = send_request(Adapter::Taobao, recipients.clone());
     let dir = work.fresh("micro", true);
@@ -1145,8 +1165,9 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
         64,
         &[(Adapter::Taobao, "taobao", "")],
     ));
-    let harness = Arc::new(Harness::new(&config, "taobao", true, Some(canned.clone())).unwrap());
-    let no_epoch = Harness::new(&config, "taobao", false, Some(canned.clone())).unwrap();
+    let harness =
+        Arc::new(local(Harness::new(&config, "taobao", true, Some(canned.clone()))).unwrap());
+    let no_epoch = local(Harness::new(&config, "taobao", false, Some(canned.clone()))).unwrap();
     let guest_config = load_config(&{
         let dir = work.fresh("micro-guest", true);
         let path = write_config(&dir, &work.cache, sim, 16, &[]);
@@ -1160,7 +1181,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
         std::fs::write(&path, text).unwrap();
         path
     });
-    let guest = Harness::new(&guest_config, "calls", true, None).unwrap();
+    let guest = local(Harness::new(&guest_config, "calls", true, None)).unwrap();
 
     // The native adapter: the same api code, signing and form encoding, the canned answer.
     let settings = |key: &str| (key == "gateway").then(|| format!("{sim}/router/rest"));
@@ -1349,7 +1370,13 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
         1100,
         &[(Adapter::Taobao, "taobao", "")],
     ));
-    let rss_harness = Harness::new(&big_pool, "taobao", true, Some(canned.clone())).unwrap();
+    let rss_harness = local(Harness::new(
+        &big_pool,
+        "taobao",
+        true,
+        Some(canned.clone()),
+    ))
+    .unwrap();
     let live = 1000;
     let per_instance = local(async {
         // One instance first, so the engine's own pages are not counted.
@@ -1641,7 +1668,7 @@ async fn campaign_child(work: &Work, count: usize, concurrency: usize, tag: &str
         &[(Adapter::Taobao, "taobao", "")],
     );
     let file = recipients_file(&dir, count, &format!("m1{tag}买家"));
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
+    let mut command = tokio::process::Command::new(coupon_host_bin());
     command
         .arg("--config")
         .arg(&config)

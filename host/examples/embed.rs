@@ -97,7 +97,7 @@ async fn main() -> std::process::ExitCode {
     let result = async {
         let recipient: Recipient = recipient
             .parse()
-            .map_err(|e: coupon_host::types::ParseRecipientError| e.to_string())?;
+            .map_err(|e: coupon_host::ParseRecipientError| e.to_string())?;
         // Secrets come from the environment variables the config names.
         let host = Host::from_config_file(&config)
             .await

@@ -1,32 +1,57 @@
-//! Hooks for `host/benches/sandbox.rs`, and nothing else: the pieces of a send taken apart, so a
-//! benchmark can time a fresh instance against a reused one, the sandbox without the journal, a
-//! signed request answered without a network, a cold compile against a cached load.
+//! Hooks for `host/benches/sandbox.rs`, and nothing else (cargo feature `bench`, which only the
+//! bench enables): the pieces of a send taken apart, so a benchmark can time a fresh instance
+//! against a reused one, the sandbox without the journal, a signed request answered without a
+//! network ([`Canned`], a [`Transport`]), a cold compile against a cached load.
 //!
-//! Not part of the API (`#[doc(hidden)]`, no stability promise). Production never builds a
-//! [`Harness`]; the one production-visible hook is `PluginContext::canned`, always `None` there.
+//! Not part of the API (`#[doc(hidden)]`, no stability promise). Production never builds it.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::caps::{HostState, PluginContext};
-use crate::config::Config;
-use crate::limiter::RateLimiter;
-use crate::runtime::bindings::latest;
-use crate::runtime::bindings::latest::coupon::adapter::types as wit;
-use crate::runtime::{LoadedComponent, Op, OpResult, Runtime};
-use crate::store::Store;
-use crate::types::{QueryRequest, SendRequest};
-use crate::{Error, Result};
+use async_trait::async_trait;
 
-/// A canned `signed-http` answer: gets the signed parameters (or the body) that would have been
-/// sent and returns `(status, body)`. The host still checks, paces and signs the request.
-pub type Canned = Arc<dyn Fn(&[(String, String)], Option<&[u8]>) -> (u16, Vec<u8>) + Send + Sync>;
+use crate::auth::Account;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::limiter::RateLimiter;
+use crate::runtime::adapter::Kept;
+use crate::runtime::{LoadedComponent, PluginContext, Runtime, SendCall};
+use crate::transport::{HttpRequest, HttpResponse, Transport, TransportError};
+use crate::types::{QueryRequest, SendRequest};
+
+/// The TOP signer, for the bench's native client (the same code the host signs with).
+pub mod top {
+    pub use crate::auth::top::{SignMethod, assemble, is_blank, sign, timestamp};
+}
+
+/// A canned `signed-http` answer: gets the body that would have been sent (TOP: the signed,
+/// form-encoded parameters) and returns `(status, body)`. The host still checks, paces, signs
+/// and encodes the request.
+pub type Canned = Arc<dyn Fn(&[u8]) -> (u16, Vec<u8>) + Send + Sync>;
+
+struct CannedTransport(Canned);
+
+#[async_trait]
+impl Transport for CannedTransport {
+    async fn send(
+        &self,
+        request: HttpRequest,
+    ) -> std::result::Result<HttpResponse, TransportError> {
+        let (status, body) = (self.0)(request.body.as_deref().unwrap_or_default());
+        Ok(HttpResponse {
+            status,
+            headers: Vec::new(),
+            body,
+        })
+    }
+}
 
 /// One plugin of a config, loaded into its own runtime, called without the journal.
 pub struct Harness {
     runtime: Runtime,
     context: Arc<PluginContext>,
+    account: Arc<Account>,
     component: LoadedComponent,
 }
 
@@ -34,7 +59,12 @@ impl Harness {
     /// Loads `plugin` from `config` (its storage is opened, its component compiled or loaded from
     /// the cache). `epoch: false` builds the engine without epoch interruption; `canned` answers
     /// every signed request instead of the network.
-    pub fn new(config: &Config, plugin: &str, epoch: bool, canned: Option<Canned>) -> Result<Self> {
+    pub async fn new(
+        config: &Config,
+        plugin: &str,
+        epoch: bool,
+        canned: Option<Canned>,
+    ) -> Result<Self> {
         let plugin_config = config
             .plugins
             .get(plugin)
@@ -45,7 +75,8 @@ impl Harness {
             &config.runtime.cache_dir,
             epoch,
         )?;
-        let store = Arc::new(Store::open(&config.storage.path)?);
+        let storage =
+            crate::store::open(&config.storage.backend, config.storage.options.clone()).await?;
         let component = runtime.load(
             plugin,
             &plugin_config.component,
@@ -55,17 +86,26 @@ impl Harness {
             plugin_config.limits.qps,
             plugin_config.limits.burst,
         ));
-        let mut context = PluginContext::new(
+        let transport: Arc<dyn Transport> = match canned {
+            Some(canned) => Arc::new(CannedTransport(canned)),
+            None => Arc::new(crate::transport::Network::new(
+                crate::transport::egress::Clients::new()?
+                    .for_plugin(plugin_config.allow_private_addresses),
+            )),
+        };
+        let account = Arc::new(plugin_config.auth.default_account.clone());
+        let context = PluginContext::new(
             plugin.to_owned(),
             plugin_config,
-            store,
-            crate::caps::egress::Clients::new()?,
+            storage,
+            transport,
             limiter,
+            "bench".into(),
         );
-        context.canned = canned;
         Ok(Harness {
             runtime,
             context: Arc::new(context),
+            account,
             component,
         })
     }
@@ -73,30 +113,30 @@ impl Harness {
     /// One send as `Host::send` makes it (a fresh instance per call, the same limits), without
     /// the journal, retries or batching. Returns how many recipients were issued.
     pub async fn send(&self, request: &SendRequest) -> Result<usize> {
-        let result = self
+        let answer = self
             .runtime
-            .call(&self.context, &self.component, Op::Send(wit_send(request)))
+            .send(&self.context, &self.account, &self.component, call(request))
             .await?;
-        issued(result)
+        issued(answer)
     }
 
     /// A live instance, for calls that reuse it.
     pub async fn instance(&self) -> Result<Instance> {
-        let mut store = self.runtime.store(&self.context);
-        let plugin = self
+        let mut store = self.runtime.store(&self.context, &self.account);
+        let kept = self
             .component
-            .pre
-            .instantiate_async(&mut store)
+            .adapter
+            .instantiate(&mut store)
             .await
-            .map_err(|e| Error::Runtime(format!("instantiate: {e:#}")))?;
-        Ok(Instance { store, plugin })
+            .map_err(|e| Error::runtime_from("instantiate", e.into_boxed_dyn_error()))?;
+        Ok(Instance { store, kept })
     }
 }
 
 /// An instance kept across calls (what the host never does: it is the cost of isolation).
 pub struct Instance {
-    store: wasmtime::Store<HostState>,
-    plugin: latest::Plugin,
+    store: wasmtime::Store<crate::runtime::caps::HostState>,
+    kept: Kept,
 }
 
 impl Instance {
@@ -109,26 +149,20 @@ impl Instance {
         state.log_bytes = 0;
         state.kv_ops = 0;
         let answer = self
-            .plugin
-            .coupon_adapter_adapter()
-            .call_send_coupon(&mut self.store, &wit_send(request))
+            .kept
+            .send(&mut self.store, call(request))
             .await
-            .map_err(|e| Error::Runtime(format!("send-coupon: {e:#}")))?;
-        issued(OpResult::Send(answer))
+            .map_err(|e| Error::runtime_from("send-coupon", e.into_boxed_dyn_error()))?;
+        issued(answer)
     }
 
     /// Calls `query-coupons`; returns how many coupons came back.
     pub async fn query(&mut self, request: &QueryRequest) -> Result<usize> {
-        let request = wit::QueryRequest {
-            recipient: (&request.recipient).into(),
-            options: request.options.clone(),
-        };
         let answer = self
-            .plugin
-            .coupon_adapter_adapter()
-            .call_query_coupons(&mut self.store, &request)
+            .kept
+            .query(&mut self.store, request)
             .await
-            .map_err(|e| Error::Runtime(format!("query-coupons: {e:#}")))?;
+            .map_err(|e| Error::runtime_from("query-coupons", e.into_boxed_dyn_error()))?;
         Ok(answer.map(|coupons| coupons.len()).unwrap_or(0))
     }
 }
@@ -142,10 +176,10 @@ pub fn load_time(component: &Path, cache_dir: &Path) -> Result<Duration> {
     Ok(started.elapsed())
 }
 
-fn wit_send(request: &SendRequest) -> wit::SendRequest {
-    wit::SendRequest {
+fn call(request: &SendRequest) -> SendCall {
+    SendCall {
         coupon: request.coupon.clone(),
-        recipients: request.recipients.iter().map(Into::into).collect(),
+        recipients: request.recipients.clone(),
         quantity: request.quantity,
         idempotency_key: request
             .idempotency_key
@@ -155,13 +189,14 @@ fn wit_send(request: &SendRequest) -> wit::SendRequest {
     }
 }
 
-fn issued(result: OpResult) -> Result<usize> {
-    match result {
-        OpResult::Send(Ok(outcome)) => Ok(outcome.issued.len()),
-        OpResult::Send(Err(error)) => Err(Error::Runtime(format!(
+fn issued(
+    answer: std::result::Result<crate::runtime::SendAnswer, crate::types::AdapterError>,
+) -> Result<usize> {
+    match answer {
+        Ok(outcome) => Ok(outcome.issued.len()),
+        Err(error) => Err(Error::runtime(format!(
             "the adapter failed the send: {} {}",
             error.code, error.message
         ))),
-        _ => unreachable!("send answers send"),
     }
 }

@@ -10,34 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::secret::Secret;
-use crate::signing::top::SignMethod;
-
-/// A config that could not be loaded: where, which key, and why. Displays as one line.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
-    /// The config file (or `<inline>`).
-    pub file: PathBuf,
-    /// 1-based line of the offending key, when known.
-    pub line: Option<usize>,
-    /// Dotted key path, e.g. `plugins.taobao.limits.timeout_ms`; empty for whole-file errors.
-    pub key: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
+pub use crate::error::ConfigError;
+pub use crate::secret::EnvLookup;
 
 /// The whole host config.
 #[derive(Debug, Clone)]
@@ -51,12 +25,15 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
 }
 
-/// `[storage]`
+/// `[storage]`: which backend keeps the host's state, and its settings.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct StorageConfig {
-    /// The SQLite file (absolute, resolved against the config file's folder).
-    pub path: PathBuf,
+    /// The backend's name (`sqlite`, the default).
+    pub backend: String,
+    /// The `[storage]` table (checked by the backend), with paths resolved against the config
+    /// file's folder.
+    pub(crate) options: crate::store::Options,
 }
 
 /// `[runtime]`
@@ -118,41 +95,28 @@ impl fmt::Display for AllowedHost {
     }
 }
 
-/// How the host authenticates a plugin's outgoing requests.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub enum Auth {
-    /// Requests go out as the adapter built them.
-    None,
-    /// TOP: system parameters and a signature are added to every request.
-    Top(TopAuth),
-    /// Douyin: a client_token, fetched and refreshed by the host, rides in the `access-token` header.
-    Douyin(DouyinAuth),
+/// How the host authenticates a plugin's outgoing requests: its `auth = { scheme = "…", … }`
+/// table, parsed by the scheme (see `auth.rs`), and the account its own credentials stand for.
+#[derive(Clone)]
+pub struct Auth {
+    pub(crate) scheme: std::sync::Arc<dyn crate::auth::Scheme>,
+    pub(crate) default_account: crate::auth::Account,
 }
 
-/// Douyin open-platform credentials.
-#[derive(Debug, Clone)]
-pub struct DouyinAuth {
-    /// The client_key (not secret).
-    pub client_key: String,
-    /// The client_secret, from `client_secret_env`.
-    pub client_secret: Secret,
-    /// Where tokens come from: `token_url`, else `settings.base_url` (default
-    /// `https://open.douyin.com`) + `/oauth/client_token/`.
-    pub token_url: url::Url,
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secrets: the scheme's name says enough.
+        f.debug_struct("Auth")
+            .field("scheme", &self.scheme.name())
+            .finish_non_exhaustive()
+    }
 }
 
-/// TOP credentials.
-#[derive(Debug, Clone)]
-pub struct TopAuth {
-    /// The AppKey (not secret).
-    pub app_key: String,
-    /// The AppSecret, from `app_secret_env`.
-    pub app_secret: Secret,
-    /// The seller's session key, from `session_env`; some APIs (ALSC) are called without one.
-    pub session: Option<Secret>,
-    /// Which signature method to use.
-    pub sign_method: SignMethod,
+impl Auth {
+    /// The scheme's name: `top`, `douyin`, or `none`.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme.name()
+    }
 }
 
 /// `limits = { … }`
@@ -221,9 +185,6 @@ impl Default for Retry {
     }
 }
 
-/// The Douyin open API's root when `settings.base_url` is not set.
-pub const DOUYIN_BASE_URL: &str = "https://open.douyin.com";
-
 /// The largest `memory_mib` a plugin may ask for (one pooling-allocator slot).
 pub const MAX_MEMORY_MIB: u32 = 1024;
 
@@ -232,20 +193,13 @@ pub const MAX_MEMORY_MIB: u32 = 1024;
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// `backend`, and the rest for the backend to check.
     #[serde(default)]
-    storage: RawStorage,
+    storage: toml::Table,
     #[serde(default)]
     runtime: RawRuntime,
     #[serde(default)]
     plugins: BTreeMap<String, RawPlugin>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawStorage {
-    /// Only `sqlite` for now.
-    backend: Option<String>,
-    path: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -264,30 +218,14 @@ struct RawPlugin {
     allowed_hosts: Vec<String>,
     #[serde(default)]
     allow_private_addresses: bool,
-    auth: Option<RawAuth>,
+    /// Parsed by the scheme it names (see `auth.rs`).
+    auth: Option<toml::Table>,
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
     retry: RawRetry,
     #[serde(default)]
     settings: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-#[serde(tag = "scheme", rename_all = "kebab-case", deny_unknown_fields)]
-enum RawAuth {
-    Top {
-        app_key: String,
-        app_secret_env: String,
-        session_env: Option<String>,
-        #[serde(default)]
-        sign_method: SignMethod,
-    },
-    Douyin {
-        client_key: String,
-        client_secret_env: String,
-        token_url: Option<String>,
-    },
 }
 
 #[derive(Deserialize, Default)]
@@ -312,9 +250,6 @@ struct RawRetry {
     max_backoff_ms: Option<u64>,
     reconcile_after_ms: Option<u64>,
 }
-
-/// Reads environment variables for secrets; tests pass their own.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
@@ -353,21 +288,34 @@ impl Config {
         let raw: RawConfig = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
 
         let storage = {
-            if let Some(backend) = &raw.storage.backend
-                && backend != "sqlite"
-            {
+            let mut table = raw.storage.clone();
+            let backend = match table.remove("backend") {
+                None => "sqlite".to_owned(),
+                Some(toml::Value::String(name)) => name,
+                Some(_) => {
+                    return Err(locator.at(&["storage", "backend"], "must be a string"));
+                }
+            };
+            let Some(kind) = crate::store::backend(&backend) else {
+                let known: Vec<_> = crate::store::BACKENDS
+                    .iter()
+                    .map(|kind| format!("{:?}", kind.name))
+                    .collect();
                 return Err(locator.at(
                     &["storage", "backend"],
-                    format!("unknown backend {backend:?}: the only backend is \"sqlite\""),
+                    format!(
+                        "unknown backend {backend:?}: use one of {}",
+                        known.join(", ")
+                    ),
                 ));
-            }
-            let path = raw
-                .storage
-                .path
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("coupon-host.db"));
+            };
+            (kind.check)(&table).map_err(|(key, why)| locator.at(&["storage", &key], why))?;
             StorageConfig {
-                path: base.join(path),
+                backend,
+                options: crate::store::Options {
+                    table,
+                    base: base.clone(),
+                },
             }
         };
         let runtime = RuntimeConfig {
@@ -453,66 +401,21 @@ fn validate_plugin(
         allowed_hosts.push(host);
     }
 
-    let auth = match raw.auth {
-        None => Auth::None,
-        Some(RawAuth::Top {
-            app_key,
-            app_secret_env,
-            session_env,
-            sign_method,
-        }) => {
-            if app_key.trim().is_empty() {
-                return Err(at(&["auth", "app_key"], "must not be empty".to_owned()));
-            }
-            let app_secret = read_secret(&app_secret_env, env)
-                .map_err(|why| at(&["auth", "app_secret_env"], why))?;
-            let session = match session_env {
-                Some(var) => {
-                    Some(read_secret(&var, env).map_err(|why| at(&["auth", "session_env"], why))?)
-                }
-                None => None,
-            };
-            Auth::Top(TopAuth {
-                app_key,
-                app_secret,
-                session,
-                sign_method,
-            })
-        }
-        Some(RawAuth::Douyin {
-            client_key,
-            client_secret_env,
-            token_url,
-        }) => {
-            if client_key.trim().is_empty() {
-                return Err(at(&["auth", "client_key"], "must not be empty".to_owned()));
-            }
-            let client_secret = read_secret(&client_secret_env, env)
-                .map_err(|why| at(&["auth", "client_secret_env"], why))?;
-            let (text, key): (String, &[&str]) = match token_url {
-                Some(url) => (url, &["auth", "token_url"]),
-                None => {
-                    let base = raw
-                        .settings
-                        .get("base_url")
-                        .map(String::as_str)
-                        .unwrap_or(DOUYIN_BASE_URL);
-                    (
-                        format!("{}/oauth/client_token/", base.trim_end_matches('/')),
-                        &["settings", "base_url"],
-                    )
-                }
-            };
-            let token_url = url::Url::parse(&text)
-                .ok()
-                .filter(|u| u.scheme() == "http" || u.scheme() == "https")
-                .ok_or_else(|| at(key, format!("{text:?} is not an http(s) URL")))?;
-            Auth::Douyin(DouyinAuth {
-                client_key,
-                client_secret,
-                token_url,
-            })
-        }
+    let auth = crate::auth::parse(
+        raw.auth,
+        &crate::auth::SchemeInput {
+            env,
+            settings: &raw.settings,
+        },
+    )
+    .map_err(|error| {
+        let mut path: Vec<&str> = vec!["plugins", name];
+        path.extend(error.key.iter().map(String::as_str));
+        locator.at(&path, error.message)
+    })?;
+    let auth = Auth {
+        scheme: auth.scheme,
+        default_account: auth.default_account,
     };
 
     let defaults = Limits::default();
@@ -660,17 +563,6 @@ fn validate_plugin(
         retry,
         settings: raw.settings,
     })
-}
-
-fn read_secret(var: &str, env: EnvLookup<'_>) -> Result<Secret, String> {
-    if var.trim().is_empty() {
-        return Err("must name an environment variable".to_owned());
-    }
-    match env(var) {
-        Some(value) if !value.trim().is_empty() => Ok(Secret::new(value)),
-        Some(_) => Err(format!("environment variable {var} is empty")),
-        None => Err(format!("environment variable {var} is not set")),
-    }
 }
 
 /// Parses `scheme://host[:port]`; anything more (a path, a query, credentials) is refused.
@@ -849,11 +741,9 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         assert_eq!(plugin.limits.timeout_ms, 2000);
         assert_eq!(plugin.allowed_hosts[0].port, 443);
         assert_eq!(plugin.allowed_hosts[1].host, "127.0.0.1");
-        let Auth::Top(top) = &plugin.auth else {
-            panic!("expected top auth")
-        };
-        assert_eq!(top.app_secret.expose(), "s3cret-value");
-        assert_eq!(top.sign_method, SignMethod::Md5);
+        assert_eq!(plugin.auth.scheme(), "top");
+        let session = plugin.auth.default_account.session.as_ref().unwrap();
+        assert_eq!(session.expose(), "sess-value");
     }
 
     fn error(text: &str) -> String {
@@ -930,5 +820,26 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let err = error("[plugins.taobao\ncomponent = 1");
         assert!(err.starts_with("test.toml:1"), "{err}");
         assert!(!err.contains('\n'));
+    }
+
+    #[test]
+    fn the_storage_table_is_checked_by_the_backend_it_names() {
+        let with = |storage: &str| format!("[storage]\n{storage}\n{GOOD}");
+        let config = parse(&with("path = \"state.db\"")).unwrap();
+        assert_eq!(config.storage.backend, "sqlite");
+        assert_eq!(
+            error(&with("backend = \"mongo\"")),
+            "test.toml:2: storage.backend: unknown backend \"mongo\": use one of \"sqlite\""
+        );
+        let typo = error(&with("pth = \"state.db\""));
+        assert!(
+            typo.starts_with("test.toml:2: storage.pth: unknown key"),
+            "{typo}"
+        );
+        let wrong = error(&with("path = 3"));
+        assert!(
+            wrong.starts_with("test.toml:2: storage.path: must be a string"),
+            "{wrong}"
+        );
     }
 }

@@ -1,8 +1,9 @@
-//! Delivery: how one send (plugin, idempotency key) reaches the platform exactly once per
-//! recipient, whatever fails on the way.
+//! Delivery: how one send (plugin, account, idempotency key) reaches the platform exactly once
+//! per recipient, whatever fails on the way.
 //!
-//! 1. **Coalesce.** Sends with one key run one at a time in this process ([`KeyLocks`]); the
-//!    second finds the first's outcome in the journal and returns it without a platform call.
+//! 1. **One holder.** Sends with one key run one at a time in this process ([`KeyLocks`]); across
+//!    processes the journal's lease decides: a send another live process holds is waited for
+//!    (or answered `in-progress`), and taken over only once its lease expires.
 //! 2. **Journal first.** A batch's rows are marked `in-flight` before the adapter is called and
 //!    get their outcome after, so a crash leaves exactly the recipients whose fate is open.
 //! 3. **Retry by class.** `transient` and `rate-limited` failures are sent again after an
@@ -16,6 +17,10 @@
 //!    there → issued; it is not → safe to send again; the query fails → `unknown`, for review.
 //! 5. **Sandbox kills are final.** An adapter killed mid-call may have sent anything; its
 //!    recipients are `unknown` and the broken adapter is not run again for them.
+//!
+//! The decisions are pure functions in `delivery/plan.rs`; this file does the IO around them.
+
+mod plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -24,35 +29,30 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::journal::{Begin, Detail, Row, RowState};
-use crate::runtime::bindings::latest::coupon::adapter::types as wit;
-use crate::runtime::{Op, OpResult};
+use self::plan::Applied;
+use crate::auth::Account;
+use crate::error::{Error, Result};
+use crate::runtime::{Plugin, Runtime, SendCall};
+use crate::store::{Begin, Lease, Row, RowState, Scope, SendKey, Storage, now_ms};
 use crate::types::{
-    AdapterError, CouponState, ErrorClass, IssuedCoupon, QueryRequest, Recipient, SendOutcome,
-    SendRequest,
+    AdapterError, Coupon, ErrorClass, QueryRequest, Recipient, SendOutcome, SendRequest,
 };
-use crate::{Error, Host, Plugin, Result};
 
-/// How long the limiter pauses a plugin on a `rate-limited` answer that names no duration.
-const DEFAULT_BAN: Duration = Duration::from_secs(1);
+/// (plugin, account, idempotency key) → its lock, while someone holds or waits for it.
+type LockMap = HashMap<SendKey, Weak<tokio::sync::Mutex<()>>>;
 
-/// (plugin, idempotency key) → its lock, while someone holds or waits for it.
-type LockMap = HashMap<(String, String), Weak<tokio::sync::Mutex<()>>>;
-
-/// One async lock per (plugin, idempotency key) in use.
+/// One async lock per send key in use.
 #[derive(Default)]
-pub(crate) struct KeyLocks {
+struct KeyLocks {
     locks: std::sync::Mutex<LockMap>,
 }
 
 impl KeyLocks {
-    async fn lock(&self, plugin: &str, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    async fn lock(&self, key: &SendKey) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             locks.retain(|_, lock| lock.strong_count() > 0);
-            let entry = locks
-                .entry((plugin.to_owned(), key.to_owned()))
-                .or_default();
+            let entry = locks.entry(key.clone()).or_default();
             match entry.upgrade() {
                 Some(lock) => lock,
                 None => {
@@ -86,48 +86,64 @@ fn fingerprint(request: &SendRequest) -> String {
     hex::encode(hash.finalize())
 }
 
-/// What to do with a recipient after a failure of this class.
-enum Next {
-    Retry,
-    Reconcile,
-    Final,
+/// How a send treats what it cannot do now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mode {
+    /// A send that had no effect at all (every call refused as a whole, nothing issued, nothing
+    /// unknown) returns that error and leaves no journal entry, so the caller may fix the cause
+    /// and use the key again.
+    pub(crate) forget_whole_failures: bool,
+    /// A send another process holds is waited for (until its lease lapses or it ends); without
+    /// this, it is answered [`Error::InProgress`] at once.
+    pub(crate) wait_when_busy: bool,
 }
 
-fn next_step(class: ErrorClass, idempotent: bool) -> Next {
-    match class {
-        ErrorClass::Transient | ErrorClass::RateLimited => Next::Retry,
-        ErrorClass::Unknown if idempotent => Next::Retry,
-        ErrorClass::Unknown => Next::Reconcile,
-        _ => Next::Final,
+/// Sends through the journal, with retries: what `Host::send` and campaign batches run.
+pub(crate) struct Delivery {
+    runtime: Arc<Runtime>,
+    storage: Storage,
+    key_locks: KeyLocks,
+    lease: Lease,
+}
+
+/// Renews a send's lease while it runs; stops when dropped.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
-/// The backoff before retry round `round` (1-based): full jitter up to `base × 2^(round-1)`,
-/// capped, and never less than the longest wait the platform asked for.
-fn backoff(retry: &crate::config::Retry, round: u32, asked: Option<Duration>) -> Duration {
-    let cap = Duration::from_millis(retry.max_backoff_ms);
-    let ceiling = Duration::from_millis(retry.base_backoff_ms)
-        .saturating_mul(1 << round.saturating_sub(1).min(20))
-        .min(cap);
-    let jittered = ceiling.mul_f64(rand::random::<f64>());
-    jittered.max(asked.unwrap_or_default())
-}
+impl Delivery {
+    pub(crate) fn new(runtime: Arc<Runtime>, storage: Storage, lease: Lease) -> Delivery {
+        Delivery {
+            runtime,
+            storage,
+            key_locks: KeyLocks::default(),
+            lease,
+        }
+    }
 
-impl Host {
-    /// Runs one send under its key, through the journal, with retries. With
-    /// `forget_whole_failures`, a send that had no effect at all (every call refused as a whole,
-    /// nothing issued, nothing unknown) returns that error and leaves no journal entry, so the
-    /// caller may fix the cause and use the key again.
-    pub(crate) async fn deliver(
+    /// This process's lease on sends.
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// Runs one send under its key, through the journal, with retries (see the module docs).
+    pub(crate) async fn send(
         &self,
         plugin: &Plugin,
+        account: &Arc<Account>,
         request: &SendRequest,
         key: &str,
-        forget_whole_failures: bool,
+        mode: Mode,
     ) -> Result<SendOutcome> {
-        let name = plugin.info.name.as_str();
-        let _one_at_a_time = self.inner.key_locks.lock(name, key).await;
-        let store = &plugin.context.store;
+        let send = SendKey {
+            scope: Scope::new(plugin.name(), account.name.clone()),
+            key: key.to_owned(),
+        };
+        let _one_at_a_time = self.key_locks.lock(&send).await;
         let batch_size = plugin.info.describe.max_recipients_per_call as usize;
         // A new send's first batch is written in flight with the send itself (one write, not
         // two), unless the plugin is paused and the batch may never go.
@@ -135,14 +151,8 @@ impl Host {
             None => batch_size.min(request.recipients.len()),
             Some(_) => 0,
         };
-        let (mut rows, mut already_in_flight) = match store
-            .journal_begin(
-                name,
-                key,
-                &fingerprint(request),
-                &request.recipients,
-                first_batch,
-            )
+        let (rows, in_flight) = match self
+            .begin(plugin, &send, request, first_batch, mode)
             .await?
         {
             Begin::Ended(mut outcome) => {
@@ -150,27 +160,187 @@ impl Host {
                 outcome.replayed = true;
                 return Ok(outcome);
             }
-            Begin::Mismatch => return Err(crate::journal::mismatch(key)),
-            Begin::Rows(rows) => (rows, 0),
+            Begin::Mismatch => return Err(crate::store::journal::mismatch(key)),
+            Begin::Busy { .. } => {
+                return Err(Error::InProgress {
+                    key: key.to_owned(),
+                });
+            }
+            Begin::Resumed(rows) => (rows, 0),
             Begin::New { rows, in_flight } => (rows, in_flight),
         };
+        let _renewal = self.renew_while_running(&send);
+        Run {
+            delivery: self,
+            plugin,
+            account,
+            request,
+            send: &send,
+            rows,
+            already_in_flight: in_flight,
+        }
+        .run(mode)
+        .await
+    }
 
-        let retry = &plugin.context.config.retry;
-        let budget = Duration::from_millis(retry.budget_ms);
-        let idempotent = plugin.info.describe.idempotent_send;
-        let started = Instant::now();
+    /// Opens the send in the journal; while another process holds it and `mode` says wait,
+    /// waits (until its lease lapses, or for as long as a send of this plugin may take).
+    async fn begin(
+        &self,
+        plugin: &Plugin,
+        send: &SendKey,
+        request: &SendRequest,
+        first_batch: usize,
+        mode: Mode,
+    ) -> Result<Begin> {
+        let config = &plugin.context.config;
+        let patience = Duration::from_millis(
+            config.retry.budget_ms + 2 * config.limits.timeout_ms + self.lease.ttl_ms as u64,
+        );
+        let give_up = Instant::now() + patience;
+        let fingerprint = fingerprint(request);
+        loop {
+            let begin = self
+                .storage
+                .journal_begin(
+                    send,
+                    &fingerprint,
+                    &request.recipients,
+                    first_batch,
+                    &self.lease,
+                )
+                .await?;
+            let Begin::Busy { until_ms } = begin else {
+                return Ok(begin);
+            };
+            if !mode.wait_when_busy || Instant::now() >= give_up {
+                return Ok(begin);
+            }
+            tracing::info!(
+                until_ms,
+                "another process is sending under this key; waiting for it"
+            );
+            let wait = Duration::from_millis((until_ms - now_ms()).clamp(20, 1000) as u64);
+            tokio::time::sleep(wait).await;
+        }
+    }
 
-        // Rows an interrupted process left in flight.
-        let mut to_reconcile = Vec::new();
-        for (index, row) in rows.iter_mut().enumerate() {
-            if row.state == RowState::InFlight {
-                if idempotent {
-                    row.state = RowState::Retry;
-                } else {
-                    to_reconcile.push(index);
+    fn renew_while_running(&self, send: &SendKey) -> Renewal {
+        let (storage, lease, send) = (self.storage.clone(), self.lease.clone(), send.clone());
+        let every = Duration::from_millis((lease.ttl_ms / 3).max(10) as u64);
+        Renewal(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if let Err(error) = storage.journal_renew(&send, &lease).await {
+                    // The next journal write fails the same way and ends the send.
+                    tracing::warn!(error = %crate::error::full_message(&error), "cannot renew the send's lease");
+                    return;
                 }
             }
+        }))
+    }
+
+    /// A send's outcome as the journal has it now (for a campaign batch that failed as a whole).
+    pub(crate) async fn recorded(
+        &self,
+        plugin: &Plugin,
+        account: &Account,
+        key: &str,
+    ) -> Result<SendOutcome> {
+        let send = SendKey {
+            scope: Scope::new(plugin.name(), account.name.clone()),
+            key: key.to_owned(),
+        };
+        self.storage
+            .journal_outcome(&send)
+            .await?
+            .map(|(_, outcome)| outcome)
+            .ok_or_else(|| Error::storage(format!("the journal has no send {key:?}")))
+    }
+
+    /// Drops a send that had no effect, so it can be sent again.
+    pub(crate) async fn forget(&self, plugin: &Plugin, account: &Account, key: &str) -> Result<()> {
+        let send = SendKey {
+            scope: Scope::new(plugin.name(), account.name.clone()),
+            key: key.to_owned(),
+        };
+        self.storage.journal_forget(&send, &self.lease).await
+    }
+
+    /// Lists a recipient's coupons (one adapter call).
+    pub(crate) async fn query(
+        &self,
+        plugin: &Plugin,
+        account: &Arc<Account>,
+        request: QueryRequest,
+    ) -> Result<Vec<Coupon>> {
+        self.runtime
+            .query(&plugin.context, account, &plugin.component, request)
+            .await?
+            .map_err(|error| Error::Adapter {
+                plugin: plugin.name().to_owned(),
+                error,
+            })
+    }
+
+    /// A query, retried like a send when it fails in a way that may pass.
+    async fn query_with_retries(
+        &self,
+        plugin: &Plugin,
+        account: &Arc<Account>,
+        query: QueryRequest,
+    ) -> Result<Vec<Coupon>> {
+        let retry = &plugin.context.config.retry;
+        let mut attempt = 1;
+        loop {
+            match self.query(plugin, account, query.clone()).await {
+                Err(Error::Adapter { error, .. })
+                    if attempt < retry.max_attempts
+                        // A query changes nothing, so even an ambiguous failure can be retried.
+                        && matches!(
+                            error.class,
+                            ErrorClass::Transient | ErrorClass::RateLimited | ErrorClass::Unknown
+                        ) =>
+                {
+                    let asked = error
+                        .retry_after_ms
+                        .map(|ms| Duration::from_millis(ms.into()));
+                    if error.class == ErrorClass::RateLimited {
+                        plugin
+                            .context
+                            .limiter
+                            .pause(asked.unwrap_or(plan::DEFAULT_BAN));
+                    }
+                    tokio::time::sleep(plan::backoff(retry, attempt, asked, rand::random())).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
         }
+    }
+}
+
+/// One run of a send: its rows, and the IO that moves them.
+struct Run<'a> {
+    delivery: &'a Delivery,
+    plugin: &'a Plugin,
+    account: &'a Arc<Account>,
+    request: &'a SendRequest,
+    send: &'a SendKey,
+    rows: Vec<Row>,
+    /// Rows of the first batch `journal_begin` already wrote in flight.
+    already_in_flight: usize,
+}
+
+impl Run<'_> {
+    async fn run(mut self, mode: Mode) -> Result<SendOutcome> {
+        let retry = &self.plugin.context.config.retry;
+        let budget = Duration::from_millis(retry.budget_ms);
+        let idempotent = self.plugin.info.describe.idempotent_send;
+        let batch_size = self.plugin.info.describe.max_recipients_per_call as usize;
+        let started = Instant::now();
+
+        let mut to_reconcile = plan::resume(&mut self.rows, idempotent);
         if !to_reconcile.is_empty() {
             tracing::info!(
                 recipients = to_reconcile.len(),
@@ -184,48 +354,36 @@ impl Host {
         let mut round = 0u32;
         loop {
             if !to_reconcile.is_empty() {
-                self.reconcile(plugin, request, key, &mut rows, &to_reconcile)
-                    .await?;
-                to_reconcile.clear();
+                self.reconcile(&std::mem::take(&mut to_reconcile)).await?;
             }
             // Retries out of attempts or time end here.
             let out_of_time = started.elapsed() >= budget;
-            let mut ended = Vec::new();
-            for row in rows.iter_mut() {
-                if row.state == RowState::Retry
-                    && (row.attempts >= retry.max_attempts || out_of_time)
-                {
-                    row.state = RowState::Failed;
-                    ended.push(row.position);
-                }
-            }
-            self.record(plugin, key, &rows, &ended, &[]).await?;
-            let pending: Vec<usize> = (0..rows.len())
-                .filter(|&i| matches!(rows[i].state, RowState::New | RowState::Retry))
-                .collect();
+            let ended = plan::expire_retries(&mut self.rows, retry.max_attempts, out_of_time);
+            self.record(&ended, Vec::new(), false).await?;
+            let pending = plan::pending(&self.rows);
             if pending.is_empty() {
                 break;
             }
-            if pending.iter().any(|&i| rows[i].state == RowState::Retry) {
+            if pending
+                .iter()
+                .any(|&i| self.rows[i].state == RowState::Retry)
+            {
                 round += 1;
-                let asked = pending
-                    .iter()
-                    .filter_map(|&i| match &rows[i].detail {
-                        Some(Detail::Error(e)) => e.retry_after_ms,
-                        _ => None,
-                    })
-                    .max()
-                    .map(|ms| Duration::from_millis(ms.into()));
-                let wait = backoff(retry, round, asked);
+                let asked = plan::asked_wait(&self.rows, &pending);
+                let wait = plan::backoff(retry, round, asked, rand::random());
                 if started.elapsed() + wait >= budget {
                     // No time left for another attempt: the retries end as they stand.
-                    for &i in &pending {
-                        if rows[i].state == RowState::Retry {
-                            rows[i].state = RowState::Failed;
-                        }
+                    let retrying: Vec<usize> = pending
+                        .iter()
+                        .copied()
+                        .filter(|&i| self.rows[i].state == RowState::Retry)
+                        .collect();
+                    for &i in &retrying {
+                        self.rows[i].state = RowState::Failed;
                     }
-                    let positions: Vec<u32> = pending.iter().map(|&i| rows[i].position).collect();
-                    self.record(plugin, key, &rows, &positions, &[]).await?;
+                    let positions: Vec<u32> =
+                        pending.iter().map(|&i| self.rows[i].position).collect();
+                    self.record(&positions, Vec::new(), false).await?;
                     continue;
                 }
                 tracing::debug!(round, wait_ms = wait.as_millis() as u64, "backing off");
@@ -234,147 +392,85 @@ impl Host {
 
             for batch in pending.chunks(batch_size) {
                 // Only a new send's first batch, which `journal_begin` wrote in flight.
-                let written_in_flight = std::mem::take(&mut already_in_flight) == batch.len();
-                if let Some(pause) = plugin.context.limiter.paused_for() {
+                let written_in_flight = std::mem::take(&mut self.already_in_flight) == batch.len();
+                if let Some(pause) = self.plugin.context.limiter.paused_for() {
                     // The platform banned this plugin: wait it out, or leave it to the next round.
                     if started.elapsed() + pause >= budget {
-                        for &i in batch {
-                            rows[i].state = RowState::Failed;
-                            rows[i].detail.get_or_insert_with(|| {
-                                Detail::Error(AdapterError::new(
-                                    ErrorClass::RateLimited,
-                                    "paused",
-                                    "the platform paused this plugin past the retry budget",
-                                ))
-                            });
-                        }
-                        let positions: Vec<u32> = batch.iter().map(|&i| rows[i].position).collect();
-                        self.record(plugin, key, &rows, &positions, &[]).await?;
+                        let paused = AdapterError::new(
+                            ErrorClass::RateLimited,
+                            "paused",
+                            "the platform paused this plugin past the retry budget",
+                        );
+                        let positions = plan::fail(&mut self.rows, batch, &paused);
+                        self.record(&positions, Vec::new(), false).await?;
                         continue;
                     }
                     tokio::time::sleep(pause).await;
                 }
                 calls += 1;
-                let recipients: Vec<Recipient> =
-                    batch.iter().map(|&i| rows[i].recipient.clone()).collect();
-                for &i in batch {
-                    rows[i].state = RowState::InFlight;
-                    rows[i].attempts += 1;
-                }
-                let positions: Vec<u32> = batch.iter().map(|&i| rows[i].position).collect();
+                let recipients: Vec<Recipient> = batch
+                    .iter()
+                    .map(|&i| self.rows[i].recipient.clone())
+                    .collect();
+                let positions = plan::start_attempt(&mut self.rows, batch);
                 if !written_in_flight {
-                    self.record(plugin, key, &rows, &positions, &[]).await?;
+                    self.record(&positions, Vec::new(), false).await?;
                 }
 
-                let wit_request = wit::SendRequest {
-                    coupon: request.coupon.clone(),
-                    recipients: recipients.iter().map(Into::into).collect(),
-                    quantity: request.quantity,
-                    idempotency_key: key.to_owned(),
-                    options: request.options.clone(),
+                let call = SendCall {
+                    coupon: self.request.coupon.clone(),
+                    recipients,
+                    quantity: self.request.quantity,
+                    idempotency_key: self.send.key.clone(),
+                    options: self.request.options.clone(),
                 };
                 let call_started = std::time::Instant::now();
+                let plugin = &self.plugin;
                 let result = self
-                    .inner
+                    .delivery
                     .runtime
-                    .call(&plugin.context, &plugin.component, Op::Send(wit_request))
+                    .send(&plugin.context, self.account, &plugin.component, call)
                     .await;
                 tracing::debug!(
                     elapsed_ms = call_started.elapsed().as_millis() as u64,
                     "adapter call"
                 );
-                let mut answers: HashMap<
-                    Recipient,
-                    std::result::Result<IssuedCoupon, AdapterError>,
-                > = HashMap::new();
-                let mut request_ids = Vec::new();
-                match result {
-                    Ok(OpResult::Send(Ok(answer))) => {
-                        for issued in answer.issued {
-                            let issued = IssuedCoupon::from(issued);
-                            answers
-                                .entry(issued.recipient.clone())
-                                .or_insert(Ok(issued));
-                        }
-                        for failure in answer.failed {
-                            answers
-                                .entry(Recipient::from(failure.recipient))
-                                .or_insert(Err(failure.error.into()));
-                        }
-                        request_ids = answer
-                            .platform_request_ids
-                            .into_iter()
-                            .take(64)
-                            .map(|id| id.chars().take(128).collect())
-                            .collect();
-                    }
-                    Ok(OpResult::Send(Err(error))) => {
-                        let error = AdapterError::from(error);
-                        tracing::debug!(class = %error.class, code = %error.code, "the call failed as a whole");
-                        for recipient in &recipients {
-                            answers.insert(recipient.clone(), Err(error.clone()));
-                        }
-                        whole_failures.push(Error::Adapter {
-                            plugin: name.to_owned(),
-                            error,
-                        });
-                    }
-                    Ok(_) => unreachable!("send answers send"),
+                let answer = match result {
+                    Ok(answer) => answer,
                     Err(error) => {
                         tracing::error!(%error, "adapter stopped by the sandbox");
-                        let failure =
+                        let lost =
                             AdapterError::new(ErrorClass::Unknown, "sandbox", error.to_string());
-                        for &i in batch {
-                            rows[i].state = RowState::Unknown;
-                            rows[i].detail = Some(Detail::Error(failure.clone()));
-                        }
-                        self.record(plugin, key, &rows, &positions, &[]).await?;
+                        plan::lose(&mut self.rows, batch, &lost);
+                        self.record(&positions, Vec::new(), false).await?;
                         whole_failures.push(error);
                         continue;
                     }
-                }
-
-                let mut ban = None;
-                for &i in batch {
-                    let row = &mut rows[i];
-                    let answer = answers.remove(&row.recipient).unwrap_or_else(|| {
-                        Err(AdapterError::new(
-                            ErrorClass::Unknown,
-                            "not-reported",
-                            "the adapter did not report this recipient",
-                        ))
+                };
+                if let Err(error) = &answer {
+                    tracing::debug!(class = %error.class, code = %error.code, "the call failed as a whole");
+                    whole_failures.push(Error::Adapter {
+                        plugin: plugin.name().to_owned(),
+                        error: error.clone(),
                     });
-                    match answer {
-                        Ok(issued) => {
-                            row.state = RowState::Issued;
-                            row.detail = Some(Detail::Issued(issued));
-                        }
-                        Err(error) => {
-                            if matches!(next_step(error.class, idempotent), Next::Retry) {
-                                crate::metrics::retry(name, error.class);
-                            }
-                            if error.class == ErrorClass::RateLimited {
-                                let asked = error
-                                    .retry_after_ms
-                                    .map(|ms| Duration::from_millis(ms.into()))
-                                    .unwrap_or(DEFAULT_BAN);
-                                ban = ban.max(Some(asked));
-                            }
-                            row.state = match next_step(error.class, idempotent) {
-                                Next::Retry => RowState::Retry,
-                                Next::Reconcile => {
-                                    to_reconcile.push(i);
-                                    RowState::InFlight
-                                }
-                                Next::Final => RowState::Failed,
-                            };
-                            row.detail = Some(Detail::Error(error));
-                        }
-                    }
                 }
-                if !answers.is_empty() {
+                let request_ids = answer
+                    .as_ref()
+                    .map(|a| a.platform_request_ids.clone())
+                    .unwrap_or_default();
+                let Applied {
+                    to_reconcile: ambiguous,
+                    ban,
+                    retried,
+                    strangers,
+                } = plan::apply(&mut self.rows, batch, &answer, idempotent);
+                to_reconcile.extend(ambiguous);
+                for class in retried {
+                    crate::metrics::retry(plugin.name(), class);
+                }
+                if strangers > 0 {
                     tracing::warn!(
-                        extra = answers.len(),
+                        extra = strangers,
                         "adapter reported recipients not in the batch; ignored"
                     );
                 }
@@ -386,19 +482,17 @@ impl Host {
                     plugin.context.limiter.pause(ban);
                 }
                 // When nothing is left to do, the send ends in the same write.
-                let last = to_reconcile.is_empty()
-                    && rows
-                        .iter()
-                        .all(|row| !matches!(row.state, RowState::New | RowState::Retry));
-                finished = store
-                    .journal_record(name, key, updates(&rows, &positions), request_ids, last)
-                    .await?;
+                let last = to_reconcile.is_empty() && plan::finished(&self.rows);
+                finished = self.record(&positions, request_ids, last).await?;
             }
         }
 
         let outcome = match finished {
             Some(outcome) => outcome,
-            None => store.journal_finish(name, key).await?,
+            None => self
+                .record(&[], Vec::new(), true)
+                .await?
+                .expect("finishing returns the outcome"),
         };
         let nothing_happened = outcome.issued.is_empty()
             && !whole_failures.is_empty()
@@ -407,10 +501,13 @@ impl Host {
             // Every call was refused as a whole. With no effect anywhere, the key is freed and
             // the error returned; a sandbox kill is returned too (its recipients stay unknown in
             // the journal); otherwise the outcome shows each recipient's state.
-            let any_unknown = rows.iter().any(|row| row.state == RowState::Unknown);
+            let any_unknown = self.rows.iter().any(|row| row.state == RowState::Unknown);
             let last = whole_failures.pop().expect("checked non-empty");
-            if forget_whole_failures && !any_unknown {
-                store.journal_forget(name, key).await?;
+            if mode.forget_whole_failures && !any_unknown {
+                self.delivery
+                    .storage
+                    .journal_forget(self.send, &self.delivery.lease)
+                    .await?;
                 return Err(last);
             }
             if matches!(last, Error::Sandbox { .. }) {
@@ -420,68 +517,37 @@ impl Host {
         Ok(outcome)
     }
 
+    /// Records the rows at `positions` (and the call's request ids) in one write; with `finish`,
+    /// ends the send in the same write and returns its outcome.
     async fn record(
         &self,
-        plugin: &Plugin,
-        key: &str,
-        rows: &[Row],
         positions: &[u32],
-        request_ids: &[String],
-    ) -> Result<()> {
-        if positions.is_empty() && request_ids.is_empty() {
-            return Ok(());
+        request_ids: Vec<String>,
+        finish: bool,
+    ) -> Result<Option<SendOutcome>> {
+        if positions.is_empty() && request_ids.is_empty() && !finish {
+            return Ok(None);
         }
-        let updates = updates(rows, positions);
-        plugin
-            .context
-            .store
-            .journal_record(&plugin.info.name, key, updates, request_ids.to_vec(), false)
+        let updates = positions
+            .iter()
+            .filter_map(|p| self.rows.iter().find(|row| row.position == *p))
+            .map(Row::update)
+            .collect();
+        self.delivery
+            .storage
+            .journal_record(
+                self.send,
+                &self.delivery.lease,
+                updates,
+                request_ids,
+                finish,
+            )
             .await
-            .map(drop)
-    }
-
-    /// A query, retried like a send when it fails in a way that may pass.
-    async fn query_with_retries(
-        &self,
-        plugin: &Plugin,
-        query: QueryRequest,
-    ) -> Result<Vec<crate::types::Coupon>> {
-        let retry = &plugin.context.config.retry;
-        let mut attempt = 1;
-        loop {
-            match self.query_plugin(plugin, query.clone()).await {
-                Err(Error::Adapter { error, .. })
-                    if attempt < retry.max_attempts
-                        // A query changes nothing, so even an ambiguous failure can be retried.
-                        && matches!(
-                            error.class,
-                            ErrorClass::Transient | ErrorClass::RateLimited | ErrorClass::Unknown
-                        ) =>
-                {
-                    let asked = error
-                        .retry_after_ms
-                        .map(|ms| Duration::from_millis(ms.into()));
-                    if error.class == ErrorClass::RateLimited {
-                        plugin.context.limiter.pause(asked.unwrap_or(DEFAULT_BAN));
-                    }
-                    tokio::time::sleep(backoff(retry, attempt, asked)).await;
-                    attempt += 1;
-                }
-                result => return result,
-            }
-        }
     }
 
     /// Asks the platform whether ambiguous sends to `indices` applied (see the module docs).
-    async fn reconcile(
-        &self,
-        plugin: &Plugin,
-        request: &SendRequest,
-        key: &str,
-        rows: &mut [Row],
-        indices: &[usize],
-    ) -> Result<()> {
-        let retry = &plugin.context.config.retry;
+    async fn reconcile(&mut self, indices: &[usize]) -> Result<()> {
+        let retry = &self.plugin.context.config.retry;
         tracing::info!(
             recipients = indices.len(),
             "reconciling ambiguous sends through query-coupons"
@@ -489,99 +555,35 @@ impl Host {
         tokio::time::sleep(Duration::from_millis(retry.reconcile_after_ms)).await;
         let mut positions = Vec::new();
         for &i in indices {
-            let row = &mut rows[i];
             let query = QueryRequest {
-                recipient: row.recipient.clone(),
-                options: request.options.clone(),
+                recipient: self.rows[i].recipient.clone(),
+                options: self.request.options.clone(),
             };
-            let original = match row.detail.take() {
-                Some(Detail::Error(error)) => error,
-                _ => AdapterError::new(
-                    ErrorClass::Unknown,
-                    "interrupted",
-                    "the send was interrupted while in flight",
-                ),
-            };
-            match self.query_with_retries(plugin, query).await {
-                Ok(coupons) => {
-                    let held = coupons.into_iter().find(|coupon| {
-                        coupon.template_id.as_deref() == Some(request.coupon.as_str())
-                            && coupon.state != CouponState::Claimable
-                    });
-                    match held {
-                        Some(coupon) => {
-                            row.state = RowState::Issued;
-                            row.detail = Some(Detail::Issued(IssuedCoupon {
-                                coupon_id: Some(coupon.id),
-                                name: coupon.title,
-                                amount_fen: coupon.amount_fen,
-                                threshold_fen: coupon.threshold_fen,
-                                valid_from: coupon.valid_from,
-                                valid_until: coupon.valid_until,
-                                ..IssuedCoupon::new(row.recipient.clone())
-                            }));
-                        }
-                        None if row.attempts < retry.max_attempts => {
-                            // Not applied: sending again cannot issue twice.
-                            row.state = RowState::Retry;
-                            row.detail = Some(Detail::Error(original));
-                        }
-                        None => {
-                            row.state = RowState::Failed;
-                            row.detail = Some(Detail::Error(AdapterError::new(
-                                ErrorClass::Transient,
-                                "not-applied",
-                                format!(
-                                    "the platform did not apply the send (checked with query-coupons) after {} attempts; last: {}",
-                                    row.attempts, original
-                                ),
-                            )));
-                        }
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot reconcile; leaving the recipient unknown");
-                    row.state = RowState::Unknown;
-                    row.detail = Some(Detail::Error(AdapterError::new(
-                        ErrorClass::Unknown,
-                        original.code.clone(),
-                        format!(
-                            "{}; query-coupons could not tell whether it applied: {error}",
-                            original.message
-                        ),
-                    )));
-                }
+            let original = plan::ambiguity(&mut self.rows[i]);
+            let found = self
+                .delivery
+                .query_with_retries(self.plugin, self.account, query)
+                .await;
+            if let Err(error) = &found {
+                tracing::warn!(%error, "cannot reconcile; leaving the recipient unknown");
             }
-            positions.push(row.position);
+            let found = found.map_err(|e| e.to_string());
+            plan::reconciled(
+                &mut self.rows[i],
+                &self.request.coupon,
+                original,
+                found.as_deref().map_err(String::as_str),
+                retry.max_attempts,
+            );
+            positions.push(self.rows[i].position);
         }
-        self.record(plugin, key, rows, &positions, &[]).await
+        self.record(&positions, Vec::new(), false).await.map(drop)
     }
-}
-
-/// The journal updates for the rows at `positions`.
-fn updates(rows: &[Row], positions: &[u32]) -> Vec<crate::journal::RowUpdate> {
-    positions
-        .iter()
-        .filter_map(|p| rows.iter().find(|row| row.position == *p))
-        .map(Row::update)
-        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_honours_the_platform() {
-        let retry = crate::config::Retry::default();
-        for round in 1..10 {
-            let wait = backoff(&retry, round, None);
-            assert!(wait <= Duration::from_millis(retry.max_backoff_ms));
-            assert!(wait <= Duration::from_millis(retry.base_backoff_ms << (round - 1)));
-        }
-        let asked = Duration::from_secs(22);
-        assert!(backoff(&retry, 1, Some(asked)) >= asked);
-    }
 
     #[test]
     fn fingerprints_tell_requests_apart() {

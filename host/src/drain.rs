@@ -19,6 +19,9 @@ pub(crate) struct CallGate {
 /// One admitted call; leaving is dropping it.
 pub(crate) struct Call<'a>(&'a CallGate);
 
+/// [`Call`] for a task that outlives the borrow (a campaign's batch).
+pub(crate) struct OwnedCall(std::sync::Arc<CallGate>);
+
 impl CallGate {
     /// Admits a call, or says the host is shutting down.
     pub(crate) fn enter(&self) -> Result<Call<'_>> {
@@ -30,6 +33,21 @@ impl CallGate {
             return Err(Error::ShuttingDown);
         }
         Ok(call)
+    }
+
+    /// [`CallGate::enter`], owning a share of the gate.
+    pub(crate) fn enter_owned(self: &std::sync::Arc<Self>) -> Result<OwnedCall> {
+        self.enter().map(|call| {
+            // The count stays up: the owned call takes over the borrowed one's departure.
+            std::mem::forget(call);
+            OwnedCall(self.clone())
+        })
+    }
+
+    fn leave(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -54,9 +72,13 @@ impl CallGate {
 
 impl Drop for Call<'_> {
     fn drop(&mut self) {
-        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.leave();
+    }
+}
+
+impl Drop for OwnedCall {
+    fn drop(&mut self) {
+        self.0.leave();
     }
 }
 

@@ -2,8 +2,35 @@
 
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
+use std::fmt;
+
 use crate::types::AdapterError;
+
+/// A config that could not be loaded: where, which key, and why. Displays as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    /// The config file (or `<inline>`).
+    pub file: PathBuf,
+    /// 1-based line of the offending key, when known.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `plugins.taobao.limits.timeout_ms`; empty for whole-file errors.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
 
 /// Everything the embedding API can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +112,44 @@ pub enum Error {
     UnknownCampaign(String),
 
     /// The host's storage failed.
-    #[error("storage: {0}")]
-    Storage(String),
+    #[error("storage: {message}")]
+    Storage {
+        /// What the host was doing, and what went wrong.
+        message: String,
+        /// The backend's own error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
-    /// The host could not start (runtime, cache dir, …).
-    #[error("{0}")]
-    Runtime(String),
+    /// Another process is sending under this idempotency key now (it holds the send's lease):
+    /// send again later with the same key to get its outcome.
+    #[error(
+        "idempotency key {key:?} is being sent by another process; retry later with the same key"
+    )]
+    InProgress {
+        /// The key.
+        key: String,
+    },
+
+    /// This process lost a send's lease to another process (it stalled past the lease, and the
+    /// other took the send over): it stops, and the other finishes the send.
+    #[error(
+        "lost the lease on idempotency key {key:?} to another process, which finishes the send"
+    )]
+    LeaseLost {
+        /// The key.
+        key: String,
+    },
+
+    /// The host failed to run something (start the engine, spawn a task, read a file, …).
+    #[error("{message}")]
+    Runtime {
+        /// What went wrong.
+        message: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
 
     /// [`Host::shutdown`](crate::Host::shutdown) was called: the host takes no new calls.
     /// Calls already running finish normally.
@@ -113,8 +172,10 @@ impl Error {
             Error::InvalidRequest(_) => "invalid-request",
             Error::Adapter { error, .. } => error.class.as_str(),
             Error::Sandbox { .. } => "sandbox",
-            Error::Storage(_) => "storage",
-            Error::Runtime(_) => "runtime",
+            Error::Storage { .. } => "storage",
+            Error::InProgress { .. } => "in-progress",
+            Error::LeaseLost { .. } => "lease-lost",
+            Error::Runtime { .. } => "runtime",
             Error::ShuttingDown => "shutting-down",
             Error::CampaignStopped { .. } => "campaign-stopped",
             Error::UnknownCampaign(_) => "unknown-campaign",
@@ -158,6 +219,57 @@ impl std::fmt::Display for SandboxKill {
             SandboxKill::Contract => "adapter broke the contract",
         })
     }
+}
+
+/// A source error of any kind, kept for [`std::error::Error::source`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+impl Error {
+    /// A storage failure with no underlying error.
+    pub(crate) fn storage(message: impl Into<String>) -> Error {
+        Error::Storage {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A storage failure caused by `source`. The message says what the host was doing; the
+    /// source says what went wrong ([`full_message`] joins both on one line).
+    pub(crate) fn storage_from(doing: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Storage {
+            message: doing.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// A runtime failure with no underlying error.
+    pub(crate) fn runtime(message: impl Into<String>) -> Error {
+        Error::Runtime {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A runtime failure caused by `source` (see [`Error::storage_from`]).
+    pub(crate) fn runtime_from(doing: impl Into<String>, source: impl Into<BoxError>) -> Error {
+        Error::Runtime {
+            message: doing.into(),
+            source: Some(source.into()),
+        }
+    }
+}
+
+/// An error and its sources on one line, `outer: inner: innermost`, for people (logs, the HTTP
+/// API's messages); the CLI prints the same chain.
+pub fn full_message(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// `Result` with this crate's [`Error`].

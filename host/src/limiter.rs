@@ -14,6 +14,13 @@
 //!   the time it leaves ours.
 //!
 //! A platform ban ([`RateLimiter::pause`]) holds every permit until it ends.
+//!
+//! Those checks see this process. A limiter that is [`shared`](RateLimiter::shared) keeps the
+//! promise across every process on the same storage: after the local checks, each permit is
+//! admitted into the storage's window of the credential ([`crate::store::Pacing`]: requests in
+//! flight, or finished within the last second, stay under `qps`), and a ban is recorded there
+//! for every host to honour. The window outlives the process, so a host restarted at once does not
+//! burst into the platform's current second.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -22,17 +29,46 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::store::{Admission, Storage, now_ms};
+
 /// Slack added to the one-second window, for the platform's clock granularity.
 pub(crate) const WINDOW_MARGIN: Duration = Duration::from_millis(5);
 
 /// Limits one plugin's requests under one credential.
-#[derive(Debug)]
 pub(crate) struct RateLimiter {
     pace: Option<Pace>,
     state: Mutex<State>,
     /// Wakes waiters when a permit finishes.
     finished: Notify,
+    /// The window and bans every process on the storage shares, when shared.
+    fleet: Option<Fleet>,
 }
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("pace", &self.pace)
+            .field("shared", &self.fleet.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The storage side of a shared limiter.
+struct Fleet {
+    storage: Storage,
+    /// The credential the platform counts (TOP app key, Douyin client key), with the plugin.
+    credential: String,
+    /// This process.
+    holder: String,
+    /// How long a request of a process that died counts as in flight.
+    lease: Duration,
+    /// The fleet's ban as last read (for limiters without `qps`, which do not ask the window):
+    /// when it was read, and until when the credential is banned.
+    ban: Mutex<Option<(Instant, Option<i64>)>>,
+}
+
+/// How long a limiter without `qps` trusts the fleet's ban it read.
+const BAN_FRESH: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Clone, Copy)]
 struct Pace {
@@ -65,6 +101,8 @@ pub(crate) struct Permit {
     limiter: Arc<RateLimiter>,
     /// How long the caller waited for it.
     pub(crate) waited: Duration,
+    /// Its entry in the fleet's window, if shared.
+    admitted: Option<i64>,
 }
 
 impl Drop for Permit {
@@ -75,6 +113,18 @@ impl Drop for Permit {
             state.finished.push_back(Instant::now());
             drop(state);
             self.limiter.finished.notify_waiters();
+        }
+        if let (Some(id), Some(fleet)) = (self.admitted, &self.limiter.fleet) {
+            // The response is read now; the storage learns it a moment later (until then it
+            // counts the request longer, never shorter).
+            let (storage, credential, now) = (fleet.storage.clone(), fleet.credential.clone(), now_ms());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = storage.pace_release(&credential, id, now).await {
+                        tracing::warn!(error = %crate::error::full_message(&e), "cannot record a finished request in the shared window");
+                    }
+                });
+            }
         }
     }
 }
@@ -105,7 +155,27 @@ impl RateLimiter {
                 paused_until: None,
             }),
             finished: Notify::new(),
+            fleet: None,
         }
+    }
+
+    /// Shares the limiter with every process on `storage`: `credential` names what the platform
+    /// counts, `holder` this process, `lease` how long a request of a process that died counts.
+    pub(crate) fn shared(
+        mut self,
+        storage: Storage,
+        credential: String,
+        holder: String,
+        lease: Duration,
+    ) -> Self {
+        self.fleet = Some(Fleet {
+            storage,
+            credential,
+            holder,
+            lease,
+            ban: Mutex::new(None),
+        });
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -116,6 +186,55 @@ impl RateLimiter {
     /// over `max_wait`.
     pub(crate) async fn acquire(self: &Arc<Self>, max_wait: Duration) -> Result<Permit, WouldWait> {
         let started = Instant::now();
+        let mut permit = self.acquire_here(started, max_wait).await?;
+        let Some(fleet) = &self.fleet else {
+            return Ok(permit);
+        };
+        loop {
+            let wait = match self.pace {
+                Some(pace) => {
+                    let now = now_ms();
+                    let window = (Duration::from_secs(1) + WINDOW_MARGIN).as_millis() as i64;
+                    let lease = now + fleet.lease.as_millis() as i64;
+                    match fleet
+                        .storage
+                        .pace_admit(&fleet.credential, pace.qps, window, &fleet.holder, now, lease)
+                        .await
+                    {
+                        Ok(Admission::Granted(id)) => {
+                            permit.admitted = Some(id);
+                            permit.waited = started.elapsed();
+                            return Ok(permit);
+                        }
+                        Ok(Admission::Wait(ms)) => Duration::from_millis(ms.max(1) as u64),
+                        Err(e) => {
+                            // The storage is down: the local checks still hold for this process.
+                            tracing::warn!(error = %crate::error::full_message(&e), "the shared request window is unreachable; pacing this process alone");
+                            return Ok(permit);
+                        }
+                    }
+                }
+                None => match fleet.banned_for().await {
+                    None => {
+                        permit.waited = started.elapsed();
+                        return Ok(permit);
+                    }
+                    Some(wait) => wait,
+                },
+            };
+            if started.elapsed() + wait > max_wait {
+                return Err(WouldWait(wait));
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// This process's checks: the GCRA, the local window, a local pause.
+    async fn acquire_here(
+        self: &Arc<Self>,
+        started: Instant,
+        max_wait: Duration,
+    ) -> Result<Permit, WouldWait> {
         loop {
             // Register for a wake-up before looking, so a finish in between is not missed.
             let notified = self.finished.notified();
@@ -124,6 +243,7 @@ impl RateLimiter {
                     return Ok(Permit {
                         limiter: self.clone(),
                         waited: started.elapsed(),
+                        admitted: None,
                     });
                 }
                 Err(wait) => wait,
@@ -181,12 +301,24 @@ impl RateLimiter {
     }
 
     /// Stops every permit until `duration` from now (a platform ban); a longer pause already in
-    /// force stays.
+    /// force stays. A shared limiter records the ban for every process.
     pub(crate) fn pause(&self, duration: Duration) {
         let until = Instant::now() + duration;
         let mut state = self.lock();
         if state.paused_until.is_none_or(|current| current < until) {
             state.paused_until = Some(until);
+        }
+        drop(state);
+        if let Some(fleet) = &self.fleet {
+            let until_ms = now_ms() + duration.as_millis() as i64;
+            let (storage, credential) = (fleet.storage.clone(), fleet.credential.clone());
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = storage.pace_ban(&credential, until_ms).await {
+                        tracing::warn!(error = %crate::error::full_message(&e), "cannot record the ban for the other hosts");
+                    }
+                });
+            }
         }
     }
 
@@ -195,6 +327,28 @@ impl RateLimiter {
         let until = self.lock().paused_until?;
         let left = until.saturating_duration_since(Instant::now());
         (!left.is_zero()).then_some(left)
+    }
+}
+
+impl Fleet {
+    /// How long the fleet's ban on the credential has left, as last read (read again when
+    /// older than [`BAN_FRESH`]).
+    async fn banned_for(&self) -> Option<Duration> {
+        let cached = *self.ban.lock().unwrap_or_else(|p| p.into_inner());
+        let until = match cached {
+            Some((read, until)) if read.elapsed() < BAN_FRESH => until,
+            _ => {
+                let until = self
+                    .storage
+                    .pace_banned_until(&self.credential, now_ms())
+                    .await
+                    .unwrap_or(None);
+                *self.ban.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), until));
+                until
+            }
+        }?;
+        let left = until - now_ms();
+        (left > 0).then(|| Duration::from_millis(left as u64))
     }
 }
 

@@ -1,7 +1,14 @@
 //! The sandbox: one wasmtime `Engine`, compiled components cached on disk, a fresh instance per
-//! call from an `InstancePre`, and every limit (memory, deadline, pool size) set here and only here.
+//! call, and every limit (memory, deadline, transfer size, pool size) set here and only here.
+//!
+//! Nothing outside `runtime/` sees the generated WIT bindings: callers speak the host's own
+//! types ([`SendCall`], [`SendAnswer`], [`crate::types`]), and [`adapter::Adapter`] converts to
+//! and from whichever contract version a component exports.
 
-pub(crate) mod bindings;
+pub(crate) mod adapter;
+mod bindings;
+pub(crate) mod caps;
+mod convert;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -12,10 +19,17 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use crate::caps::{self, HostState, PluginContext};
+use self::adapter::{Adapter, Phase};
+use self::caps::HostState;
+use crate::auth::{Account, Scheme};
+use crate::config::PluginConfig;
 use crate::error::{Error, Result, SandboxKill};
-use bindings::latest;
-use latest::exports::coupon::adapter::adapter;
+use crate::limiter::RateLimiter;
+use crate::store::{KvQuota, Storage};
+use crate::transport::Transport;
+use crate::types::{
+    AdapterError, AdapterInfo, Coupon, IssuedCoupon, QueryRequest, Recipient, RecipientFailure,
+};
 
 /// How often the epoch ticks; deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -26,9 +40,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// not with one huge string, nor with a list whose million entries all point at the same bytes.
 pub(crate) const MAX_TRANSFER_BYTES: usize = 16 << 20;
 
-/// The export every adapter of this contract version has.
-pub(crate) const ADAPTER_EXPORT: &str = "coupon:adapter/adapter@0.1.0";
-
 /// The engine, its linker, and the compiled-component cache.
 pub(crate) struct Runtime {
     engine: Engine,
@@ -37,6 +48,111 @@ pub(crate) struct Runtime {
     /// One permit per pool slot: a call beyond the pool's size waits for a slot instead of
     /// failing to instantiate.
     slots: Arc<tokio::sync::Semaphore>,
+}
+
+/// What every call of one plugin shares.
+pub(crate) struct PluginContext {
+    pub(crate) name: String,
+    pub(crate) config: PluginConfig,
+    /// How its requests are authorised.
+    pub(crate) scheme: Arc<dyn Scheme>,
+    pub(crate) storage: Storage,
+    /// How its requests leave the process.
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) kv_quota: KvQuota,
+    /// Paces this plugin's platform requests (shared with every plugin of the same credential
+    /// and plugin name, across reloads).
+    pub(crate) limiter: Arc<RateLimiter>,
+    /// This process, for the locks and leases it takes.
+    pub(crate) holder: Arc<str>,
+}
+
+impl PluginContext {
+    pub(crate) fn new(
+        name: String,
+        config: PluginConfig,
+        storage: Storage,
+        transport: Arc<dyn Transport>,
+        limiter: Arc<RateLimiter>,
+        holder: Arc<str>,
+    ) -> Self {
+        let kv_quota = KvQuota {
+            max_keys: config.limits.kv_max_keys,
+            ..KvQuota::default()
+        };
+        PluginContext {
+            name,
+            scheme: config.auth.scheme.clone(),
+            config,
+            storage,
+            transport,
+            kv_quota,
+            limiter,
+            holder,
+        }
+    }
+}
+
+/// A plugin as loaded: what its calls share, its component, and what it said of itself.
+pub(crate) struct Plugin {
+    pub(crate) context: Arc<PluginContext>,
+    pub(crate) component: LoadedComponent,
+    pub(crate) info: crate::types::PluginInfo,
+}
+
+impl Plugin {
+    /// The plugin's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.info.name
+    }
+}
+
+/// A send as the adapter gets it: one batch.
+#[derive(Debug, Clone)]
+pub(crate) struct SendCall {
+    pub(crate) coupon: String,
+    pub(crate) recipients: Vec<Recipient>,
+    pub(crate) quantity: u32,
+    pub(crate) idempotency_key: String,
+    pub(crate) options: Vec<(String, String)>,
+}
+
+/// What an adapter answered to a send: per recipient, issued or failed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SendAnswer {
+    pub(crate) issued: Vec<IssuedCoupon>,
+    pub(crate) failed: Vec<RecipientFailure>,
+    pub(crate) platform_request_ids: Vec<String>,
+}
+
+/// An adapter operation.
+pub(crate) enum Op {
+    Describe,
+    Send(SendCall),
+    Query(QueryRequest),
+}
+
+impl Op {
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Describe => "describe",
+            Op::Send(_) => "send",
+            Op::Query(_) => "query",
+        }
+    }
+}
+
+/// What an operation returned.
+pub(crate) enum Answer {
+    Describe(AdapterInfo),
+    Send(std::result::Result<SendAnswer, AdapterError>),
+    Query(std::result::Result<Vec<Coupon>, AdapterError>),
+}
+
+/// A component ready to instantiate.
+pub(crate) struct LoadedComponent {
+    pub(crate) adapter: Adapter,
+    pub(crate) sha256: String,
 }
 
 impl Runtime {
@@ -73,8 +189,9 @@ impl Runtime {
             .epoch_interruption(epoch)
             .parallel_compilation(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)
-            .map_err(|e| Error::Runtime(format!("cannot start the wasm engine: {e:#}")))?;
+        let engine = Engine::new(&config).map_err(|e| {
+            Error::runtime_from("cannot start the wasm engine", e.into_boxed_dyn_error())
+        })?;
 
         // One ticker per engine; it stops when the engine is gone.
         let weak = engine.weak();
@@ -88,12 +205,13 @@ impl Runtime {
                         std::thread::sleep(EPOCH_TICK);
                     }
                 })
-                .map_err(|e| Error::Runtime(format!("cannot start the epoch ticker: {e}")))?;
+                .map_err(|e| Error::runtime_from("cannot start the epoch ticker", e))?;
         }
 
         let mut linker = Linker::new(&engine);
-        caps::add_to_linker(&mut linker)
-            .map_err(|e| Error::Runtime(format!("cannot link host capabilities: {e:#}")))?;
+        caps::add_to_linker(&mut linker).map_err(|e| {
+            Error::runtime_from("cannot link host capabilities", e.into_boxed_dyn_error())
+        })?;
 
         Ok(Runtime {
             engine,
@@ -103,7 +221,8 @@ impl Runtime {
         })
     }
 
-    /// Loads a component (from the cache when it was compiled before) and checks it is an adapter.
+    /// Loads a component (from the cache when it was compiled before) and checks it is an
+    /// adapter of a contract version the host speaks.
     pub(crate) fn load(
         &self,
         plugin: &str,
@@ -128,23 +247,8 @@ impl Runtime {
             });
         }
         let component = self.compile_cached(&bytes, &sha256).map_err(load_error)?;
-
-        let exports_adapter = component
-            .component_type()
-            .exports(&self.engine)
-            .any(|(name, _)| name == ADAPTER_EXPORT);
-        if !exports_adapter {
-            return Err(load_error(format!(
-                "it is not a coupon adapter: it does not export {ADAPTER_EXPORT}"
-            )));
-        }
-        let pre = self
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| load_error(format!("it is not a coupon adapter: {}", one_line(&e))))?;
-        let pre = latest::PluginPre::new(pre)
-            .map_err(|e| load_error(format!("it is not a coupon adapter: {}", one_line(&e))))?;
-        Ok(LoadedComponent { pre, sha256 })
+        let adapter = Adapter::new(&self.engine, &self.linker, &component).map_err(load_error)?;
+        Ok(LoadedComponent { adapter, sha256 })
     }
 
     /// Compiles `bytes`, or loads the artifact compiled earlier by this same engine configuration.
@@ -179,7 +283,7 @@ impl Runtime {
             .engine
             .precompile_component(bytes)
             .map_err(|e| format!("it is not a valid WebAssembly component: {}", one_line(&e)))?;
-        if let Err(e) = write_atomically(&self.cache_dir, &file, &compiled) {
+        if let Err(e) = crate::text::write_atomically(&file, &compiled) {
             tracing::warn!(dir = %self.cache_dir.display(), error = %e, "cannot cache the compiled component");
         }
         // SAFETY: `compiled` was produced a moment ago by this engine.
@@ -189,9 +293,16 @@ impl Runtime {
     }
 
     /// A call's store: the plugin's memory cap, the transfer cap and the epoch deadline.
-    pub(crate) fn store(&self, plugin: &Arc<PluginContext>) -> Store<HostState> {
+    pub(crate) fn store(
+        &self,
+        plugin: &Arc<PluginContext>,
+        account: &Arc<Account>,
+    ) -> Store<HostState> {
         let limits = &plugin.config.limits;
-        let mut store = Store::new(&self.engine, HostState::new(plugin.clone()));
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(plugin.clone(), account.clone()),
+        );
         store.limiter(|state| &mut state.limiter);
         store.set_hostcall_fuel(MAX_TRANSFER_BYTES);
         let ticks = limits
@@ -218,38 +329,74 @@ impl Runtime {
         store
     }
 
-    /// Runs one adapter operation on a fresh instance of `component`, within the plugin's limits.
-    pub(crate) async fn call(
+    /// Asks a component to describe itself.
+    pub(crate) async fn describe(
         &self,
         plugin: &Arc<PluginContext>,
         component: &LoadedComponent,
+    ) -> Result<AdapterInfo> {
+        let account = Arc::new(crate::auth::default_account());
+        match self.call(plugin, &account, component, Op::Describe).await? {
+            Answer::Describe(info) => Ok(info),
+            _ => unreachable!("describe answers describe"),
+        }
+    }
+
+    /// One `send-coupon` call for `account`.
+    pub(crate) async fn send(
+        &self,
+        plugin: &Arc<PluginContext>,
+        account: &Arc<Account>,
+        component: &LoadedComponent,
+        call: SendCall,
+    ) -> Result<std::result::Result<SendAnswer, AdapterError>> {
+        match self
+            .call(plugin, account, component, Op::Send(call))
+            .await?
+        {
+            Answer::Send(answer) => Ok(answer),
+            _ => unreachable!("send answers send"),
+        }
+    }
+
+    /// One `query-coupons` call for `account`.
+    pub(crate) async fn query(
+        &self,
+        plugin: &Arc<PluginContext>,
+        account: &Arc<Account>,
+        component: &LoadedComponent,
+        request: QueryRequest,
+    ) -> Result<std::result::Result<Vec<Coupon>, AdapterError>> {
+        match self
+            .call(plugin, account, component, Op::Query(request))
+            .await?
+        {
+            Answer::Query(answer) => Ok(answer),
+            _ => unreachable!("query answers query"),
+        }
+    }
+
+    /// Runs one adapter operation on a fresh instance of `component`, within the plugin's limits.
+    async fn call(
+        &self,
+        plugin: &Arc<PluginContext>,
+        account: &Arc<Account>,
+        component: &LoadedComponent,
         op: Op,
-    ) -> Result<OpResult> {
+    ) -> Result<Answer> {
         let limits = &plugin.config.limits;
         let _slot = self
             .slots
             .acquire()
             .await
-            .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
+            .map_err(|_| Error::runtime("the runtime is shutting down"))?;
         let _in_use = crate::metrics::InstanceInUse::enter();
-        let mut store = self.store(plugin);
+        let mut store = self.store(plugin, account);
         let waited_total = store.data().limiter_wait_ms.clone();
 
         let deadline = Duration::from_millis(limits.timeout_ms);
         let (op_name, started) = (op.name(), std::time::Instant::now());
-        let run = async {
-            let instance = component.pre.instantiate_async(&mut store).await?;
-            let adapter = instance.coupon_adapter_adapter();
-            Ok::<_, wasmtime::Error>(match op {
-                Op::Describe => OpResult::Describe(adapter.call_describe(&mut store).await?),
-                Op::Send(request) => {
-                    OpResult::Send(adapter.call_send_coupon(&mut store, &request).await?)
-                }
-                Op::Query(request) => {
-                    OpResult::Query(adapter.call_query_coupons(&mut store, &request).await?)
-                }
-            })
-        };
+        let run = component.adapter.run(&mut store, op);
         let result = with_movable_deadline(deadline, &waited_total, run).await;
         let platform_time = store.data().platform_time;
         crate::metrics::adapter_call(&plugin.name, op_name, started.elapsed(), platform_time);
@@ -270,8 +417,27 @@ impl Runtime {
                 ),
             )),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                let mut message = crate::secret::redact_str(&one_line(&error), &plugin.secrets());
+            Ok(Err((Phase::Instantiate, error)))
+                if store.data().http_requests == 0 && op_name != "describe" =>
+            {
+                // No instance (the pool is exhausted, the component does not fit a slot): the
+                // adapter never ran, so nothing was sent. A whole-call `transient` failure, which
+                // delivery retries, never an `unknown` one.
+                let message = crate::secret::redact_str(&one_line(&error), &store.data().secrets());
+                tracing::warn!(plugin = %plugin.name, %message, "no adapter instance for a call");
+                let error = AdapterError::new(
+                    crate::types::ErrorClass::Transient,
+                    "no-instance",
+                    format!("no adapter instance could be made; nothing was sent: {message}"),
+                );
+                Ok(match op_name {
+                    "send" => Answer::Send(Err(error)),
+                    _ => Answer::Query(Err(error)),
+                })
+            }
+            Ok(Err((_, error))) => {
+                let mut message =
+                    crate::secret::redact_str(&one_line(&error), &store.data().secrets());
                 let trap = error.downcast_ref::<wasmtime::Trap>();
                 let kind = if store.data().limiter.memory_refused {
                     SandboxKill::Memory
@@ -281,7 +447,8 @@ impl Runtime {
                     SandboxKill::Trap
                 } else {
                     // Not a trap of the guest's own code: the host refused what the guest handed
-                    // over (too much data, a string that is not UTF-8, a pointer out of bounds).
+                    // over (too much data, a string that is not UTF-8, a pointer out of bounds),
+                    // or could not give it an instance.
                     if message.contains("fuel allocated for hostcalls") {
                         message = format!(
                             "the adapter handed the host more than {} MiB at once: {message}",
@@ -316,59 +483,67 @@ async fn with_movable_deadline<T>(
     }
 }
 
-/// An adapter operation, in the WIT's own types.
-pub(crate) enum Op {
-    Describe,
-    Send(adapter::SendRequest),
-    Query(adapter::QueryRequest),
-}
-
-impl Op {
-    fn name(&self) -> &'static str {
-        match self {
-            Op::Describe => "describe",
-            Op::Send(_) => "send",
-            Op::Query(_) => "query",
-        }
-    }
-}
-
-/// What an operation returned.
-pub(crate) enum OpResult {
-    Describe(adapter::AdapterInfo),
-    Send(std::result::Result<adapter::SendOutcome, adapter::AdapterError>),
-    Query(std::result::Result<Vec<adapter::Coupon>, adapter::AdapterError>),
-}
-
-/// A component ready to instantiate.
-pub(crate) struct LoadedComponent {
-    pub(crate) pre: latest::PluginPre<HostState>,
-    pub(crate) sha256: String,
-}
-
 fn is_core_module(bytes: &[u8]) -> bool {
     // A core module's preamble is `\0asm` + version 1; a component's is `\0asm` + 0x0d 0x00 0x01 0x00.
     bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
 }
 
-fn write_atomically(dir: &Path, file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, file)
-}
-
 /// An error chain on one line, for messages a person reads.
 pub(crate) fn one_line(error: &wasmtime::Error) -> String {
     let text = format!("{error:#}");
-    let mut line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if line.len() > 500 {
-        let mut end = 500;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        line.truncate(end);
-        line.push('…');
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    crate::text::bounded(line, 500)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::PluginContext;
+    use crate::auth::Account;
+    use crate::transport::Transport;
+
+    /// A plugin `p` whose `[plugins.p]` table holds `plugin_toml` (secrets: `APP_SECRET` =
+    /// `app-secret-value`, `SESSION` = `session-value`), on SQLite in a temporary folder, with
+    /// `transport` or the network; and its default account.
+    pub(crate) async fn test_plugin(
+        plugin_toml: &str,
+        transport: Option<Arc<dyn Transport>>,
+    ) -> (tempfile::TempDir, Arc<PluginContext>, Arc<Account>) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("x.wasm"), b"not a component").unwrap();
+        let text = format!("[plugins.p]\ncomponent = \"x.wasm\"\n{plugin_toml}\n");
+        let env = |name: &str| match name {
+            "APP_SECRET" => Some("app-secret-value".to_owned()),
+            "SESSION" => Some("session-value".to_owned()),
+            _ => None,
+        };
+        let config = crate::config::Config::parse(
+            &text,
+            std::path::Path::new("test.toml"),
+            dir.path(),
+            &env,
+        )
+        .unwrap();
+        let storage = crate::store::open(&config.storage.backend, config.storage.options.clone())
+            .await
+            .unwrap();
+        let plugin = config.plugins["p"].clone();
+        let transport = transport.unwrap_or_else(|| {
+            let clients = crate::transport::egress::Clients::new().unwrap();
+            Arc::new(crate::transport::Network::new(
+                clients.for_plugin(plugin.allow_private_addresses),
+            ))
+        });
+        let account = Arc::new(plugin.auth.default_account.clone());
+        let context = PluginContext::new(
+            "p".into(),
+            plugin,
+            storage,
+            transport,
+            Arc::new(crate::limiter::RateLimiter::new(None, 1)),
+            "test-holder".into(),
+        );
+        (dir, Arc::new(context), account)
     }
-    line
 }

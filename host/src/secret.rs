@@ -27,6 +27,22 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Reads environment variables for secrets; tests pass their own.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Reads the secret in environment variable `var` (named in the config as `*_env`): an error
+/// names the variable, never a value.
+pub(crate) fn read_secret(var: &str, env: EnvLookup<'_>) -> Result<Secret, String> {
+    if var.trim().is_empty() {
+        return Err("must name an environment variable".to_owned());
+    }
+    match env(var) {
+        Some(value) if !value.trim().is_empty() => Ok(Secret::new(value)),
+        Some(_) => Err(format!("environment variable {var} is empty")),
+        None => Err(format!("environment variable {var} is not set")),
+    }
+}
+
 /// Replaces every occurrence of any of `secrets` in `bytes` with `***`.
 ///
 /// Used on everything that flows from the network or a guest towards a place someone can read:

@@ -314,7 +314,7 @@ async fn campaign_status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let status = state.host.campaign_status(&id)?;
+    let status = state.host.campaign_status(&id).await?;
     let mut value = serde_json::to_value(status).expect("a status serializes");
     let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
     value["running"] = json!(campaigns.running.contains(&id));
@@ -530,7 +530,7 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> ApiError {
-        let message = error.to_string();
+        let message = crate::error::full_message(&error);
         match &error {
             Error::InvalidRequest(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-request", message)
@@ -584,12 +584,24 @@ impl From<Error> for ApiError {
                     .with("code", error.code.clone())
                     .with("pending", *pending)
             }
-            Error::Storage(_) => {
+            Error::Storage { .. } => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage", message)
+            }
+            Error::InProgress { key } => {
+                ApiError::new(StatusCode::CONFLICT, "in-progress", message)
+                    .with("idempotency_key", key.clone())
+                    .retry_after(RETRY_AFTER_SECS)
+            }
+            Error::LeaseLost { .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "lease-lost", message)
+                    .retry_after(RETRY_AFTER_SECS)
             }
             // Load-time failures cannot happen once a host serves; a new variant lands here
             // until it is given its own status.
-            Error::Config(_) | Error::Load { .. } | Error::Integrity { .. } | Error::Runtime(_) => {
+            Error::Config(_)
+            | Error::Load { .. }
+            | Error::Integrity { .. }
+            | Error::Runtime { .. } => {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
             }
         }

@@ -368,6 +368,82 @@ pub struct PluginInfo {
     pub describe: AdapterInfo,
 }
 
+/// Where a campaign stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignStatus {
+    /// Its id.
+    pub id: String,
+    /// The plugin.
+    pub plugin: String,
+    /// The account (merchant) it sends for.
+    pub account: String,
+    /// The coupon.
+    pub coupon: String,
+    /// The recipients file.
+    pub source: String,
+    /// `running` (started, not finished: run it again to resume) or `done`.
+    pub state: String,
+    /// Recipient lines in the file (blank lines, comments and a CSV header not counted).
+    pub total: u64,
+    /// Recipients that got the coupon.
+    pub issued: u64,
+    /// Recipients that did not, with a class.
+    pub failed: u64,
+    /// Recipients whose fate could not be told (review them).
+    pub unknown: u64,
+    /// Lines not sent: malformed, a kind the plugin does not take, or a repeat of an earlier
+    /// line's recipient.
+    pub rejected: u64,
+    /// Recipients not finished yet.
+    pub pending: u64,
+    /// The worker processes that worked on it and were seen lately, with their progress.
+    #[serde(default)]
+    pub workers: Vec<WorkerStatus>,
+}
+
+impl CampaignStatus {
+    /// Lines with a final state.
+    pub fn finished(&self) -> u64 {
+        self.issued + self.failed + self.unknown + self.rejected
+    }
+}
+
+/// A process that worked on a campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// The process (`host:pid:random`).
+    pub id: String,
+    /// When it was last seen, unix ms.
+    pub seen_ms: i64,
+    /// Batches it finished for this campaign.
+    pub batches: u64,
+    /// Recipients in those batches.
+    pub recipients: u64,
+}
+
+/// One line of a campaign report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportLine {
+    /// The line number in the recipients file (1-based).
+    pub line: u64,
+    /// The recipient (`KIND:ID`), or the line's text when it was rejected.
+    pub recipient: String,
+    /// `issued`, `failed`, `unknown`, `rejected`, `skipped` (a repeat) or `pending`.
+    pub state: String,
+    /// The issued coupon's id, when the platform said it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coupon_id: Option<String>,
+    /// The failure's class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// The platform's code.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Why, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -110,7 +110,14 @@ pub(crate) fn run(args: &[String]) -> anyhow::Result<()> {
     let profile = if args.release { "release" } else { "debug" };
     eprintln!("==> building coupon-host and the simulator ({profile})");
     let mut build = cargo();
-    build.args(["build", "--quiet", "-p", "coupon-host", "-p", "coupon-sim"]);
+    build.args([
+        "build",
+        "--quiet",
+        "-p",
+        "coupon-host-cli",
+        "-p",
+        "coupon-sim",
+    ]);
     if args.release {
         build.arg("--release");
     }

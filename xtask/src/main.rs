@@ -133,7 +133,14 @@ impl Drop for KillOnDrop {
 fn demo() -> anyhow::Result<()> {
     build_components()?;
     eprintln!("==> building coupon-host and the simulator");
-    run(cargo().args(["build", "--quiet", "-p", "coupon-host", "-p", "coupon-sim"]))?;
+    run(cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "coupon-host-cli",
+        "-p",
+        "coupon-sim",
+    ]))?;
     let bin = root().join("target/debug");
 
     eprintln!("==> starting the simulator on {SIM_ADDR}");

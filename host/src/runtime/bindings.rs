@@ -1,7 +1,8 @@
-//! Host bindings of each supported `coupon:adapter` WIT version.
+//! Host bindings of each supported `coupon:adapter` WIT version. Only `runtime/` sees them.
 //!
-//! `latest` is the version host code implements; older frozen versions (none yet) will map their
-//! unchanged interfaces onto it with `with:` (see wit/README.md).
+//! `latest` is the version the capabilities implement; an older frozen version maps its
+//! unchanged interfaces onto it with `with:`, and converts what changed in `convert.rs`
+//! (see wit/README.md).
 
 /// `coupon:adapter@0.1.0`
 pub(crate) mod v0_1 {
@@ -11,6 +12,9 @@ pub(crate) mod v0_1 {
         imports: { default: async | trappable },
         exports: { default: async },
     });
+
+    /// The export an adapter of this version has.
+    pub(crate) const EXPORT: &str = "coupon:adapter/adapter@0.1.0";
 }
 
 pub(crate) use v0_1 as latest;

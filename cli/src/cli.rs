@@ -1,0 +1,356 @@
+//! Command-line interface. The command and flag names are a contract: users script against them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use coupon_host::{Coupon, Host, QueryRequest, Recipient, SendOutcome, SendRequest};
+
+use crate::campaign;
+
+/// Send and query coupons on Chinese e-commerce platforms through sandboxed adapters.
+#[derive(Parser)]
+#[command(name = "coupon-host", version, about)]
+struct Cli {
+    /// The host config (TOML).
+    #[arg(long, global = true, env = "COUPON_HOST_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List the loaded plugins and what each adapter says about itself.
+    Plugins {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a coupon to recipients.
+    Send {
+        /// The plugin (a `[plugins.NAME]` of the config).
+        plugin: String,
+        /// The platform's coupon reference.
+        #[arg(long)]
+        coupon: String,
+        /// A recipient, `KIND:ID` with KIND nick, open-id or customer-id; repeat for more.
+        #[arg(long = "to", value_name = "KIND:ID", required = true)]
+        to: Vec<String>,
+        /// Coupons per recipient.
+        #[arg(long, default_value_t = 1)]
+        quantity: u32,
+        /// Reuse the key of an earlier send to make a retry safe; generated when absent.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the coupons a recipient holds or can claim.
+    Query {
+        /// The plugin.
+        plugin: String,
+        /// Whose coupons, `KIND:ID`.
+        #[arg(long, value_name = "KIND:ID")]
+        recipient: String,
+        /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
+        #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
+        options: Vec<(String, String)>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send one coupon to every recipient of a file, resumably; see its status and report.
+    #[command(subcommand)]
+    Campaign(campaign::CampaignCommand),
+    /// Serve the API over HTTP until SIGTERM or SIGINT, then drain and exit 0.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0: any free port; the line on stdout says which).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Send and query requests handled at once; one more is answered 429 with Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    max_in_flight: u32,
+    /// The largest request body in KiB; a larger one is answered 413.
+    #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    max_body_kib: u32,
+}
+
+pub(crate) fn parse_option(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {:?}", truncate(text, 40))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_owned()
+    } else {
+        text.chars().take(max).chain(std::iter::once('…')).collect()
+    }
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line: the chain joined, as scripts read stderr line by line.
+            let message = format!("{error:#}").replace('\n', " ");
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COUPON_HOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // A span's close event carries its fields (plugin, idempotency key, outcome, latency):
+    // one line per send, query and platform call at `info`.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli
+        .config
+        .context("no config: pass --config FILE (or set COUPON_HOST_CONFIG)")?;
+    let host = Host::from_config_file(&config).await?;
+    match cli.command {
+        Command::Plugins { json } => {
+            let plugins = host.plugins();
+            if json {
+                print_json(&serde_json::json!({ "plugins": plugins }))?;
+            } else {
+                for plugin in plugins {
+                    let d = &plugin.describe;
+                    let kinds: Vec<_> = d.recipient_kinds.iter().map(|k| k.as_str()).collect();
+                    println!(
+                        "{}\t{} {}\t{} per call\tidempotent send: {}\trecipients: {}\tsha256 {}",
+                        plugin.name,
+                        d.platform,
+                        d.version,
+                        d.max_recipients_per_call,
+                        if d.idempotent_send { "yes" } else { "no" },
+                        kinds.join(","),
+                        plugin.sha256
+                    );
+                }
+            }
+        }
+        Command::Send {
+            plugin,
+            coupon,
+            to,
+            quantity,
+            idempotency_key,
+            options,
+            json,
+        } => {
+            let recipients = to
+                .iter()
+                .map(|r| r.parse::<Recipient>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = SendRequest {
+                coupon,
+                recipients,
+                quantity,
+                idempotency_key,
+                options,
+            };
+            let outcome = host.send(&plugin, request).await?;
+            if json {
+                print_json(&outcome)?;
+            } else {
+                print_outcome(&outcome);
+            }
+        }
+        Command::Query {
+            plugin,
+            recipient,
+            options,
+            json,
+        } => {
+            let recipient = recipient.parse::<Recipient>()?;
+            let coupons = host
+                .query(&plugin, QueryRequest { recipient, options })
+                .await?;
+            if json {
+                print_json(&serde_json::json!({ "coupons": coupons }))?;
+            } else {
+                print_coupons(&coupons);
+            }
+        }
+        Command::Campaign(command) => campaign::run(&host, command).await?,
+        Command::Serve(args) => serve(host, args, config).await?,
+    }
+    Ok(())
+}
+
+/// `serve`: installs the Prometheus recorder, binds, says where on stdout, serves until
+/// SIGTERM or SIGINT, drains.
+async fn serve(host: Host, args: ServeArgs, config: PathBuf) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    reload_on_hangup(host.clone(), config);
+    let metrics = coupon_host::metrics::prometheus_builder()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    coupon_host::metrics::describe();
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port.
+    println!("coupon-host listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, plugins = host.plugins().len(), "serving");
+    let options = coupon_host::serve::ServeOptions::new(
+        args.max_in_flight as usize,
+        args.max_body_kib as usize * 1024,
+    );
+    coupon_host::serve::serve(listener, host, options, Some(metrics), shutdown_signal())
+        .await
+        .context("serving")
+}
+
+/// On SIGHUP, reloads the config file: plugins change while calls run (see `Host::reload`); a
+/// file that does not load changes nothing, and says why in the log.
+fn reload_on_hangup(host: Host, config: PathBuf) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload is off");
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            match host.reload_from_file(&config).await {
+                Ok(report) => tracing::info!(
+                    loaded = ?report.loaded,
+                    removed = ?report.removed,
+                    failed = ?report.failed.iter().map(|(name, e)| format!("{name}: {e}")).collect::<Vec<_>>(),
+                    "reloaded the config on SIGHUP"
+                ),
+                Err(error) => {
+                    tracing::error!(%error, "SIGHUP: the config does not load; nothing changed")
+                }
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (host, config);
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                interrupt.await.ok();
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.ok();
+}
+
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+fn yuan(fen: Option<i64>) -> String {
+    match fen {
+        Some(fen) => format!("¥{}.{:02}", fen / 100, (fen % 100).abs()),
+        None => "-".to_owned(),
+    }
+}
+
+fn print_outcome(outcome: &SendOutcome) {
+    for issued in &outcome.issued {
+        println!(
+            "issued\t{}\t{}",
+            issued.recipient,
+            issued.coupon_id.as_deref().unwrap_or("-")
+        );
+    }
+    for failed in &outcome.failed {
+        println!(
+            "failed\t{}\t{} ({}: {})",
+            failed.recipient, failed.error.class, failed.error.code, failed.error.message
+        );
+    }
+    println!(
+        "{} issued, {} failed (idempotency key {})",
+        outcome.issued.len(),
+        outcome.failed.len(),
+        outcome.idempotency_key
+    );
+}
+
+fn print_coupons(coupons: &[Coupon]) {
+    for coupon in coupons {
+        let state = serde_json::to_value(coupon.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        println!(
+            "{}\t{}\t{}\t{} off, min {}",
+            coupon.id,
+            state,
+            coupon.title.as_deref().unwrap_or("-"),
+            yuan(coupon.amount_fen),
+            yuan(coupon.threshold_fen)
+        );
+    }
+    println!("{} coupons", coupons.len());
+}

@@ -1,0 +1,9 @@
+//! The `coupon-host` binary: a thin CLI over the library. `anyhow`, clap, indicatif and the
+//! tracing subscriber live here, not in the library an engine embeds.
+
+mod campaign;
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

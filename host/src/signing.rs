@@ -1,3 +1,0 @@
-//! Request signing. Pure functions: no IO, no clock; callers pass the timestamp.
-
-pub mod top;
