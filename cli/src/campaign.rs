@@ -33,7 +33,12 @@ pub(crate) enum CampaignCommand {
         /// Override a plugin setting for this campaign, `KEY=VALUE`; repeatable.
         #[arg(long = "option", value_name = "KEY=VALUE", value_parser = crate::cli::parse_option)]
         options: Vec<(String, String)>,
-        /// Print the final status as one JSON object (progress still goes to stderr).
+        /// Only enqueue it (every line into the storage, every batch queued) and print its id:
+        /// `coupon-host worker` processes, or this same command without `--detach`, send it.
+        #[arg(long)]
+        detach: bool,
+        /// Print the final status (with `--detach`: `{"id":…}`) as one JSON object (progress
+        /// still goes to stderr).
         #[arg(long)]
         json: bool,
     },
@@ -74,6 +79,7 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             quantity,
             id,
             options,
+            detach,
             json,
         } => {
             let mut spec = CampaignSpec::new(plugin, coupon, recipients);
@@ -81,6 +87,15 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             spec.quantity = quantity;
             spec.id = id;
             spec.options = options;
+            if detach {
+                let id = host.campaign_enqueue(spec).await?;
+                if json {
+                    crate::cli::print_json(&serde_json::json!({ "id": id }))?;
+                } else {
+                    println!("{id}");
+                }
+                return Ok(());
+            }
             let mut display = ProgressDisplay::new();
             let status = host.campaign(spec, |p| display.update(p)).await;
             display.finish();

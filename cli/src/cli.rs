@@ -81,6 +81,14 @@ enum Command {
     Campaign(campaign::CampaignCommand),
     /// Serve the API over HTTP until SIGTERM or SIGINT, then drain and exit 0.
     Serve(ServeArgs),
+    /// Work the batches of every running campaign on the storage until SIGTERM or SIGINT, then
+    /// finish the batches in flight and exit 0. Run any number, on any machines sharing the
+    /// storage: each batch is sent by one of them.
+    Worker {
+        /// Batches in flight at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+        concurrency: u32,
+    },
 }
 
 #[derive(clap::Args)]
@@ -222,6 +230,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Campaign(command) => campaign::run(&host, command).await?,
         Command::Serve(args) => serve(host, args, config).await?,
+        Command::Worker { concurrency } => {
+            let report = host.work(concurrency as usize, shutdown_signal()).await?;
+            host.shutdown().await;
+            tracing::info!(
+                batches = report.batches,
+                issued = report.issued,
+                failed = report.failed,
+                "worker stopped"
+            );
+        }
     }
     Ok(())
 }

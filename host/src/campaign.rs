@@ -89,6 +89,18 @@ pub struct Progress {
     pub replayed_batches: u64,
 }
 
+/// What a worker did before it stopped ([`Host::work`](crate::Host::work)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkReport {
+    /// Batches it finished.
+    pub batches: u64,
+    /// Recipients of those batches that got the coupon.
+    pub issued: u64,
+    /// Recipients of those batches that did not (a class each, or unknown).
+    pub failed: u64,
+}
+
 /// What a campaign needs of the host that runs it: its plugins (as they are now: a reload may
 /// swap them between batches), its accounts, and its gate for calls (a batch is a call:
 /// after shutdown no new one starts).
@@ -245,7 +257,11 @@ impl Campaigns {
 
     /// Works one claimed batch: sends it through the journal, releases it, and says what came
     /// of it.
-    async fn work(&self, batch: &Batch, holder: &str) -> std::result::Result<SendOutcome, Stop> {
+    async fn work_batch(
+        &self,
+        batch: &Batch,
+        holder: &str,
+    ) -> std::result::Result<SendOutcome, Stop> {
         let record = self
             .storage
             .campaign_get(&batch.campaign)
@@ -313,6 +329,117 @@ impl Campaigns {
         Ok(outcome)
     }
 
+    /// Starts `concurrency` tasks that claim and work batches — of `campaign`, or of any running
+    /// campaign when `None` — until `halt`, and report each batch on `results`. With a campaign,
+    /// they end when it is done or stopped; without, they wait for work (woken by `queued`, or
+    /// every [`IDLE_POLL`]).
+    fn spawn_workers(
+        self: &Arc<Self>,
+        campaign: Option<String>,
+        concurrency: usize,
+        queued: Arc<tokio::sync::Notify>,
+        halt: Arc<AtomicBool>,
+        results: tokio::sync::mpsc::UnboundedSender<std::result::Result<SendOutcome, Stop>>,
+    ) -> tokio::task::JoinSet<()> {
+        let holder = self.delivery.lease().holder.clone();
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (campaigns, campaign, holder) = (self.clone(), campaign.clone(), holder.clone());
+            let (queued, halt, results) = (queued.clone(), halt.clone(), results.clone());
+            workers.spawn(async move {
+                let ttl = campaigns.delivery.lease().ttl_ms;
+                while !halt.load(Ordering::SeqCst) {
+                    let waiting = queued.notified();
+                    let claim = match campaigns
+                        .storage
+                        .campaign_claim(campaign.as_deref(), &holder, now_ms() + ttl)
+                        .await
+                    {
+                        Ok(claim) => claim,
+                        Err(e) if campaign.is_none() => {
+                            // A worker outlives a storage hiccup: it says so and tries again.
+                            tracing::warn!(error = %crate::error::full_message(&e), "cannot claim a batch");
+                            tokio::time::sleep(IDLE_POLL).await;
+                            continue;
+                        }
+                        Err(e) => {
+                            let _ = results.send(Err(Stop::Failed(e)));
+                            return;
+                        }
+                    };
+                    match claim {
+                        Claim::Batch(batch) => {
+                            let result = campaigns.work_batch(&batch, &holder).await;
+                            let _ = results.send(result);
+                        }
+                        Claim::Wait => {
+                            let _ = tokio::time::timeout(IDLE_POLL, waiting).await;
+                        }
+                        Claim::Done => return,
+                        Claim::Stopped(reason) => {
+                            let _ = results.send(Err(Stop::Stopped(reason)));
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        workers
+    }
+
+    /// Works batches of every running campaign on the storage, `concurrency` at a time, until
+    /// `stop` resolves; then lets the batches in flight finish and returns what it did.
+    pub(crate) async fn work_until(
+        self: &Arc<Self>,
+        concurrency: usize,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<WorkReport> {
+        if !(1..=256).contains(&concurrency) {
+            return Err(Error::InvalidRequest(
+                "the concurrency must be between 1 and 256".to_owned(),
+            ));
+        }
+        let halt = Arc::new(AtomicBool::new(false));
+        let (results, mut done) = tokio::sync::mpsc::unbounded_channel();
+        let mut workers = self.spawn_workers(
+            None,
+            concurrency,
+            Arc::new(tokio::sync::Notify::new()),
+            halt.clone(),
+            results,
+        );
+        tracing::info!(concurrency, holder = %self.delivery.lease().holder, "worker running");
+        let mut report = WorkReport::default();
+        let mut stop = std::pin::pin!(stop);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                () = &mut stop, if !stopping => {
+                    tracing::info!("worker stopping: finishing the batches in flight");
+                    stopping = true;
+                    halt.store(true, Ordering::SeqCst);
+                }
+                result = done.recv() => match result {
+                    None => break,
+                    Some(Ok(outcome)) => {
+                        report.batches += 1;
+                        report.issued += outcome.issued.len() as u64;
+                        report.failed += outcome.failed.len() as u64;
+                    }
+                    Some(Err(Stop::Refused(error))) => {
+                        tracing::error!(%error, "the platform refused a whole batch; its campaign is stopped");
+                    }
+                    Some(Err(Stop::Failed(error))) => {
+                        tracing::error!(error = %crate::error::full_message(&error), "a batch failed; it will be claimed again");
+                    }
+                    Some(Err(Stop::Skipped | Stop::Stopped(_))) => {}
+                },
+            }
+        }
+        while workers.join_next().await.is_some() {}
+        Ok(report)
+    }
+
     fn renew_while_working(&self, batch: &Batch, holder: &str) -> Renewal {
         let storage = self.storage.clone();
         let (id, index, holder) = (batch.campaign.clone(), batch.index, holder.to_owned());
@@ -371,6 +498,30 @@ fn check_resumable(existing: &CampaignRecord, record: &CampaignRecord) -> Result
 }
 
 impl PreparedCampaign {
+    /// Enqueues it whole (every line of its file into the ledger, every batch queued) without
+    /// sending anything, for workers to work (`coupon-host worker`, or another `campaign run`).
+    pub async fn enqueue(self) -> Result<String> {
+        let PreparedCampaign {
+            campaigns,
+            spec,
+            record,
+            source,
+            layout,
+        } = self;
+        let plugin = campaigns.plugins.plugin(&spec.plugin)?;
+        campaigns.storage.campaign_stop(&record.id, None).await?;
+        enqueue(
+            campaigns.storage.clone(),
+            record.clone(),
+            source,
+            layout,
+            plugin,
+            Arc::new(tokio::sync::Notify::new()),
+        )
+        .await?;
+        Ok(record.id)
+    }
+
     /// Runs it (see [`Host::campaign`](crate::Host::campaign)): enqueues its file and works its
     /// batches, `concurrency` at a time, until it is done or stopped. `on_progress` is called
     /// after every batch this run worked.
@@ -421,43 +572,13 @@ impl PreparedCampaign {
         progress.status.failed = 0;
         progress.status.unknown = 0;
 
-        let holder = campaigns.delivery.lease().holder.clone();
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..spec.concurrency {
-            let (campaigns, id, holder) = (campaigns.clone(), id.clone(), holder.clone());
-            let (queued, halt, done_tx) = (queued.clone(), halt.clone(), done_tx.clone());
-            workers.spawn(async move {
-                let ttl = campaigns.delivery.lease().ttl_ms;
-                while !halt.load(Ordering::SeqCst) {
-                    let waiting = queued.notified();
-                    let claim = match campaigns
-                        .storage
-                        .campaign_claim(Some(&id), &holder, now_ms() + ttl)
-                        .await
-                    {
-                        Ok(claim) => claim,
-                        Err(e) => {
-                            let _ = done_tx.send(Err(Stop::Failed(e)));
-                            return;
-                        }
-                    };
-                    match claim {
-                        Claim::Batch(batch) => {
-                            let result = campaigns.work(&batch, &holder).await;
-                            let _ = done_tx.send(result);
-                        }
-                        Claim::Wait => {
-                            let _ = tokio::time::timeout(IDLE_POLL, waiting).await;
-                        }
-                        Claim::Done => return,
-                        Claim::Stopped(reason) => {
-                            let _ = done_tx.send(Err(Stop::Stopped(reason)));
-                            return;
-                        }
-                    }
-                }
-            });
-        }
+        let mut workers = campaigns.spawn_workers(
+            Some(id.clone()),
+            spec.concurrency,
+            queued.clone(),
+            halt.clone(),
+            done_tx.clone(),
+        );
         drop(done_tx);
 
         let mut first_error = None;

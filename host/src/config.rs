@@ -31,6 +31,10 @@ pub struct Config {
 pub struct StorageConfig {
     /// The backend's name (`sqlite`, the default).
     pub backend: String,
+    /// How long a process's lease on a send or a campaign batch lasts past its last renewal
+    /// (`lease_ms`, default 30 000): a process that dies holds its work this long before
+    /// another takes it over.
+    pub lease_ms: u64,
     /// The `[storage]` table (checked by the backend), with paths resolved against the config
     /// file's folder.
     pub(crate) options: crate::store::Options,
@@ -309,9 +313,20 @@ impl Config {
                     ),
                 ));
             };
+            let lease_ms = match table.remove("lease_ms") {
+                None => 30_000,
+                Some(toml::Value::Integer(ms)) if (1_000..=3_600_000).contains(&ms) => ms as u64,
+                Some(_) => {
+                    return Err(locator.at(
+                        &["storage", "lease_ms"],
+                        "must be a whole number of milliseconds between 1000 and 3600000",
+                    ));
+                }
+            };
             (kind.check)(&table).map_err(|(key, why)| locator.at(&["storage", &key], why))?;
             StorageConfig {
                 backend,
+                lease_ms,
                 options: crate::store::Options {
                     table,
                     base: base.clone(),

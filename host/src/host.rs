@@ -10,7 +10,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::auth::Account;
-use crate::campaign::{CampaignSpec, Campaigns, PreparedCampaign, Progress};
+use crate::campaign::{CampaignSpec, Campaigns, PreparedCampaign, Progress, WorkReport};
 use crate::config::{Config, PluginConfig};
 use crate::delivery::{Delivery, Mode};
 use crate::error::{Error, Result};
@@ -48,10 +48,6 @@ struct Inner {
 }
 
 type LimiterKey = (String, String, Option<u32>, u32);
-
-/// How long a lease on a send or a batch lasts past its last renewal: a process that dies holds
-/// its sends this long before another takes them over.
-const LEASE_MS: i64 = 30_000;
 
 /// What [`Host::reload`] did, plugin by plugin.
 #[derive(Debug, Default)]
@@ -108,7 +104,7 @@ impl Host {
         let storage = crate::store::open(&config.storage.backend, options).await?;
         let lease = Lease {
             holder: holder_id().to_string(),
-            ttl_ms: LEASE_MS,
+            ttl_ms: config.storage.lease_ms as i64,
         };
         let delivery = Arc::new(Delivery::new(runtime.clone(), storage.clone(), lease));
         let http = egress::Clients::new()?;
@@ -361,6 +357,25 @@ impl Host {
     /// with its id before it runs, as `serve` does.
     pub async fn campaign_prepare(&self, spec: CampaignSpec) -> Result<PreparedCampaign> {
         self.inner.campaigns.prepare(spec).await
+    }
+
+    /// Enqueues a campaign whole without sending anything (`campaign run --detach`): its
+    /// batches wait in the storage for whoever works them ([`Host::work`], another
+    /// [`Host::campaign`] of the same campaign). Returns its id.
+    pub async fn campaign_enqueue(&self, spec: CampaignSpec) -> Result<String> {
+        self.campaign_prepare(spec).await?.enqueue().await
+    }
+
+    /// Works the batches of every running campaign on the storage, `concurrency` at a time
+    /// (`coupon-host worker`), until `stop` resolves; then lets the batches in flight finish.
+    /// Any number of processes may work together: each batch is claimed by one under a lease,
+    /// and a batch whose worker died is claimed again once its lease expires.
+    pub async fn work(
+        &self,
+        concurrency: usize,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<WorkReport> {
+        self.inner.campaigns.work_until(concurrency, stop).await
     }
 
     /// Keeps an inline list of recipients as a campaign file in the host's data folder (next to

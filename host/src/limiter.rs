@@ -117,7 +117,8 @@ impl Drop for Permit {
         if let (Some(id), Some(fleet)) = (self.admitted, &self.limiter.fleet) {
             // The response is read now; the storage learns it a moment later (until then it
             // counts the request longer, never shorter).
-            let (storage, credential, now) = (fleet.storage.clone(), fleet.credential.clone(), now_ms());
+            let (storage, credential, now) =
+                (fleet.storage.clone(), fleet.credential.clone(), now_ms());
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(async move {
                     if let Err(e) = storage.pace_release(&credential, id, now).await {
@@ -198,7 +199,14 @@ impl RateLimiter {
                     let lease = now + fleet.lease.as_millis() as i64;
                     match fleet
                         .storage
-                        .pace_admit(&fleet.credential, pace.qps, window, &fleet.holder, now, lease)
+                        .pace_admit(
+                            &fleet.credential,
+                            pace.qps,
+                            window,
+                            &fleet.holder,
+                            now,
+                            lease,
+                        )
                         .await
                     {
                         Ok(Admission::Granted(id)) => {

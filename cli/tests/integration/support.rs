@@ -35,6 +35,8 @@ pub struct Options {
     pub extra_toml: String,
     /// The `retry = { … }` of every plugin (fast backoffs by default, so tests stay quick).
     pub retry: String,
+    /// The body of `[storage]` (default: the SQLite file `state.db` in the env's folder).
+    pub storage: String,
 }
 
 /// Retries as configured for tests unless a test says otherwise.
@@ -49,6 +51,7 @@ impl Default for Options {
             extra_plugin_toml: String::new(),
             extra_toml: String::new(),
             retry: FAST_RETRY.to_owned(),
+            storage: "path = \"state.db\"".to_owned(),
         }
     }
 }
@@ -60,7 +63,7 @@ impl TestEnv {
         let config_path = dir.path().join("coupon-host.toml");
         let config = format!(
             r#"[storage]
-path = "state.db"
+{storage}
 
 [runtime]
 cache_dir = {cache:?}
@@ -102,6 +105,7 @@ retry = {{ {retry} }}
 {extra_toml}
 "#,
             extra_toml = options.extra_toml,
+            storage = options.storage,
             retry = options.retry,
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,

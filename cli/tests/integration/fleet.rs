@@ -1,0 +1,353 @@
+//! Several host processes on one storage, as a fleet runs them: `coupon-host` processes that
+//! share the journal, the platform's request window, the Douyin token and campaign work, and
+//! die with `kill -9`. Each test runs on SQLite (processes sharing one file) and on PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use coupon_sim::SimConfig;
+use tokio::process::Child;
+
+use crate::support::{Options, TAOBAO_COUPON, TestEnv, run};
+
+/// The demo's Douyin activity.
+const DOUYIN_ACTIVITY: &str = "7218070000005644204";
+
+/// How long a dead process's leases last in these tests: short, so a test sees a takeover soon.
+const LEASE_MS: u64 = 2_000;
+
+/// The storages a fleet can share.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Shared {
+    /// One SQLite file, opened by every process.
+    Sqlite,
+    /// One PostgreSQL database (a schema of the test's own).
+    Postgres,
+}
+
+impl Shared {
+    /// The `[storage]` body for this storage, and the environment it needs; `None` when the
+    /// storage cannot be reached here (outside CI only: under CI that fails the test).
+    fn storage(self) -> Option<(String, Vec<(String, String)>)> {
+        match self {
+            Shared::Sqlite => Some((
+                format!("path = \"state.db\"\nlease_ms = {LEASE_MS}"),
+                Vec::new(),
+            )),
+            Shared::Postgres => {
+                let url = crate::postgres::url()?;
+                let schema = crate::postgres::fresh_schema();
+                Some((
+                    format!(
+                        "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{schema}\"\nlease_ms = {LEASE_MS}"
+                    ),
+                    vec![("COUPON_TEST_PG_URL".to_owned(), url)],
+                ))
+            }
+        }
+    }
+}
+
+/// A test env on `shared` storage, or `None` (said on one line) when it is out of reach.
+async fn env_on(shared: Shared, sim: SimConfig, mut options: Options) -> Option<TestEnv> {
+    let (storage, env) = shared.storage()?;
+    options.storage = storage;
+    let mut test_env = TestEnv::start(sim, options).await;
+    test_env.secrets.extend(env);
+    Some(test_env)
+}
+
+fn write_nicks(env: &TestEnv, name: &str, prefix: &str, count: usize) -> String {
+    let path = env.dir.path().join(name);
+    let text: String = (0..count).map(|i| format!("nick:{prefix}{i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn spawn(env: &TestEnv, args: &[&str]) -> Child {
+    env.command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("coupon-host starts")
+}
+
+fn kill_9(child: &Child) {
+    let pid = child.id().expect("still running") as i32;
+    // SAFETY: a plain kill(2) of a child this test started.
+    #[allow(unsafe_code, reason = "kill -9 is the point of the test")]
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
+    }
+}
+
+fn terminate(child: &Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: a plain kill(2) of a child this test started.
+        #[allow(unsafe_code, reason = "SIGTERM is how a worker is told to stop")]
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+        }
+    }
+}
+
+/// Waits until the simulator's ledger holds `count` Taobao coupons (bounded).
+async fn wait_for_ledger(env: &TestEnv, count: usize) {
+    for _ in 0..6000 {
+        if env.sim.ledger().len() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the ledger never reached {count}");
+}
+
+/// The ledger holds each of `expected` exactly once, and nothing else.
+fn assert_each_once(env: &TestEnv, expected: &BTreeSet<String>) {
+    env.assert_ledger("taobao", expected, &BTreeSet::new());
+    let ledger: BTreeSet<String> = env.sim.ledger().into_iter().map(|i| i.recipient).collect();
+    let missing: Vec<_> = expected.difference(&ledger).take(5).collect();
+    assert!(missing.is_empty(), "never issued: {missing:?}…");
+    assert_eq!(env.sim.ledger().len(), expected.len());
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(super::Shared::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(super::Shared::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both!(
+    one_campaign_run_twice_at_once_issues_nobody_twice,
+    workers_share_a_campaign_and_a_killed_one_is_replaced,
+    hosts_sharing_a_credential_are_never_told_too_frequent,
+    hosts_starting_together_fetch_the_douyin_token_once,
+);
+
+/// The same campaign started by two `campaign run` processes at once: each batch is sent by
+/// one of them, and both end with the whole campaign done.
+async fn one_campaign_run_twice_at_once_issues_nobody_twice(shared: Shared) {
+    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+        return;
+    };
+    let file = write_nicks(&env, "list.txt", "twice", 1500);
+    let args = [
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        TAOBAO_COUPON,
+        "--recipients",
+        &file,
+        "--concurrency",
+        "3",
+        "--json",
+    ];
+    let (first, second) = tokio::join!(run(env.command(&args)), run(env.command(&args)));
+    for out in [&first, &second] {
+        let status = out.json();
+        assert_eq!(status["state"], "done", "{status}");
+        assert_eq!(status["issued"], 1500, "{status}");
+    }
+    let expected: BTreeSet<String> = (0..1500).map(|i| format!("twice{i}")).collect();
+    assert_each_once(&env, &expected);
+}
+
+/// A campaign enqueued with `--detach` and worked by three `worker` processes; one is killed
+/// with SIGKILL mid-way and another started: nobody twice, nobody skipped, and the report agrees.
+async fn workers_share_a_campaign_and_a_killed_one_is_replaced(shared: Shared) {
+    let count = match shared {
+        // The issue's fleet: 100 000 recipients on PostgreSQL; a smaller file on one SQLite file.
+        Shared::Postgres => 100_000,
+        Shared::Sqlite => 6_000,
+    };
+    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+        return;
+    };
+    let file = write_nicks(&env, "list.txt", "w", count);
+    let enqueued = env
+        .cli(&[
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            TAOBAO_COUPON,
+            "--recipients",
+            &file,
+            "--detach",
+            "--json",
+        ])
+        .await
+        .json();
+    let id = enqueued["id"].as_str().unwrap().to_owned();
+    assert_eq!(env.sim.ledger().len(), 0, "--detach sends nothing");
+
+    let worker = ["worker", "--concurrency", "3"];
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&env, &worker)).collect();
+    wait_for_ledger(&env, count / 3).await;
+    kill_9(&workers[0]);
+    workers.push(spawn(&env, &worker));
+
+    let mut status = serde_json::Value::Null;
+    for _ in 0..3000 {
+        status = env.cli(&["campaign", "status", &id, "--json"]).await.json();
+        if status["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["issued"], count, "{status}");
+    assert!(
+        status["workers"].as_array().is_some_and(|w| w.len() >= 3),
+        "the workers that took part are listed: {status}"
+    );
+    for worker in &workers[1..] {
+        terminate(worker);
+    }
+    for mut worker in workers.drain(1..) {
+        let exit = worker.wait().await.unwrap();
+        assert!(exit.success(), "a worker stops cleanly on SIGTERM: {exit}");
+    }
+
+    let expected: BTreeSet<String> = (0..count).map(|i| format!("w{i}")).collect();
+    assert_each_once(&env, &expected);
+    let report = env
+        .cli(&["campaign", "report", &id, "--format", "json"])
+        .await;
+    assert!(report.status.success(), "{}", report.stderr);
+    let issued = report
+        .stdout
+        .lines()
+        .filter(|line| line.contains("\"state\":\"issued\""))
+        .count();
+    assert_eq!(issued, count, "the report agrees with the ledger");
+}
+
+/// Three hosts of one app key, driven as hard as they go against a gateway that enforces a
+/// sliding 100/s window, are never told "too frequent"; nor when one is killed with SIGKILL and
+/// started again at once (it finds the window in the storage).
+async fn hosts_sharing_a_credential_are_never_told_too_frequent(shared: Shared) {
+    let sim = SimConfig {
+        qps_per_app: Some(100),
+        ..SimConfig::demo()
+    };
+    let Some(env) = env_on(shared, sim, Options::default()).await else {
+        return;
+    };
+    // Plugin `paced`: the Taobao adapter under the platform's own limit, 100 requests a second.
+    let mut config = std::fs::read_to_string(&env.config_path).unwrap();
+    config.push_str(&format!(
+        r#"
+[plugins.paced]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{secret}", session_env = "{session}" }}
+limits = {{ qps = 100, http_timeout_ms = 5000 }}
+settings = {{ gateway = "{gateway}" }}
+"#,
+        component = coupon_host_tests::TAOBAO,
+        origin = env.sim.base_url(),
+        gateway = env.sim.top_gateway(),
+        secret = crate::support::APP_SECRET_ENV,
+        session = crate::support::SESSION_ENV,
+    ));
+    std::fs::write(&env.config_path, config).unwrap();
+    let per_host = 15_000;
+    let files: Vec<String> = (0..3)
+        .map(|h| write_nicks(&env, &format!("list{h}.txt"), &format!("q{h}-"), per_host))
+        .collect();
+    let args = |file: &str| {
+        vec![
+            "campaign".to_owned(),
+            "run".to_owned(),
+            "paced".to_owned(),
+            "--coupon".to_owned(),
+            TAOBAO_COUPON.to_owned(),
+            "--recipients".to_owned(),
+            file.to_owned(),
+            "--concurrency".to_owned(),
+            "8".to_owned(),
+            "--json".to_owned(),
+        ]
+    };
+    let mut hosts: Vec<Child> = files
+        .iter()
+        .map(|file| {
+            let args = args(file);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            spawn(&env, &args)
+        })
+        .collect();
+    wait_for_ledger(&env, per_host).await;
+    // Killed and started again at once: the new process must not burst into the window.
+    kill_9(&hosts[0]);
+    hosts[0].wait().await.unwrap();
+    let restarted = args(&files[0]);
+    let restarted: Vec<&str> = restarted.iter().map(String::as_str).collect();
+    hosts[0] = spawn(&env, &restarted);
+    for host in hosts {
+        let out = host.wait_with_output().await.unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let too_frequent = env
+        .sim
+        .calls()
+        .iter()
+        .filter(|call| call.error_code.as_deref() == Some("7"))
+        .count();
+    assert_eq!(too_frequent, 0, "the gateway said too frequent");
+    let expected: BTreeSet<String> = (0..3)
+        .flat_map(|h| (0..per_host).map(move |i| format!("q{h}-{i}")))
+        .collect();
+    assert_each_once(&env, &expected);
+}
+
+/// Three hosts started together on an empty storage, each sending through Douyin at once: the
+/// client token is fetched once, and shared.
+async fn hosts_starting_together_fetch_the_douyin_token_once(shared: Shared) {
+    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+        return;
+    };
+    let sends: Vec<_> = (0..3)
+        .map(|i| {
+            let to = format!("open-id:fleet-{i}");
+            let mut command = env.command(&[
+                "send",
+                "douyin",
+                "--coupon",
+                DOUYIN_ACTIVITY,
+                "--to",
+                &to,
+                "--json",
+            ]);
+            command.kill_on_drop(true);
+            tokio::spawn(run(command))
+        })
+        .collect();
+    for send in sends {
+        let outcome = send.await.unwrap().json();
+        assert_eq!(
+            outcome["issued"].as_array().map(Vec::len),
+            Some(1),
+            "{outcome}"
+        );
+    }
+    assert_eq!(env.sim.douyin_token_fetches(), 1);
+}
