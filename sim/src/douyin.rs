@@ -34,8 +34,7 @@
 //! user inactive; 29005002 stock exhausted; 29005003 user limit reached.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -45,10 +44,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use crate::server::{ResetHandle, error_page};
+use crate::dispatch::{self, Endpoint, InjectedError, Outcome};
+use crate::server::ResetHandle;
 use crate::state::{Shared, State, admit, lock};
 use crate::top::MAX_BODY_BYTES;
-use crate::{CallRecord, DouyinActivity, DouyinApp, DouyinSeed, Fault, Issuance};
+use crate::{CallRecord, DouyinActivity, DouyinApp, DouyinSeed, Issuance};
 
 /// How long a replaced token stays valid (PROTOCOLS.md §2.1: a 5-minute grace period).
 const GRACE_SECS: i64 = 5 * 60;
@@ -648,10 +648,13 @@ fn error_body(api: Api, refusal: &Refusal, log_id: &str) -> Value {
     }
 }
 
+/// The platform's `content-type`.
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
 fn json_response(body: &Value, log_id: &str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (header::CONTENT_TYPE, JSON_CONTENT_TYPE),
             (header::HeaderName::from_static("x-tt-logid"), log_id),
         ],
         body.to_string(),
@@ -659,77 +662,81 @@ fn json_response(body: &Value, log_id: &str) -> Response {
         .into_response()
 }
 
-fn record(
-    state: &mut State,
-    incoming: &Incoming,
-    error_code: Option<String>,
-    request_id: Option<String>,
-    detail: Option<String>,
-) {
+fn record(state: &mut State, incoming: &Incoming, outcome: Outcome) {
     state.calls.push(CallRecord {
         api: incoming.api.name().to_owned(),
-        ok: error_code.is_none(),
-        error_code,
+        ok: outcome.error_code.is_none(),
+        error_code: outcome.error_code,
         sub_code: None,
         sign_method: String::new(),
-        request_id,
+        request_id: outcome.request_id,
         params: incoming.params.clone(),
-        detail,
+        detail: outcome.detail,
     });
 }
 
-/// Answers one call and records it, under one lock so the call is atomic.
-fn answer(shared: &Shared, incoming: &Incoming) -> Response {
-    let mut state = lock(shared);
-    let log_id = log_id(state.now());
-    let result = match incoming.api {
-        Api::ClientToken => client_token_answer(&mut state, incoming),
-        Api::SendCoupon => send_coupon_answer(&mut state, incoming),
-        Api::ReceiveInfo => receive_info_answer(&mut state, incoming),
-    };
-    let body = match result {
-        Ok(data) => {
-            record(&mut state, incoming, None, Some(log_id.clone()), None);
-            success_body(incoming.api, data, &log_id)
-        }
-        Err(refusal) => {
-            record(
-                &mut state,
-                incoming,
-                Some(refusal.code.to_string()),
-                Some(log_id.clone()),
-                Some(refusal.detail.clone()),
-            );
-            error_body(incoming.api, &refusal, &log_id)
-        }
-    };
-    json_response(&body, &log_id)
+/// The outcome of a call answered with `log_id`: a success, or a failure with `code`.
+fn outcome(code: Option<i64>, log_id: &str, detail: Option<String>) -> Outcome {
+    Outcome {
+        ok: code.is_none(),
+        error_code: code.map(|code| code.to_string()),
+        sub_code: None,
+        request_id: Some(log_id.to_owned()),
+        detail,
+    }
 }
 
-/// Runs [`answer`], turning a panic into an HTTP 500 so one bad call cannot take the simulator
-/// down.
-fn answer_catching_panics(shared: &Shared, incoming: &Incoming) -> Response {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| answer(shared, incoming))) {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            record(
-                &mut lock(shared),
-                incoming,
-                Some("panic".into()),
-                None,
-                Some(message.clone()),
-            );
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("coupon-sim: the handler panicked: {message}"),
-            )
-                .into_response()
-        }
+impl Endpoint for Incoming {
+    fn api(&self) -> &str {
+        self.api.name()
+    }
+
+    /// Answers one call and records it, under one lock so the call is atomic.
+    fn answer(&self, shared: &Shared) -> Response {
+        let mut state = lock(shared);
+        let log_id = log_id(state.now());
+        let result = match self.api {
+            Api::ClientToken => client_token_answer(&mut state, self),
+            Api::SendCoupon => send_coupon_answer(&mut state, self),
+            Api::ReceiveInfo => receive_info_answer(&mut state, self),
+        };
+        let body = match result {
+            Ok(data) => {
+                record(&mut state, self, outcome(None, &log_id, None));
+                success_body(self.api, data, &log_id)
+            }
+            Err(refusal) => {
+                let detail = Some(refusal.detail.clone());
+                record(
+                    &mut state,
+                    self,
+                    outcome(Some(refusal.code), &log_id, detail),
+                );
+                error_body(self.api, &refusal, &log_id)
+            }
+        };
+        json_response(&body, &log_id)
+    }
+
+    fn record(&self, state: &mut State, outcome: Outcome) {
+        record(state, self, outcome);
+    }
+
+    /// Douyin has no sub codes: the code and message become the platform's own.
+    fn injected_error(&self, state: &mut State, error: InjectedError) -> Response {
+        let log_id = log_id(state.now());
+        let refusal = Refusal {
+            code: error.code,
+            message: error.msg,
+            detail: "injected".into(),
+        };
+        let detail = Some(refusal.detail.clone());
+        record(state, self, outcome(Some(refusal.code), &log_id, detail));
+        json_response(&error_body(self.api, &refusal, &log_id), &log_id)
+    }
+
+    fn content_type(&self) -> &'static str {
+        JSON_CONTENT_TYPE
     }
 }
 
@@ -743,81 +750,8 @@ async fn serve(shared: Shared, request: Request, api: Api) -> Response {
         }
     };
     let incoming = Incoming::new(api, &parts.headers, &body);
-    let fault = lock(&shared).take_fault(api.name());
-    match fault {
-        None => answer_catching_panics(&shared, &incoming),
-        Some(Fault::Status { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let code = format!("http-{}", status.as_u16());
-            record(&mut lock(&shared), &incoming, Some(code), None, None);
-            error_page(status)
-        }
-        Some(Fault::Body { body, .. }) => {
-            record(
-                &mut lock(&shared),
-                &incoming,
-                Some("bad-body".into()),
-                None,
-                None,
-            );
-            (
-                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-                body,
-            )
-                .into_response()
-        }
-        Some(Fault::TopError { code, msg, .. }) => {
-            // Douyin has no sub codes: the code and message become the platform's own.
-            let mut state = lock(&shared);
-            let log_id = log_id(state.now());
-            let refusal = Refusal {
-                code,
-                message: msg,
-                detail: "injected".into(),
-            };
-            record(
-                &mut state,
-                &incoming,
-                Some(code.to_string()),
-                Some(log_id.clone()),
-                Some(refusal.detail.clone()),
-            );
-            json_response(&error_body(api, &refusal, &log_id), &log_id)
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: true,
-            ..
-        }) => {
-            let response = answer_catching_panics(&shared, &incoming);
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            response
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: false,
-            ..
-        }) => {
-            // If the client gives up meanwhile, hyper drops this future with the connection,
-            // so the call never takes effect.
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            answer_catching_panics(&shared, &incoming)
-        }
-        Some(Fault::ResetConnection { .. }) => match parts.extensions.get::<ResetHandle>() {
-            Some(reset) => {
-                record(
-                    &mut lock(&shared),
-                    &incoming,
-                    Some("reset".into()),
-                    None,
-                    None,
-                );
-                reset.reset();
-                std::future::pending().await
-            }
-            None => answer_catching_panics(&shared, &incoming),
-        },
-    }
+    let reset = parts.extensions.get::<ResetHandle>();
+    dispatch::serve(&shared, &incoming, reset).await
 }
 
 /// `POST /oauth/client_token/`.

@@ -41,11 +41,14 @@
 //! A TOP API is a `top::TopApi` entry (its name, whether it needs a session, a handler over
 //! `state::State`); a platform module (`taobao`, `tmall`, `alsc`) lists its APIs in an `APIS`
 //! table and `top::apis` chains the tables. Another protocol (`douyin`) has its own module with
-//! its own routes in `server.rs`. Each platform keeps its own part of `State`; the ledger, call
-//! log, faults and clock are shared by all of them.
+//! its own routes in `server.rs`. Every route describes itself as a `dispatch::Endpoint` and goes
+//! through `dispatch::serve`, so an injected fault is acted out the same way on every route.
+//! Each platform keeps its own part of `State`; the ledger, call log, faults and clock are shared
+//! by all of them.
 
 mod admin;
 mod alsc;
+mod dispatch;
 mod douyin;
 mod server;
 mod state;

@@ -37,8 +37,6 @@ pub(crate) mod sign;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -49,9 +47,10 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use self::sign::SignMethod;
-use crate::server::{ResetHandle, error_page};
+use crate::CallRecord;
+use crate::dispatch::{self, Endpoint, InjectedError, Outcome};
+use crate::server::ResetHandle;
 use crate::state::{Shared, State, lock};
-use crate::{CallRecord, Fault};
 
 /// Request parameters, merged from the query string and the form body.
 pub(crate) type Params = BTreeMap<String, String>;
@@ -237,9 +236,12 @@ fn response_name(api: &str) -> String {
     format!("{}_response", name.replace('.', "_"))
 }
 
+/// The gateway's `content-type`.
+const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+
 fn json_response(value: &Value) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
         value.to_string(),
     )
         .into_response()
@@ -391,15 +393,6 @@ fn check_rate(state: &mut State, app_key: &str) -> Result<(), TopError> {
     Ok(())
 }
 
-/// What one call is recorded as.
-struct Outcome {
-    ok: bool,
-    error_code: Option<String>,
-    sub_code: Option<String>,
-    request_id: Option<String>,
-    detail: Option<String>,
-}
-
 fn record(state: &mut State, params: &Params, outcome: Outcome) {
     let mut logged = params.clone();
     if let Some(session) = logged.get_mut("session") {
@@ -415,16 +408,6 @@ fn record(state: &mut State, params: &Params, outcome: Outcome) {
         params: logged,
         detail: outcome.detail,
     });
-}
-
-fn failed(error_code: impl Into<String>) -> Outcome {
-    Outcome {
-        ok: false,
-        error_code: Some(error_code.into()),
-        sub_code: None,
-        request_id: None,
-        detail: None,
-    }
 }
 
 /// Runs the gateway for one call and records it, all under one lock so the call is atomic.
@@ -466,26 +449,46 @@ fn answer(shared: &Shared, params: &Params) -> Value {
     body
 }
 
-/// Runs [`answer`], turning a panic into an HTTP 500 so one bad call cannot take the simulator
-/// down (and so the test that caused it sees a clear failure).
-fn answer_catching_panics(shared: &Shared, params: &Params) -> Response {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| answer(shared, params))) {
-        Ok(body) => json_response(&body),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            let mut outcome = failed("panic");
-            outcome.detail = Some(message.clone());
-            record(&mut lock(shared), params, outcome);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("coupon-sim: the handler panicked: {message}"),
-            )
-                .into_response()
-        }
+/// A gateway call as the fault dispatcher sees it.
+struct Gateway<'a> {
+    params: &'a Params,
+}
+
+impl Endpoint for Gateway<'_> {
+    fn api(&self) -> &str {
+        self.params.get("method").map_or("", String::as_str)
+    }
+
+    fn answer(&self, shared: &Shared) -> Response {
+        json_response(&answer(shared, self.params))
+    }
+
+    fn record(&self, state: &mut State, outcome: Outcome) {
+        record(state, self.params, outcome);
+    }
+
+    fn injected_error(&self, state: &mut State, injected: InjectedError) -> Response {
+        let request_id = request_id();
+        let error = TopError {
+            code: injected.code,
+            msg: injected.msg,
+            sub_code: injected.sub_code,
+            sub_msg: injected.sub_msg,
+            detail: Some("injected".into()),
+        };
+        let outcome = Outcome {
+            ok: false,
+            error_code: Some(error.code.to_string()),
+            sub_code: error.sub_code.clone(),
+            request_id: Some(request_id.clone()),
+            detail: error.detail.clone(),
+        };
+        record(state, self.params, outcome);
+        json_response(&error.body(&request_id))
+    }
+
+    fn content_type(&self) -> &'static str {
+        JSON_CONTENT_TYPE
     }
 }
 
@@ -512,88 +515,14 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Shared>, request: Reques
         let mut state = lock(&shared);
         let request_id = request_id();
         let error = TopError::new(9, "Http Action Not Allowed");
-        let mut outcome = failed("9");
+        let mut outcome = Outcome::failed("9");
         outcome.request_id = Some(request_id.clone());
         record(&mut state, &params, outcome);
         return json_response(&error.body(&request_id));
     }
 
-    let api = params.get("method").cloned().unwrap_or_default();
-    let fault = lock(&shared).take_fault(&api);
-    match fault {
-        None => answer_catching_panics(&shared, &params),
-        Some(Fault::Status { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            record(
-                &mut lock(&shared),
-                &params,
-                failed(format!("http-{}", status.as_u16())),
-            );
-            error_page(status)
-        }
-        Some(Fault::Body { body, .. }) => {
-            record(&mut lock(&shared), &params, failed("bad-body"));
-            (
-                [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-                body,
-            )
-                .into_response()
-        }
-        Some(Fault::TopError {
-            code,
-            msg,
-            sub_code,
-            sub_msg,
-            ..
-        }) => {
-            let request_id = request_id();
-            let error = TopError {
-                code,
-                msg,
-                sub_code,
-                sub_msg,
-                detail: Some("injected".into()),
-            };
-            let outcome = Outcome {
-                ok: false,
-                error_code: Some(code.to_string()),
-                sub_code: error.sub_code.clone(),
-                request_id: Some(request_id.clone()),
-                detail: error.detail.clone(),
-            };
-            record(&mut lock(&shared), &params, outcome);
-            json_response(&error.body(&request_id))
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: true,
-            ..
-        }) => {
-            let response = answer_catching_panics(&shared, &params);
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            response
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: false,
-            ..
-        }) => {
-            // If the client gives up meanwhile, hyper notices the closed connection and drops
-            // this future, so the call never takes effect.
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            answer_catching_panics(&shared, &params)
-        }
-        Some(Fault::ResetConnection { .. }) => match parts.extensions.get::<ResetHandle>() {
-            Some(reset) => {
-                record(&mut lock(&shared), &params, failed("reset"));
-                reset.reset();
-                // The connection task drops this future together with the connection.
-                std::future::pending().await
-            }
-            // Not served by `server::Server` (no connection to reset): answer normally.
-            None => answer_catching_panics(&shared, &params),
-        },
-    }
+    let reset = parts.extensions.get::<ResetHandle>();
+    dispatch::serve(&shared, &Gateway { params: &params }, reset).await
 }
 
 #[cfg(test)]
@@ -637,9 +566,11 @@ mod tests {
     #[test]
     fn a_panicking_handler_is_a_500_and_the_simulator_carries_on() {
         let shared = State::new(SimConfig::demo()).unwrap().into_shared();
-        let response = answer_catching_panics(&shared, &signed("sim.test.panic"));
+        let params = signed("sim.test.panic");
+        let response = dispatch::answer_catching_panics(&shared, &Gateway { params: &params });
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let response = answer_catching_panics(&shared, &signed("taobao.qianniu.coupon.buyer.get"));
+        let params = signed("taobao.qianniu.coupon.buyer.get");
+        let response = dispatch::answer_catching_panics(&shared, &Gateway { params: &params });
         assert_eq!(response.status(), StatusCode::OK);
         let calls = lock(&shared).calls.clone();
         assert_eq!(calls[0].error_code.as_deref(), Some("panic"));
