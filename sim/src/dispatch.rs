@@ -23,6 +23,8 @@ pub(crate) struct Outcome {
     pub(crate) sub_code: Option<String>,
     pub(crate) request_id: Option<String>,
     pub(crate) detail: Option<String>,
+    /// The TOP seller the call acted for, once its session or grant was resolved.
+    pub(crate) seller: Option<String>,
 }
 
 impl Outcome {

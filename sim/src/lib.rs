@@ -62,8 +62,9 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use crate::seed::{
-    AlscSeed, AlscVoucher, DouyinActivity, DouyinApp, DouyinSeed, SimConfig, TaobaoCoupon,
-    TaobaoSeed, TmallCoupon, TmallSeed, TopApp,
+    AlscSeed, AlscVoucher, DEFAULT_SELLER, DEFAULT_SELLER_ID, DouyinActivity, DouyinApp,
+    DouyinSeed, SimConfig, TaobaoCoupon, TaobaoSeed, TmallCoupon, TmallSeed, TopApp, TopSeller,
+    TopSellerSession,
 };
 use crate::state::{Shared, lock};
 
@@ -147,17 +148,81 @@ pub struct CallRecord {
     /// The simulator's own explanation of a rejection (which check failed, the expected
     /// signature and the string it was computed over, without the secret). Not on the wire.
     pub detail: Option<String>,
+    /// The nick of the TOP seller the call acted for: the seller of its `session` once that was
+    /// found valid, or of the code or refresh token a `/token` call exchanged (`None` before
+    /// that point, without a session, and for Douyin).
+    #[serde(default)]
+    pub seller: Option<String>,
 }
 
 fn one() -> u32 {
     1
 }
 
+/// A TOP session (access token) as the simulator knows it: [`Sim::top_sessions`],
+/// `GET /_sim/top/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopSession {
+    /// The `session` value, so that a test can expire or revoke it. It is a credential of the
+    /// simulator's own making; do not print it where a real one could be.
+    pub session: String,
+    /// The app it authorizes.
+    pub app_key: String,
+    /// The nick of the seller it acts for.
+    pub seller: String,
+    /// That seller's `taobao_user_id`.
+    pub seller_id: u64,
+    /// When it expires, unix seconds by the simulator's clock (`None`: not by the clock, as
+    /// seed sessions).
+    pub expires_at: Option<i64>,
+    /// When the refresh token issued with it expires, unix seconds (`None`: it has none, it was
+    /// used, or the session was revoked).
+    pub refresh_expires_at: Option<i64>,
+    /// Whether a call with it would be accepted now.
+    pub state: SessionState,
+}
+
+/// Whether a TOP session is good now. Anything but `Active` is answered code 27.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Accepted.
+    Active,
+    /// Past its expiry ([`Sim::expire_top_session`], or its lifetime ran out).
+    Expired,
+    /// Replaced by a refresh, or revoked ([`Sim::revoke_top_session`]).
+    Revoked,
+}
+
+/// Counts over every call so far: [`Sim::stats`], `GET /_sim/stats`. Kept as calls are
+/// recorded, so asking is cheap (but for `duplicate_issuances`, which reads the ledger).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Calls recorded, faulted and refused ones included.
+    pub calls: usize,
+    /// Calls per API (as [`CallRecord::api`]) and outcome: `ok`, or the recorded
+    /// [`CallRecord::error_code`].
+    pub answers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+    /// Successful answers per token endpoint: `client_token`, `stable_client_token` (Douyin)
+    /// and `oauth_token` (TOP's `/token`, both grants). Every endpoint is listed, 0 included.
+    pub token_fetches: std::collections::BTreeMap<String, usize>,
+    /// Failed calls per error code, over every API.
+    pub error_counts: std::collections::BTreeMap<String, usize>,
+    /// Answers that said "too frequent": TOP code 7, Douyin 29005012 and 28003018, whether the
+    /// simulator's rate limit or an injected fault produced them.
+    pub too_frequent: usize,
+    /// Coupons issued ([`Sim::ledger`]'s length).
+    pub issued: usize,
+    /// [`Sim::duplicate_issuances`].
+    pub duplicate_issuances: usize,
+}
+
 /// A fault to inject into upcoming calls.
 ///
 /// `api: None` matches every API, TOP and Douyin alike; otherwise it is compared with the TOP
-/// request's `method`, or with the Douyin route's short name (`client_token`,
-/// `send_coupon_to_designated_user`, `get_coupon_receive_info`). `times` is how many matching
+/// request's `method`, with `oauth_token` for TOP's `/token`, or with the Douyin route's short
+/// name (`client_token`, `stable_client_token`, `send_coupon_to_designated_user`,
+/// `get_coupon_receive_info`). `times` is how many matching
 /// calls the fault applies to (default 1 in JSON; 0 injects nothing). Faults are taken in the
 /// order they were queued and apply before any check, so a faulted call is not verified and has
 /// no effect unless the fault says so (`Delay`).
@@ -310,7 +375,7 @@ impl Sim {
 
     /// Every call so far (TOP and Douyin), in order, including rejected and faulted ones.
     pub fn calls(&self) -> Vec<CallRecord> {
-        lock(&self.state).calls.clone()
+        lock(&self.state).calls().to_vec()
     }
 
     /// Moves the simulator's "now" by `skew_secs` (positive: the simulator is ahead). It applies
@@ -331,9 +396,75 @@ impl Sim {
         self.base_url()
     }
 
-    /// How many Douyin client_tokens were issued (refused token requests do not count).
+    /// How many Douyin token requests were answered with a token, on `/oauth/client_token/`
+    /// and `/oauth/stable_client_token/` together (refused and faulted ones do not count).
     pub fn douyin_token_fetches(&self) -> usize {
-        lock(&self.state).douyin.token_fetches()
+        let fetches = self.token_fetches();
+        ["client_token", "stable_client_token"]
+            .iter()
+            .filter_map(|api| fetches.get(*api))
+            .sum()
+    }
+
+    /// Counts over every call so far.
+    pub fn stats(&self) -> SimStats {
+        lock(&self.state).stats()
+    }
+
+    /// Successful answers per token endpoint: `client_token`, `stable_client_token` and
+    /// `oauth_token`, each listed (0 included). A stable token answered again counts again.
+    pub fn token_fetches(&self) -> std::collections::BTreeMap<String, usize> {
+        lock(&self.state).token_fetches()
+    }
+
+    /// Failed calls per error code, over every API: TOP `code` (`"7"`), Douyin `err_no`
+    /// (`"29005012"`), OAuth `error` (`"invalid_grant"`), alsc `result_code`, or a fault's
+    /// `http-502` / `bad-body` / `reset`.
+    pub fn error_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        lock(&self.state).error_counts()
+    }
+
+    /// How many answers said "too frequent" (TOP code 7, Douyin 29005012 or 28003018).
+    pub fn too_frequent(&self) -> usize {
+        lock(&self.state).too_frequent()
+    }
+
+    /// TOP's OAuth token endpoint, `base_url() + "/token"` (`https://oauth.taobao.com/token`
+    /// on the real platform).
+    pub fn top_oauth_url(&self) -> String {
+        format!("{}/token", self.base_url())
+    }
+
+    /// Mints an authorization code for `seller` (a nick) on app `app_key`, as TOP's authorize
+    /// page does once the seller agrees. It is bound to `redirect_uri` (`None`: the app's
+    /// [`TopApp::redirect_uri`]), valid for 30 minutes and exchangeable once at
+    /// [`Sim::top_oauth_url`] for a session of that seller. An unknown app or seller is an error
+    /// naming it.
+    pub fn mint_top_code(
+        &self,
+        app_key: &str,
+        seller: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<String, String> {
+        lock(&self.state).mint_top_code(app_key, seller, redirect_uri)
+    }
+
+    /// Every TOP session ever issued (seeded, by a code, by a refresh), oldest first.
+    pub fn top_sessions(&self) -> Vec<TopSession> {
+        lock(&self.state).top_sessions()
+    }
+
+    /// Puts a TOP session past its expiry now: calls with it get code 27 `invalid-sessionkey`.
+    /// Its refresh token, if any, still works. `false` when no such session was ever issued.
+    pub fn expire_top_session(&self, session: &str) -> bool {
+        lock(&self.state).expire_top_session(session)
+    }
+
+    /// Revokes a TOP session and its refresh token, as a merchant cancelling the authorization
+    /// does: calls get code 27 and a refresh is refused. `false` when no such session was ever
+    /// issued.
+    pub fn revoke_top_session(&self, session: &str) -> bool {
+        lock(&self.state).revoke_top_session(session)
     }
 
     /// Puts every Douyin token issued so far past its lifetime: a call with one gets `err_no`

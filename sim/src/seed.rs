@@ -27,6 +27,46 @@ pub struct SimConfig {
     /// is refused.
     #[serde(default)]
     pub douyin: DouyinSeed,
+    /// TOP sellers (shops) besides the default one, [`DEFAULT_SELLER`], each with the sessions
+    /// it holds at start. Absent: only the default seller. An entry with the default seller's
+    /// nick sets its user id and adds sessions to it.
+    #[serde(default)]
+    pub top_sellers: Vec<TopSeller>,
+}
+
+/// The nick of the TOP seller that owns every coupon and voucher whose `seller` is `None`, and
+/// every session in [`TopApp::sessions`].
+pub const DEFAULT_SELLER: &str = "sim-seller";
+
+/// The default seller's `taobao_user_id`, unless [`SimConfig::top_sellers`] lists it with
+/// another.
+pub const DEFAULT_SELLER_ID: u64 = 2_200_000_000_001;
+
+/// A TOP seller (a shop that authorizes apps): its coupons name it by nick.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSeller {
+    /// The seller's nick (`taobao_user_nick`), which coupons name as their `seller`.
+    pub nick: String,
+    /// The seller's `taobao_user_id`.
+    pub user_id: u64,
+    /// Sessions the seller holds at start, one per app it authorized (or several).
+    #[serde(default)]
+    pub sessions: Vec<TopSellerSession>,
+}
+
+/// A session (access token) a seller holds at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopSellerSession {
+    /// The app it authorizes; a call of another app with it is code 27.
+    pub app_key: String,
+    /// The `session` value.
+    pub session: String,
+    /// Seconds from the simulator's start until it expires by the simulator's clock (`None`:
+    /// never by the clock).
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
 }
 
 /// A TOP application (an ISV app registered on open.taobao.com).
@@ -37,8 +77,51 @@ pub struct TopApp {
     pub app_key: String,
     /// The AppSecret the gateway verifies signatures with.
     pub app_secret: String,
-    /// Seller session keys (`session`) valid for this app.
+    /// Session keys (`session`) valid for this app, all of the default seller
+    /// ([`DEFAULT_SELLER`]). They do not expire by the clock; [`crate::Sim::expire_top_session`]
+    /// ends one.
     pub sessions: Vec<String>,
+    /// `expires_in` of a session the OAuth endpoint (`/token`) issues for this app, in seconds;
+    /// `r1_`, `r2_`, `w1_` and `w2_expires_in` are the same. Default 86 400 (24 hours, what
+    /// ACCOUNTS.md gives an unreviewed app).
+    #[serde(default = "default_session_ttl_secs")]
+    pub session_ttl_secs: u64,
+    /// `re_expires_in` of the refresh token issued with such a session, in seconds. 0: the app
+    /// is of a kind that cannot refresh, and every refresh is refused. Default 2 592 000 (30
+    /// days).
+    #[serde(default = "default_refresh_ttl_secs")]
+    pub refresh_ttl_secs: u64,
+    /// The callback registered for the app. An authorization code minted without a
+    /// `redirect_uri` is bound to it, and the code exchange must send the same. Default
+    /// `urn:ietf:wg:oauth:2.0:oob`, TOP's value for apps without a web server.
+    #[serde(default = "default_redirect_uri")]
+    pub redirect_uri: String,
+}
+
+impl TopApp {
+    /// An app with no seed sessions and the default lifetimes and callback.
+    pub fn new(app_key: impl Into<String>, app_secret: impl Into<String>) -> TopApp {
+        TopApp {
+            app_key: app_key.into(),
+            app_secret: app_secret.into(),
+            sessions: Vec::new(),
+            session_ttl_secs: default_session_ttl_secs(),
+            refresh_ttl_secs: default_refresh_ttl_secs(),
+            redirect_uri: default_redirect_uri(),
+        }
+    }
+}
+
+fn default_session_ttl_secs() -> u64 {
+    86_400
+}
+
+fn default_refresh_ttl_secs() -> u64 {
+    2_592_000
+}
+
+fn default_redirect_uri() -> String {
+    "urn:ietf:wg:oauth:2.0:oob".to_owned()
 }
 
 /// The Taobao shop's state at start.
@@ -78,6 +161,11 @@ pub struct TaobaoCoupon {
     /// Valid until, `yyyy-MM-dd HH:mm:ss` in GMT+8. After it (by the simulator's clock) the
     /// coupon counts as expired: sends fail with code 15 `isv.coupon-error`.
     pub end_time: String,
+    /// The nick of the seller whose shop it is (`None`: [`DEFAULT_SELLER`]). A session of
+    /// another seller sending it gets code 15 `isv.coupon-error`, as for a coupon that does not
+    /// exist, and does not see it in `taobao.qianniu.coupon.buyer.get`.
+    #[serde(default)]
+    pub seller: Option<String>,
 }
 
 /// The Tmall new-retail (nrt) coupons, sent by `tmall.nrt.coupon.send`.
@@ -116,6 +204,11 @@ pub struct TmallCoupon {
     /// Valid until, epoch milliseconds (`end_time`). After it (by the simulator's clock) a send
     /// fails with sub_code `-3` and held coupons are listed as expired.
     pub end_ms: i64,
+    /// The nick of the seller it belongs to (`None`: [`DEFAULT_SELLER`]). A session of another
+    /// seller sending it gets sub_code `-3`, as for a coupon that does not exist, and does not
+    /// see its instances in `tmall.nrt.coupon.instance.query`.
+    #[serde(default)]
+    pub seller: Option<String>,
 }
 
 /// The local-services (饿了么/口碑) CRM: vouchers and the customers that do not exist.
@@ -157,6 +250,11 @@ pub struct AlscVoucher {
     /// Valid until, `yyyy-MM-dd HH:mm:ss` in GMT+8. After it (by the simulator's clock) a send
     /// fails with `VOUCHER_NOT_EXIST` and held vouchers are listed as `DELETED`.
     pub end_time: String,
+    /// The nick of the seller (brand) it belongs to (`None`: [`DEFAULT_SELLER`]). A send with
+    /// another seller's session gets `VOUCHER_NOT_EXIST`; a send without a session may send any
+    /// voucher. The list shows a session's seller only its own vouchers.
+    #[serde(default)]
+    pub seller: Option<String>,
 }
 
 /// The Douyin open platform: mini-apps, their coupon activities, the users they may not reach.
@@ -252,7 +350,7 @@ impl SimConfig {
     ///
     /// | what | value |
     /// |---|---|
-    /// | TOP app | app_key `12345678`, app_secret `sim-app-secret`, session `sim-session` |
+    /// | TOP app | app_key `12345678`, app_secret `sim-app-secret`, session `sim-session` (of the default seller `sim-seller`); OAuth sessions last 24 h, refresh tokens 30 days; callback `urn:ietf:wg:oauth:2.0:oob` |
     /// | coupon 48552 | `店铺满100减10`: 10 yuan off 100, stock 1 000 000, 1 per buyer |
     /// | coupon 48553 | `店铺满200减30`: 30 yuan off 200, stock 1 000, 1 per buyer |
     /// | validity | both `2026-01-01 00:00:00` to `2027-12-31 23:59:59` (GMT+8) |
@@ -261,63 +359,91 @@ impl SimConfig {
     /// | tmall coupon `nrt-demo-uuid` | `满100减10`: discount 1000 fen off 10000, template 12345, stock 1 000 000, 1 per user |
     /// | alsc voucher `3243421` | `满100减10`: `10.00` off `100.00`, stock 1 000 000, 5 per customer |
     /// | alsc unknown customers | `ghost-customer` |
+    /// | a second seller | `sim-seller-2` (user id 2200000000002), session `sim-session-2` for app `12345678` |
+    /// | its coupons | Taobao 48560 `二店满50减5` (5 yuan off 50, stock 1 000 000, 1 per buyer); tmall `nrt-demo-uuid-2` (`满50减5`, 500 fen off 5000, template 12346); alsc voucher `3243422` (`满50减5`, `5.00` off `50.00`, 5 per customer) |
     /// | douyin app | client_key `tt-demo-key`, client_secret `sim-douyin-secret`, app_id `tt-demo-app` |
     /// | douyin activity `7218070000005644204` | `奶茶立减10元券`: 1000 fen off 2000, stock 1 000 000, 1 per user, merchant_meta_no `45ed-8f3d` |
     /// | douyin inactive users | `inactive-user` |
     /// | douyin token, rate | lifetime 7200 s; 100 sends per second per app |
     /// | validity | all of them `2026-01-01 00:00:00` to `2027-12-31 23:59:59` (GMT+8) |
+    ///
+    /// Everything the default seller owns is what the demo seed had before there were several
+    /// sellers, so a host that only knows `sim-session` sees the same shop as before.
     pub fn demo() -> SimConfig {
         // 2026-01-01 00:00:00 and 2027-12-31 23:59:59 in GMT+8, as unix seconds.
         const BEGIN: i64 = 1_767_196_800;
         const END: i64 = 1_830_268_799;
-        let coupon = |coupon_id, title: &str, amount_yuan, start_fee_yuan, stock| TaobaoCoupon {
-            coupon_id,
-            title: title.into(),
-            amount_yuan,
-            start_fee_yuan,
-            stock: Some(stock),
-            per_buyer_limit: Some(1),
-            start_time: "2026-01-01 00:00:00".into(),
-            end_time: "2027-12-31 23:59:59".into(),
-        };
+        const SECOND_SELLER: &str = "sim-seller-2";
+        let seller = |owner: Option<&str>| owner.map(str::to_owned);
+        let coupon =
+            |coupon_id, title: &str, amount_yuan, start_fee_yuan, stock, owner| TaobaoCoupon {
+                coupon_id,
+                title: title.into(),
+                amount_yuan,
+                start_fee_yuan,
+                stock: Some(stock),
+                per_buyer_limit: Some(1),
+                start_time: "2026-01-01 00:00:00".into(),
+                end_time: "2027-12-31 23:59:59".into(),
+                seller: seller(owner),
+            };
+        let nrt =
+            |uuid: &str, name: &str, discount_fen, start_fee_fen, template_id, owner| TmallCoupon {
+                uuid: uuid.into(),
+                name: name.into(),
+                discount_fen,
+                start_fee_fen,
+                stock: Some(1_000_000),
+                per_user_limit: Some(1),
+                template_id,
+                start_ms: BEGIN * 1000,
+                end_ms: END * 1000,
+                seller: seller(owner),
+            };
+        let voucher =
+            |voucher_id: &str, title: &str, amount: &str, start_fee: &str, owner| AlscVoucher {
+                voucher_id: voucher_id.into(),
+                title: title.into(),
+                amount_yuan: amount.into(),
+                start_fee_yuan: start_fee.into(),
+                stock: Some(1_000_000),
+                per_customer_limit: Some(5),
+                start_time: "2026-01-01 00:00:00".into(),
+                end_time: "2027-12-31 23:59:59".into(),
+                seller: seller(owner),
+            };
         SimConfig {
             top_apps: vec![TopApp {
-                app_key: "12345678".into(),
-                app_secret: "sim-app-secret".into(),
                 sessions: vec!["sim-session".into()],
+                ..TopApp::new("12345678", "sim-app-secret")
             }],
             taobao: TaobaoSeed {
                 coupons: vec![
-                    coupon(48552, "店铺满100减10", 10, 100, 1_000_000),
-                    coupon(48553, "店铺满200减30", 30, 200, 1_000),
+                    coupon(48552, "店铺满100减10", 10, 100, 1_000_000, None),
+                    coupon(48553, "店铺满200减30", 30, 200, 1_000, None),
+                    coupon(48560, "二店满50减5", 5, 50, 1_000_000, Some(SECOND_SELLER)),
                 ],
                 unknown_buyers: vec!["不存在的买家".into(), "ghost-1".into(), "ghost-2".into()],
             },
             qps_per_app: None,
             tmall: TmallSeed {
-                coupons: vec![TmallCoupon {
-                    uuid: "nrt-demo-uuid".into(),
-                    name: "满100减10".into(),
-                    discount_fen: 1000,
-                    start_fee_fen: 10000,
-                    stock: Some(1_000_000),
-                    per_user_limit: Some(1),
-                    template_id: 12345,
-                    start_ms: BEGIN * 1000,
-                    end_ms: END * 1000,
-                }],
+                coupons: vec![
+                    nrt("nrt-demo-uuid", "满100减10", 1000, 10000, 12345, None),
+                    nrt(
+                        "nrt-demo-uuid-2",
+                        "满50减5",
+                        500,
+                        5000,
+                        12346,
+                        Some(SECOND_SELLER),
+                    ),
+                ],
             },
             alsc: AlscSeed {
-                vouchers: vec![AlscVoucher {
-                    voucher_id: "3243421".into(),
-                    title: "满100减10".into(),
-                    amount_yuan: "10.00".into(),
-                    start_fee_yuan: "100.00".into(),
-                    stock: Some(1_000_000),
-                    per_customer_limit: Some(5),
-                    start_time: "2026-01-01 00:00:00".into(),
-                    end_time: "2027-12-31 23:59:59".into(),
-                }],
+                vouchers: vec![
+                    voucher("3243421", "满100减10", "10.00", "100.00", None),
+                    voucher("3243422", "满50减5", "5.00", "50.00", Some(SECOND_SELLER)),
+                ],
                 unknown_customers: vec!["ghost-customer".into()],
             },
             douyin: DouyinSeed {
@@ -341,6 +467,15 @@ impl SimConfig {
                 token_ttl_secs: 7200,
                 qps: 100,
             },
+            top_sellers: vec![TopSeller {
+                nick: SECOND_SELLER.into(),
+                user_id: 2_200_000_000_002,
+                sessions: vec![TopSellerSession {
+                    app_key: "12345678".into(),
+                    session: "sim-session-2".into(),
+                    ttl_secs: None,
+                }],
+            }],
         }
     }
 }

@@ -26,13 +26,15 @@
 //! | `format` not json/xml | 23 | Invalid format | |
 //! | signature mismatch | 25 | Invalid signature | |
 //! | `session` missing (API needs one) | 26 | Missing session | |
-//! | `session` unknown (checked whenever sent) | 27 | Invalid session | `invalid-sessionkey` |
+//! | `session` unknown, of another app key, expired or revoked (checked whenever sent) | 27 | Invalid session | `invalid-sessionkey` |
 //! | over `qps_per_app` | 7 | App Call Limited | `isv.access-limited-by-app-access-count` |
 //!
 //! Then the API's own checks (40 `isv.missing-parameter`, 41 `isv.invalid-parameter`, business
 //! errors such as 15 `isv.coupon-error`, or a success envelope reporting a business failure, as
 //! alsc's `biz_success: false`).
 
+pub(crate) mod oauth;
+pub(crate) mod sellers;
 pub(crate) mod sign;
 
 use std::cell::RefCell;
@@ -46,6 +48,7 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
 
+use self::sellers::SellerId;
 use self::sign::SignMethod;
 use crate::CallRecord;
 use crate::dispatch::{self, Endpoint, InjectedError, Outcome};
@@ -94,6 +97,9 @@ pub(crate) struct Call<'a> {
     params: &'a Params,
     /// The calling app's key: idempotency ids are scoped to it.
     pub(crate) app_key: &'a str,
+    /// The seller of the call's session (`None` without one). A handler answers with this
+    /// seller's data only.
+    pub(crate) seller: Option<SellerId>,
     /// How lists are to be rendered.
     pub(crate) shape: Shape,
     /// The simulator's (skewed) now.
@@ -280,10 +286,12 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The protocol checks, in the order the real gateway applies them, then the handler. A
-/// success answer comes with the business failure it reports, if any.
+/// success answer comes with the business failure it reports, if any. `seller` is set as soon
+/// as the session is found valid, for the call record.
 fn gateway(
     state: &mut State,
     params: &Params,
+    seller: &mut Option<SellerId>,
 ) -> Result<(Value, Option<BusinessFailure>), TopError> {
     // Messages are worded as the production gateway words them in answers seen in the wild
     // ("Invalid method", "Invalid signature", "Missing session", "Invalid app Key"), which is
@@ -292,11 +300,11 @@ fn gateway(
     let api = find_api(method).ok_or_else(|| TopError::new(22, "Invalid method"))?;
     let app_key =
         non_blank(params, "app_key").ok_or_else(|| TopError::new(28, "Missing app key"))?;
-    let app = state
+    let app_secret = state
         .top_apps
         .iter()
         .find(|app| app.app_key == app_key)
-        .cloned()
+        .map(|app| app.app_secret.clone())
         .ok_or_else(|| TopError::new(29, "Invalid app Key").sub_code("isv.appkey-not-exists"))?;
     let sign = non_blank(params, "sign").ok_or_else(|| TopError::new(24, "Missing signature"))?;
     // Old TOP docs make `sign_method` optional with md5 as the default, and Java's signer falls
@@ -341,7 +349,7 @@ fn gateway(
         }
     }
     let text = sign::string_to_sign(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let expected = sign::digest(sign_method, &app.app_secret, &text);
+    let expected = sign::digest(sign_method, &app_secret, &text);
     if !sign::matches(&expected, sign) {
         // The string to sign holds the session key; the record shows it masked.
         let shown = sign::string_to_sign(
@@ -353,20 +361,25 @@ fn gateway(
             "{sign_method:?} over {shown:?} is {expected}, the request says {sign}"
         )));
     }
-    // An API that does not need a session (alsc) still has one checked when it is sent: the
-    // gateway resolves every session it gets.
+    // An API that does not need a session (the alsc send) still has one checked when it is
+    // sent: the gateway resolves every session it gets.
     match non_blank(params, "session") {
         None if api.needs_session => return Err(TopError::new(26, "Missing session")),
-        Some(session) if !app.sessions.iter().any(|known| known == session) => {
-            return Err(TopError::new(27, "Invalid session")
-                .sub("invalid-sessionkey", "session key is invalid or expired"));
-        }
-        None | Some(_) => {}
+        None => {}
+        Some(session) => match state.sellers.check(session, app_key, now) {
+            Ok(owner) => *seller = Some(owner),
+            Err(why) => {
+                return Err(TopError::new(27, "Invalid session")
+                    .sub("invalid-sessionkey", "session key is invalid or expired")
+                    .detail(why));
+            }
+        },
     }
     check_rate(state, app_key)?;
     let call = Call {
         params,
         app_key,
+        seller: *seller,
         shape: Shape {
             simplify: wants_simplify(params),
         },
@@ -398,7 +411,7 @@ fn record(state: &mut State, params: &Params, outcome: Outcome) {
     if let Some(session) = logged.get_mut("session") {
         "***".clone_into(session);
     }
-    state.calls.push(CallRecord {
+    state.record_call(CallRecord {
         api: params.get("method").cloned().unwrap_or_default(),
         ok: outcome.ok,
         error_code: outcome.error_code,
@@ -407,6 +420,7 @@ fn record(state: &mut State, params: &Params, outcome: Outcome) {
         request_id: outcome.request_id,
         params: logged,
         detail: outcome.detail,
+        seller: outcome.seller,
     });
 }
 
@@ -414,7 +428,9 @@ fn record(state: &mut State, params: &Params, outcome: Outcome) {
 fn answer(shared: &Shared, params: &Params) -> Value {
     let mut state = lock(shared);
     let request_id = request_id();
-    let result = gateway(&mut state, params);
+    let mut seller = None;
+    let result = gateway(&mut state, params, &mut seller);
+    let seller = seller.map(|id| state.sellers.seller(id).nick.clone());
     let (body, outcome) = match result {
         Ok((mut body, failure)) => {
             body["request_id"] = json!(request_id);
@@ -430,6 +446,7 @@ fn answer(shared: &Shared, params: &Params) -> Value {
                 sub_code: None,
                 request_id: Some(request_id),
                 detail: failure.map(|f| f.detail),
+                seller,
             };
             (body, outcome)
         }
@@ -441,6 +458,7 @@ fn answer(shared: &Shared, params: &Params) -> Value {
                 sub_code: error.sub_code,
                 request_id: Some(request_id),
                 detail: error.detail,
+                seller,
             };
             (body, outcome)
         }
@@ -482,6 +500,7 @@ impl Endpoint for Gateway<'_> {
             sub_code: error.sub_code.clone(),
             request_id: Some(request_id.clone()),
             detail: error.detail.clone(),
+            seller: None,
         };
         record(state, self.params, outcome);
         json_response(&error.body(&request_id))
@@ -572,7 +591,7 @@ mod tests {
         let params = signed("taobao.qianniu.coupon.buyer.get");
         let response = dispatch::answer_catching_panics(&shared, &Gateway { params: &params });
         assert_eq!(response.status(), StatusCode::OK);
-        let calls = lock(&shared).calls.clone();
+        let calls = lock(&shared).calls().to_vec();
         assert_eq!(calls[0].error_code.as_deref(), Some("panic"));
         assert_eq!(calls[0].detail.as_deref(), Some("deliberate test panic"));
         assert!(calls[1].ok, "{:?}", calls[1]);

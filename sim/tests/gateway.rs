@@ -9,8 +9,12 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
+#[path = "gateway/accounts.rs"]
+mod accounts;
 #[path = "gateway/alsc.rs"]
 mod alsc;
+#[path = "gateway/scale.rs"]
+mod scale;
 #[path = "gateway/tmall.rs"]
 mod tmall;
 
@@ -41,8 +45,14 @@ fn sign(params: &BTreeMap<String, String>, secret: &str, method: &str) -> String
 }
 
 fn gmt8_now() -> String {
+    gmt8_at(0)
+}
+
+/// The GMT+8 timestamp `skew_secs` from now: what a client whose clock agrees with a skewed
+/// simulator sends.
+fn gmt8_at(skew_secs: i64) -> String {
     let gmt8 = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
-    chrono::Utc::now()
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(skew_secs))
         .with_timezone(&gmt8)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
@@ -398,6 +408,7 @@ async fn an_unknown_or_expired_coupon_is_a_coupon_error() {
         per_buyer_limit: None,
         start_time: "2020-01-01 00:00:00".into(),
         end_time: "2020-12-31 23:59:59".into(),
+        seller: None,
     });
     let sim = Sim::start(config).await.unwrap();
     for coupon in ["99999999", "40000"] {
@@ -563,6 +574,8 @@ async fn calls_over_the_rate_are_app_call_limited() {
     assert_eq!(error["code"], 7);
     assert_eq!(error["sub_code"], "isv.access-limited-by-app-access-count");
     assert_eq!(error["sub_msg"], "This ban will last 1 more seconds");
+    assert_eq!(sim.too_frequent(), 1);
+    assert_eq!(sim.stats().answers[SNS_SEND]["7"], 1);
     tokio::time::sleep(Duration::from_millis(1050)).await;
     let answer = Req::sns("c").send(&sim).await;
     assert_eq!(
