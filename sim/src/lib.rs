@@ -6,19 +6,25 @@
 //!   `taobao.qianniu.coupon.buyer.get`, `tmall.nrt.coupon.send`,
 //!   `tmall.nrt.coupon.instance.query`, `alibaba.alsc.crm.voucher.send` and
 //!   `alibaba.alsc.crm.customer.voucher.list`;
-//! - the Douyin open API: `POST /oauth/client_token/` and
+//! - TOP's OAuth token endpoint (`POST /token`): an authorization code or a refresh token for
+//!   a seller's session;
+//! - the Douyin open API: `POST /oauth/client_token/`, `POST /oauth/stable_client_token/` and
 //!   `POST /api/promotion/v1/coupon/{send_coupon_to_designated_user,get_coupon_receive_info}/`.
 //!
 //! The gateway checks every request the way the real one does (app key, signature with md5 /
 //! hmac / hmac-sha256, timestamp window, version, session, call rate), so a signing bug in the
-//! host fails a test here instead of in production; the Douyin API checks its `access-token`
+//! host fails a test here instead of in production. The TOP side has several sellers, each
+//! with its own sessions (which expire, and can be expired or revoked by a test) and its own
+//! coupons: a session sends and sees only its seller's. The Douyin API checks its `access-token`
 //! (lifetime, the five-minute grace of a replaced token, only the latest two valid) and its
 //! 100 QPS per app. Both then answer from state they keep (coupons, stock, what each user
 //! holds, which idempotency ids were used), in the JSON shapes of the platforms' documentation
 //! pages and `docs/PLATFORMS.md`, and record every call and every coupon issued.
 //!
 //! Faults can be queued per API ([`Fault`]): HTTP errors, slow answers (before or after the send
-//! took effect), platform error responses, garbage bodies, dropped connections.
+//! took effect), platform error responses, garbage bodies, dropped connections. Counts of
+//! answers per API and error code, token fetches and "too frequent" answers are kept as calls
+//! come ([`Sim::stats`]).
 //!
 //! Tests start it in-process; the demo runs the `coupon-sim` binary.
 //!
