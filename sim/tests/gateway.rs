@@ -168,6 +168,26 @@ impl Req {
     }
 }
 
+/// `GET` an admin route (`/_sim/...`): its JSON answer.
+async fn admin_get(sim: &Sim, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", sim.base_url()))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// `POST` JSON to an admin route (`/_sim/...`).
+async fn admin_post(sim: &Sim, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.base_url()))
+        .json(body)
+        .send()
+        .await
+        .expect("the simulator answers")
+}
+
 /// The `error_response` of an answer, which must be one.
 fn error(answer: &Value) -> &Value {
     let error = &answer["error_response"];
@@ -731,41 +751,22 @@ async fn admin_endpoints_and_unknown_paths() {
     let sim = demo().await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", sim.base_url());
-    let response = client
-        .post(url("/_sim/fault"))
-        .json(&json!({ "kind": "status", "status": 500 }))
-        .send()
-        .await
-        .unwrap();
+    let response = admin_post(
+        &sim,
+        "/_sim/fault",
+        &json!({ "kind": "status", "status": 500 }),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(Req::sns("张三").send_raw(&sim).await.unwrap().status(), 500);
     Req::sns("张三").send(&sim).await;
 
-    let ledger: Value = client
-        .get(url("/_sim/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = admin_get(&sim, "/_sim/ledger").await;
     assert_eq!(ledger[0]["recipient"], "张三");
-    let calls: Value = client
-        .get(url("/_sim/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls = admin_get(&sim, "/_sim/calls").await;
     assert_eq!(calls.as_array().unwrap().len(), 2);
 
-    let response = client
-        .post(url("/_sim/clock_skew"))
-        .json(&json!({ "skew_secs": 3600 }))
-        .send()
-        .await
-        .unwrap();
+    let response = admin_post(&sim, "/_sim/clock_skew", &json!({ "skew_secs": 3600 })).await;
     assert_eq!(response.status(), 200);
     assert_code(&Req::sns("李四").send(&sim).await, 31);
 

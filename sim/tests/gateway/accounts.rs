@@ -5,7 +5,7 @@
 use coupon_sim::{SessionState, Sim, SimConfig, TaobaoCoupon, TopApp, TopSeller, TopSellerSession};
 use serde_json::{Value, json};
 
-use super::{BUYER_GET, Req, assert_code, demo, error, gmt8_at, sign};
+use super::{BUYER_GET, Req, admin_get, admin_post, assert_code, demo, error, gmt8_at, sign};
 
 const NRT_SEND: &str = "tmall.nrt.coupon.send";
 const NRT_QUERY: &str = "tmall.nrt.coupon.instance.query";
@@ -469,70 +469,34 @@ async fn sessions_expire_by_the_simulator_s_clock() {
 #[tokio::test]
 async fn the_admin_routes_mint_list_expire_and_revoke() {
     let sim = demo().await;
-    let client = reqwest::Client::new();
-    let url = |path: &str| format!("{}{path}", sim.base_url());
-    let minted: Value = client
-        .post(url("/_sim/top/code"))
-        .json(&json!({ "app_key": "12345678", "seller": SECOND }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mint = |seller: &str| json!({ "app_key": "12345678", "seller": seller });
+    let response = admin_post(&sim, "/_sim/top/code", &mint(SECOND)).await;
+    let minted: Value = response.json().await.unwrap();
     let code = minted["code"].as_str().unwrap();
     let (status, answer) = exchange(&sim, code, "urn:ietf:wg:oauth:2.0:oob").await;
     assert_eq!(status, 200, "{answer}");
     let session = answer["access_token"].as_str().unwrap();
-    let response = client
-        .post(url("/_sim/top/code"))
-        .json(&json!({ "app_key": "12345678", "seller": "nobody" }))
-        .send()
-        .await
-        .unwrap();
+    let response = admin_post(&sim, "/_sim/top/code", &mint("nobody")).await;
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("nobody"));
 
-    let listed: Value = client
-        .get(url("/_sim/top/sessions"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = admin_get(&sim, "/_sim/top/sessions").await;
     assert_eq!(listed.as_array().unwrap().len(), 3, "{listed}");
     assert_eq!(listed[2]["session"], session);
     assert_eq!(listed[2]["seller"], SECOND);
     assert_eq!(listed[2]["state"], "active");
 
     for (route, state) in [("expire_session", "expired"), ("revoke_session", "revoked")] {
-        let response = client
-            .post(url(&format!("/_sim/top/{route}")))
-            .json(&json!({ "session": session }))
-            .send()
-            .await
-            .unwrap();
+        let path = format!("/_sim/top/{route}");
+        let response = admin_post(&sim, &path, &json!({ "session": session })).await;
         assert_eq!(response.status(), 200, "{route}");
         let expected: SessionState = serde_json::from_value(json!(state)).unwrap();
         assert_eq!(sim.top_sessions()[2].state, expected);
-        let response = client
-            .post(url(&format!("/_sim/top/{route}")))
-            .json(&json!({ "session": "no-such-session" }))
-            .send()
-            .await
-            .unwrap();
+        let response = admin_post(&sim, &path, &json!({ "session": "no-such-session" })).await;
         assert_eq!(response.status(), 404, "{route}");
     }
 
-    let stats: Value = client
-        .get(url("/_sim/stats"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = admin_get(&sim, "/_sim/stats").await;
     assert_eq!(stats["token_fetches"]["oauth_token"], 1, "{stats}");
     assert_eq!(stats["answers"]["oauth_token"]["ok"], 1, "{stats}");
 }
