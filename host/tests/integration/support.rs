@@ -86,7 +86,7 @@ retry = {{ {retry} }}
 [plugins.alsc]
 component = {alsc:?}
 allowed_hosts = [{origin:?}]
-auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", sign_method = "{sign_method}" }}
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 retry = {{ {retry} }}
