@@ -95,7 +95,7 @@ fn find_api(name: &str) -> Option<&'static TopApi> {
 /// A call that passed the protocol checks, as a handler sees it.
 pub(crate) struct Call<'a> {
     params: &'a Params,
-    /// The calling app's key: idempotency ids are scoped to it.
+    /// The calling app's key: idempotency ids are scoped to it (and to the seller).
     pub(crate) app_key: &'a str,
     /// The seller of the call's session (`None` without one). A handler answers with this
     /// seller's data only.
