@@ -2,9 +2,12 @@
 //! (seeds/003) and `alibaba.alsc.crm.customer.voucher.list` (PROTOCOLS.md §3), in the shapes
 //! `docs/PLATFORMS.md` fixes.
 //!
-//! Neither API needs a session. Business failures are not TOP errors: the answer is a success
-//! envelope whose `result` says `biz_success: false` with a `result_code`. The send is
-//! idempotent by its `request_id` and issues `voucher_num` vouchers at once, all or none.
+//! The send works with or without a session (seed 003 calls it without one); the list needs one
+//! (PROTOCOLS.md §3, "获取顾客优惠券列表": session). Vouchers belong to sellers: a send with a
+//! session may only send its seller's vouchers, and the list shows only its seller's. Business
+//! failures are not TOP errors: the answer is a success envelope whose `result` says
+//! `biz_success: false` with a `result_code`. The send is idempotent by its `request_id` and
+//! issues `voucher_num` vouchers at once, all or none.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,6 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::state::State;
 use crate::taobao::parse_gmt8;
+use crate::top::sellers::{SellerId, Sellers};
 use crate::top::{Call, TopApi, TopError};
 use crate::{AlscSeed, AlscVoucher, Issuance};
 
@@ -33,7 +37,8 @@ const MAX_PAGE_SIZE: i64 = 100;
 /// The page size when none is asked for (PROTOCOLS.md §3: "page_size (default 20)").
 const DEFAULT_PAGE_SIZE: i64 = 20;
 
-/// The alsc APIs the gateway serves. Seed 003 calls the send without a session.
+/// The alsc APIs the gateway serves. Seed 003 calls the send without a session; the list is
+/// tagged as needing one, and the real gateway answers it 26 without.
 pub(crate) const APIS: &[TopApi] = &[
     TopApi {
         name: VOUCHER_SEND,
@@ -42,15 +47,16 @@ pub(crate) const APIS: &[TopApi] = &[
     },
     TopApi {
         name: VOUCHER_LIST,
-        needs_session: false,
+        needs_session: true,
         handle: voucher_list,
     },
 ];
 
-/// A voucher template with its validity parsed.
+/// A voucher template with its validity and owner resolved.
 struct Template {
     seed: AlscVoucher,
     ends: DateTime<Utc>,
+    seller: SellerId,
 }
 
 /// One voucher issued to a customer.
@@ -79,8 +85,12 @@ pub(crate) struct Crm {
     issued: HashMap<usize, u64>,
     /// Every voucher issued, oldest first.
     held: Vec<Held>,
-    /// Successful sends per (app key, request_id).
-    sent: HashMap<(String, String), Sent>,
+    /// Indexes into `held` per customer, so a list reads one customer's vouchers only.
+    by_customer: HashMap<String, Vec<usize>>,
+    /// Vouchers held per (template index, customer id).
+    held_count: HashMap<(usize, String), u64>,
+    /// Successful sends per (app key, the session's seller if any, request_id).
+    sent: HashMap<(String, Option<SellerId>, String), Sent>,
     next_instance: u64,
 }
 
@@ -96,7 +106,7 @@ fn is_yuan(text: &str) -> bool {
 
 impl Crm {
     /// Builds the CRM from its seed; a seed error names the voucher and the field.
-    pub(crate) fn new(seed: AlscSeed) -> Result<Crm, String> {
+    pub(crate) fn new(seed: AlscSeed, sellers: &Sellers) -> Result<Crm, String> {
         let mut templates: Vec<Template> = Vec::new();
         for voucher in seed.vouchers {
             let id = voucher.voucher_id.clone();
@@ -120,9 +130,12 @@ impl Crm {
                 .ok_or_else(|| bad_time("start_time", &voucher.start_time))?;
             let ends = parse_gmt8(&voucher.end_time)
                 .ok_or_else(|| bad_time("end_time", &voucher.end_time))?;
+            let seller =
+                sellers.owner(voucher.seller.as_deref(), &format!("alsc.vouchers[{id}]"))?;
             templates.push(Template {
                 seed: voucher,
                 ends,
+                seller,
             });
         }
         Ok(Crm {
@@ -130,18 +143,18 @@ impl Crm {
             unknown_customers: seed.unknown_customers.into_iter().collect(),
             issued: HashMap::new(),
             held: Vec::new(),
+            by_customer: HashMap::new(),
+            held_count: HashMap::new(),
             sent: HashMap::new(),
             next_instance: 80_000_000_001,
         })
     }
 
     fn held_by(&self, template: usize, customer_id: &str) -> u64 {
-        let count = self
-            .held
-            .iter()
-            .filter(|h| h.template == template && h.customer_id == customer_id)
-            .count();
-        u64::try_from(count).unwrap_or(u64::MAX)
+        self.held_count
+            .get(&(template, customer_id.to_owned()))
+            .copied()
+            .unwrap_or(0)
     }
 }
 
@@ -235,20 +248,27 @@ fn parse_send(object: &Map<String, Value>) -> Result<SendReq, String> {
 ///
 /// Checks, first failure wins: the parameter is JSON (41); its fields (`PARAM_ERROR`); a known
 /// `request_id` (the first answer again, or `PARAM_ERROR` when it was used for another customer,
-/// voucher or number); the voucher exists and has not ended (`VOUCHER_NOT_EXIST`); the customer
-/// exists (`CUSTOMER_NOT_EXIST`); stock for all N (`VOUCHER_STOCK_NOT_ENOUGH`); the customer's
-/// limit for all N (`EXCEED_LIMIT`). Only a successful send uses up its `request_id`.
+/// voucher or number); the voucher exists, is the session's seller's (when a session was sent)
+/// and has not ended (`VOUCHER_NOT_EXIST`); the customer exists (`CUSTOMER_NOT_EXIST`); stock
+/// for all N (`VOUCHER_STOCK_NOT_ENOUGH`); the customer's limit for all N (`EXCEED_LIMIT`).
+/// Only a successful send uses up its `request_id`; ids are scoped to the app key and the
+/// session's seller (or to sends without a session).
 fn voucher_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let object = request_object(call, SEND_REQ)?;
     let req = match parse_send(&object) {
         Ok(req) => req,
         Err(why) => return Ok(param_error(call, why)),
     };
-    let State { alsc, ledger, .. } = state;
+    let State {
+        alsc,
+        ledger,
+        sellers,
+        ..
+    } = state;
     let key = req
         .request_id
         .as_ref()
-        .map(|id| (call.app_key.to_owned(), id.clone()));
+        .map(|id| (call.app_key.to_owned(), call.seller, id.clone()));
     if let Some(sent) = key.as_ref().and_then(|key| alsc.sent.get(key)) {
         if sent.customer_id == req.customer_id
             && sent.voucher_id == req.voucher_id
@@ -274,6 +294,16 @@ fn voucher_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         return Ok(failure(call, "VOUCHER_NOT_EXIST", "券模板不存在", detail));
     };
     let template = &alsc.templates[index];
+    if let Some(seller) = call.seller
+        && template.seller != seller
+    {
+        let detail = format!(
+            "voucher {:?} belongs to seller {:?}, not the session's",
+            req.voucher_id,
+            sellers.seller(template.seller).nick
+        );
+        return Ok(failure(call, "VOUCHER_NOT_EXIST", "券模板不存在", detail));
+    }
     if call.now > template.ends {
         let detail = format!(
             "voucher {:?} ended at {} (GMT+8)",
@@ -318,6 +348,10 @@ fn voucher_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     for _ in 0..num {
         let id = alsc.next_instance.to_string();
         alsc.next_instance += 1;
+        alsc.by_customer
+            .entry(req.customer_id.clone())
+            .or_default()
+            .push(alsc.held.len());
         alsc.held.push(Held {
             id: id.clone(),
             template: index,
@@ -333,6 +367,10 @@ fn voucher_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         });
     }
     *alsc.issued.entry(index).or_default() += num;
+    *alsc
+        .held_count
+        .entry((index, req.customer_id.clone()))
+        .or_default() += num;
     ledger.record(issuances);
     let answer = json!({ "result": {
         "result": true,
@@ -363,8 +401,8 @@ fn gmt8_text(time: DateTime<Utc>) -> String {
         .to_string()
 }
 
-/// `alibaba.alsc.crm.customer.voucher.list`: the vouchers `customer_id` holds, oldest first, a
-/// page at a time. `status` is `NORMAL`, or `DELETED` once the template has ended (nothing is
+/// `alibaba.alsc.crm.customer.voucher.list`: the vouchers `customer_id` holds of the session's
+/// seller, oldest first, a page at a time. `status` is `NORMAL`, or `DELETED` once the template has ended (nothing is
 /// ever used, so never `ISUSED`); `voucher_status_list` narrows by it.
 fn voucher_list(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let object = request_object(call, LIST_REQ)?;
@@ -403,10 +441,14 @@ fn voucher_list(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         let detail = format!("customer {customer_id:?} is in unknown_customers");
         return Ok(failure(call, "CUSTOMER_NOT_EXIST", "顾客不存在", detail));
     }
-    let vouchers: Vec<Value> = alsc
-        .held
+    let held = alsc
+        .by_customer
+        .get(&customer_id)
+        .map_or(&[][..], Vec::as_slice);
+    let vouchers: Vec<Value> = held
         .iter()
-        .filter(|h| h.customer_id == customer_id)
+        .map(|&index| &alsc.held[index])
+        .filter(|held| call.seller == Some(alsc.templates[held.template].seller))
         .map(|held| {
             let template = &alsc.templates[held.template];
             let status = if call.now > template.ends {

@@ -1,5 +1,6 @@
 //! The Douyin open platform (PROTOCOLS.md §2, seeds/004), in the shapes `docs/PLATFORMS.md`
-//! fixes: `POST /oauth/client_token/` and the mini-app coupon APIs
+//! fixes: `POST /oauth/client_token/`, `POST /oauth/stable_client_token/` and the mini-app
+//! coupon APIs
 //! `POST /api/promotion/v1/coupon/send_coupon_to_designated_user/` and
 //! `POST /api/promotion/v1/coupon/get_coupon_receive_info/`.
 //!
@@ -18,6 +19,13 @@
 //! app's previous one valid for five more minutes at most, and the one before that not at all:
 //! only the latest two are ever valid.
 //!
+//! ## stable_client_token
+//!
+//! The same request and answers. While the app's stable token is valid, every request answers
+//! that same token, with `expires_in` the seconds it has left; once it has expired, the next
+//! request makes a new one. Stable tokens and client_tokens do not replace each other, and both
+//! are good for the coupon APIs.
+//!
 //! ## Coupon APIs
 //!
 //! The checks, first failure wins (`{"err_no":N,"err_msg":…,"log_id":…}`):
@@ -34,8 +42,7 @@
 //! user inactive; 29005002 stock exhausted; 29005003 user limit reached.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -45,10 +52,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use crate::server::{ResetHandle, error_page};
+use crate::dispatch::{self, Endpoint, InjectedError, Outcome};
+use crate::server::ResetHandle;
 use crate::state::{Shared, State, admit, lock};
 use crate::top::MAX_BODY_BYTES;
-use crate::{CallRecord, DouyinActivity, DouyinApp, DouyinSeed, Fault, Issuance};
+use crate::{CallRecord, DouyinActivity, DouyinApp, DouyinSeed, Issuance};
 
 /// How long a replaced token stays valid (PROTOCOLS.md §2.1: a 5-minute grace period).
 const GRACE_SECS: i64 = 5 * 60;
@@ -64,10 +72,16 @@ const STATUS_EXPIRED: i64 = 30;
 /// `discount_type` of every coupon, as in seed 004's example (a fixed-amount 满减 coupon).
 const DISCOUNT_TYPE: i64 = 2;
 
+/// The short name `/oauth/client_token/` is faulted, recorded and counted under.
+pub(crate) const CLIENT_TOKEN: &str = "client_token";
+/// The short name of `/oauth/stable_client_token/`.
+pub(crate) const STABLE_CLIENT_TOKEN: &str = "stable_client_token";
+
 /// A route of the Douyin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Api {
     ClientToken,
+    StableClientToken,
     SendCoupon,
     ReceiveInfo,
 }
@@ -76,7 +90,8 @@ impl Api {
     /// The short name that faults match and calls are recorded under.
     fn name(self) -> &'static str {
         match self {
-            Api::ClientToken => "client_token",
+            Api::ClientToken => CLIENT_TOKEN,
+            Api::StableClientToken => STABLE_CLIENT_TOKEN,
             Api::SendCoupon => "send_coupon_to_designated_user",
             Api::ReceiveInfo => "get_coupon_receive_info",
         }
@@ -91,12 +106,10 @@ struct Token {
     valid_until: DateTime<Utc>,
 }
 
-/// A coupon a user received.
+/// A coupon a user received. Whose it is, is where [`Platform::by_user`] files it.
 struct Coupon {
     id: String,
-    app: usize,
     activity: usize,
-    open_id: String,
     /// `receive_time`, unix seconds.
     received: i64,
 }
@@ -120,12 +133,15 @@ pub(crate) struct Platform {
     tokens: HashMap<String, Token>,
     /// Per app, its latest tokens, newest last, at most [`LIVE_TOKENS`].
     latest: HashMap<usize, VecDeque<String>>,
-    token_fetches: usize,
+    /// Per app, its stable token (`/oauth/stable_client_token/`), valid or not.
+    stable: HashMap<usize, String>,
     /// Coupons issued per activity.
     issued: HashMap<usize, u64>,
     /// Coupons held per (app, activity, open id): open ids are per mini-app.
     held: HashMap<(usize, usize, String), u32>,
     coupons: Vec<Coupon>,
+    /// Indexes into `coupons` per (app, open id), so a query reads one user's coupons only.
+    by_user: HashMap<(usize, String), Vec<usize>>,
     /// Successful sends per (app, merchant_coupon_id).
     sent: HashMap<(usize, String), Sent>,
     /// Admitted sends per app, for the QPS limit.
@@ -183,19 +199,15 @@ impl Platform {
             qps: seed.qps,
             tokens: HashMap::new(),
             latest: HashMap::new(),
-            token_fetches: 0,
+            stable: HashMap::new(),
             issued: HashMap::new(),
             held: HashMap::new(),
             coupons: Vec::new(),
+            by_user: HashMap::new(),
             sent: HashMap::new(),
             rate_windows: HashMap::new(),
             next_coupon: 7_092_400_000_000_000_001,
         })
-    }
-
-    /// How many tokens were issued.
-    pub(crate) fn token_fetches(&self) -> usize {
-        self.token_fetches
     }
 
     /// Ends every token issued so far at `now`.
@@ -205,9 +217,19 @@ impl Platform {
         }
     }
 
+    /// A new token value.
+    fn new_token() -> String {
+        format!("clt.{}", hex::encode(rand::rng().random::<[u8; 20]>()))
+    }
+
+    /// The lifetime of a new token. The seed check keeps it within i32 seconds.
+    fn ttl(&self) -> TimeDelta {
+        TimeDelta::seconds(i64::try_from(self.token_ttl_secs).unwrap_or(i64::MAX))
+    }
+
     /// Issues a token for `app`: the previous one gets its grace, the one before is dropped.
     fn issue_token(&mut self, app: usize, now: DateTime<Utc>) -> String {
-        let value = format!("clt.{}", hex::encode(rand::rng().random::<[u8; 20]>()));
+        let value = Platform::new_token();
         let latest = self.latest.entry(app).or_default();
         if let Some(token) = latest.back().and_then(|v| self.tokens.get_mut(v)) {
             token.valid_until = token.valid_until.min(now + TimeDelta::seconds(GRACE_SECS));
@@ -219,17 +241,28 @@ impl Platform {
                 token.valid_until = token.valid_until.min(now);
             }
         }
-        // The seed check keeps the lifetime within i32 seconds.
-        let ttl = TimeDelta::seconds(i64::try_from(self.token_ttl_secs).unwrap_or(i64::MAX));
-        self.tokens.insert(
-            value.clone(),
-            Token {
-                app,
-                valid_until: now + ttl,
-            },
-        );
-        self.token_fetches += 1;
+        let valid_until = now + self.ttl();
+        self.tokens
+            .insert(value.clone(), Token { app, valid_until });
         value
+    }
+
+    /// The app's stable token and the seconds it has left: the current one while it is valid,
+    /// otherwise a new one. It does not touch the app's client_tokens.
+    fn stable_token(&mut self, app: usize, now: DateTime<Utc>) -> (String, i64) {
+        if let Some(value) = self.stable.get(&app)
+            && let Some(token) = self.tokens.get(value)
+            && now < token.valid_until
+        {
+            return (value.clone(), (token.valid_until - now).num_seconds());
+        }
+        let value = Platform::new_token();
+        let ttl = self.ttl();
+        let valid_until = now + ttl;
+        self.tokens
+            .insert(value.clone(), Token { app, valid_until });
+        self.stable.insert(app, value.clone());
+        (value, ttl.num_seconds())
     }
 
     /// The app a valid token belongs to.
@@ -402,8 +435,9 @@ fn required_string(object: &Map<String, Value>, field: &str, code: i64) -> Resul
         .ok_or_else(|| refuse(code, format!("{field} is missing or empty")))
 }
 
-/// `POST /oauth/client_token/`.
-fn client_token_answer(state: &mut State, incoming: &Incoming) -> Result<Value, Refusal> {
+/// The app a token request authenticates as: `POST /oauth/client_token/` and
+/// `/oauth/stable_client_token/` take the same body and refuse it the same way.
+fn token_client(state: &State, incoming: &Incoming) -> Result<usize, Refusal> {
     let object = incoming
         .body
         .as_ref()
@@ -417,8 +451,7 @@ fn client_token_answer(state: &mut State, incoming: &Incoming) -> Result<Value, 
     }
     let client_key = required_string(object, "client_key", 10002)?;
     let client_secret = required_string(object, "client_secret", 10002)?;
-    let now = state.now();
-    let douyin = &mut state.douyin;
+    let douyin = &state.douyin;
     let Some(app) = douyin
         .apps
         .iter()
@@ -435,12 +468,32 @@ fn client_token_answer(state: &mut State, incoming: &Incoming) -> Result<Value, 
             format!("client_secret is not {client_key:?}'s"),
         ));
     }
-    let token = douyin.issue_token(app, now);
+    Ok(app)
+}
+
+/// `POST /oauth/client_token/`.
+fn client_token_answer(state: &mut State, incoming: &Incoming) -> Result<Value, Refusal> {
+    let app = token_client(state, incoming)?;
+    let now = state.now();
+    let token = state.douyin.issue_token(app, now);
     Ok(json!({
         "access_token": token,
         "description": "",
         "error_code": 0,
-        "expires_in": douyin.token_ttl_secs,
+        "expires_in": state.douyin.token_ttl_secs,
+    }))
+}
+
+/// `POST /oauth/stable_client_token/`.
+fn stable_client_token_answer(state: &mut State, incoming: &Incoming) -> Result<Value, Refusal> {
+    let app = token_client(state, incoming)?;
+    let now = state.now();
+    let (token, expires_in) = state.douyin.stable_token(app, now);
+    Ok(json!({
+        "access_token": token,
+        "description": "",
+        "error_code": 0,
+        "expires_in": expires_in,
     }))
 }
 
@@ -526,9 +579,7 @@ fn send_coupon_answer(state: &mut State, incoming: &Incoming) -> Result<Value, R
 
     let coupon = Coupon {
         id: douyin.next_coupon.to_string(),
-        app,
         activity: index,
-        open_id: open_id.clone(),
         received: now.timestamp(),
     };
     douyin.next_coupon += 1;
@@ -542,6 +593,11 @@ fn send_coupon_answer(state: &mut State, incoming: &Incoming) -> Result<Value, R
         instance_id: coupon.id.clone(),
         idempotency_id: merchant_coupon_id,
     }]);
+    douyin
+        .by_user
+        .entry((app, open_id.clone()))
+        .or_default()
+        .push(douyin.coupons.len());
     douyin.coupons.push(coupon);
     if let Some(key) = key {
         douyin.sent.insert(
@@ -586,10 +642,13 @@ fn receive_info_answer(state: &mut State, incoming: &Incoming) -> Result<Value, 
         ));
     }
     douyin.check_app_id(app, &app_id)?;
-    let list: Vec<Value> = douyin
-        .coupons
+    let held = douyin
+        .by_user
+        .get(&(app, open_id))
+        .map_or(&[][..], Vec::as_slice);
+    let list: Vec<Value> = held
         .iter()
-        .filter(|c| c.app == app && c.open_id == open_id)
+        .map(|&index| &douyin.coupons[index])
         .filter(|c| coupon_id.as_ref().is_none_or(|id| c.id == *id))
         .map(|c| douyin.coupon_info(c, now))
         .filter(|info| status.is_none_or(|s| info["coupon_status"] == s))
@@ -621,7 +680,9 @@ fn log_id(now: DateTime<Utc>) -> String {
 /// The answer body for a success.
 fn success_body(api: Api, data: Value, log_id: &str) -> Value {
     match api {
-        Api::ClientToken => json!({ "data": data, "message": "success" }),
+        Api::ClientToken | Api::StableClientToken => {
+            json!({ "data": data, "message": "success" })
+        }
         Api::SendCoupon | Api::ReceiveInfo => {
             json!({ "err_no": 0, "err_msg": "", "log_id": log_id, "data": data })
         }
@@ -631,7 +692,7 @@ fn success_body(api: Api, data: Value, log_id: &str) -> Value {
 /// The answer body for a refusal. Seed 004's error example has no `data`.
 fn error_body(api: Api, refusal: &Refusal, log_id: &str) -> Value {
     match api {
-        Api::ClientToken => json!({
+        Api::ClientToken | Api::StableClientToken => json!({
             "data": {
                 "captcha": "",
                 "desc_url": "",
@@ -648,10 +709,13 @@ fn error_body(api: Api, refusal: &Refusal, log_id: &str) -> Value {
     }
 }
 
+/// The platform's `content-type`.
+const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
 fn json_response(body: &Value, log_id: &str) -> Response {
     (
         [
-            (header::CONTENT_TYPE, "application/json; charset=utf-8"),
+            (header::CONTENT_TYPE, JSON_CONTENT_TYPE),
             (header::HeaderName::from_static("x-tt-logid"), log_id),
         ],
         body.to_string(),
@@ -659,77 +723,84 @@ fn json_response(body: &Value, log_id: &str) -> Response {
         .into_response()
 }
 
-fn record(
-    state: &mut State,
-    incoming: &Incoming,
-    error_code: Option<String>,
-    request_id: Option<String>,
-    detail: Option<String>,
-) {
-    state.calls.push(CallRecord {
+fn record(state: &mut State, incoming: &Incoming, outcome: Outcome) {
+    state.record_call(CallRecord {
         api: incoming.api.name().to_owned(),
-        ok: error_code.is_none(),
-        error_code,
+        ok: outcome.error_code.is_none(),
+        error_code: outcome.error_code,
         sub_code: None,
         sign_method: String::new(),
-        request_id,
+        request_id: outcome.request_id,
         params: incoming.params.clone(),
-        detail,
+        detail: outcome.detail,
+        seller: None,
     });
 }
 
-/// Answers one call and records it, under one lock so the call is atomic.
-fn answer(shared: &Shared, incoming: &Incoming) -> Response {
-    let mut state = lock(shared);
-    let log_id = log_id(state.now());
-    let result = match incoming.api {
-        Api::ClientToken => client_token_answer(&mut state, incoming),
-        Api::SendCoupon => send_coupon_answer(&mut state, incoming),
-        Api::ReceiveInfo => receive_info_answer(&mut state, incoming),
-    };
-    let body = match result {
-        Ok(data) => {
-            record(&mut state, incoming, None, Some(log_id.clone()), None);
-            success_body(incoming.api, data, &log_id)
-        }
-        Err(refusal) => {
-            record(
-                &mut state,
-                incoming,
-                Some(refusal.code.to_string()),
-                Some(log_id.clone()),
-                Some(refusal.detail.clone()),
-            );
-            error_body(incoming.api, &refusal, &log_id)
-        }
-    };
-    json_response(&body, &log_id)
+/// The outcome of a call answered with `log_id`: a success, or a failure with `code`.
+fn outcome(code: Option<i64>, log_id: &str, detail: Option<String>) -> Outcome {
+    Outcome {
+        ok: code.is_none(),
+        error_code: code.map(|code| code.to_string()),
+        sub_code: None,
+        request_id: Some(log_id.to_owned()),
+        detail,
+        seller: None,
+    }
 }
 
-/// Runs [`answer`], turning a panic into an HTTP 500 so one bad call cannot take the simulator
-/// down.
-fn answer_catching_panics(shared: &Shared, incoming: &Incoming) -> Response {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| answer(shared, incoming))) {
-        Ok(response) => response,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            record(
-                &mut lock(shared),
-                incoming,
-                Some("panic".into()),
-                None,
-                Some(message.clone()),
-            );
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("coupon-sim: the handler panicked: {message}"),
-            )
-                .into_response()
-        }
+impl Endpoint for Incoming {
+    fn api(&self) -> &str {
+        self.api.name()
+    }
+
+    /// Answers one call and records it, under one lock so the call is atomic.
+    fn answer(&self, shared: &Shared) -> Response {
+        let mut state = lock(shared);
+        let log_id = log_id(state.now());
+        let result = match self.api {
+            Api::ClientToken => client_token_answer(&mut state, self),
+            Api::StableClientToken => stable_client_token_answer(&mut state, self),
+            Api::SendCoupon => send_coupon_answer(&mut state, self),
+            Api::ReceiveInfo => receive_info_answer(&mut state, self),
+        };
+        let body = match result {
+            Ok(data) => {
+                record(&mut state, self, outcome(None, &log_id, None));
+                success_body(self.api, data, &log_id)
+            }
+            Err(refusal) => {
+                let detail = Some(refusal.detail.clone());
+                record(
+                    &mut state,
+                    self,
+                    outcome(Some(refusal.code), &log_id, detail),
+                );
+                error_body(self.api, &refusal, &log_id)
+            }
+        };
+        json_response(&body, &log_id)
+    }
+
+    fn record(&self, state: &mut State, outcome: Outcome) {
+        record(state, self, outcome);
+    }
+
+    /// Douyin has no sub codes: the code and message become the platform's own.
+    fn injected_error(&self, state: &mut State, error: InjectedError) -> Response {
+        let log_id = log_id(state.now());
+        let refusal = Refusal {
+            code: error.code,
+            message: error.msg,
+            detail: "injected".into(),
+        };
+        let detail = Some(refusal.detail.clone());
+        record(state, self, outcome(Some(refusal.code), &log_id, detail));
+        json_response(&error_body(self.api, &refusal, &log_id), &log_id)
+    }
+
+    fn content_type(&self) -> &'static str {
+        JSON_CONTENT_TYPE
     }
 }
 
@@ -743,81 +814,8 @@ async fn serve(shared: Shared, request: Request, api: Api) -> Response {
         }
     };
     let incoming = Incoming::new(api, &parts.headers, &body);
-    let fault = lock(&shared).take_fault(api.name());
-    match fault {
-        None => answer_catching_panics(&shared, &incoming),
-        Some(Fault::Status { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let code = format!("http-{}", status.as_u16());
-            record(&mut lock(&shared), &incoming, Some(code), None, None);
-            error_page(status)
-        }
-        Some(Fault::Body { body, .. }) => {
-            record(
-                &mut lock(&shared),
-                &incoming,
-                Some("bad-body".into()),
-                None,
-                None,
-            );
-            (
-                [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
-                body,
-            )
-                .into_response()
-        }
-        Some(Fault::TopError { code, msg, .. }) => {
-            // Douyin has no sub codes: the code and message become the platform's own.
-            let mut state = lock(&shared);
-            let log_id = log_id(state.now());
-            let refusal = Refusal {
-                code,
-                message: msg,
-                detail: "injected".into(),
-            };
-            record(
-                &mut state,
-                &incoming,
-                Some(code.to_string()),
-                Some(log_id.clone()),
-                Some(refusal.detail.clone()),
-            );
-            json_response(&error_body(api, &refusal, &log_id), &log_id)
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: true,
-            ..
-        }) => {
-            let response = answer_catching_panics(&shared, &incoming);
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            response
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: false,
-            ..
-        }) => {
-            // If the client gives up meanwhile, hyper drops this future with the connection,
-            // so the call never takes effect.
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            answer_catching_panics(&shared, &incoming)
-        }
-        Some(Fault::ResetConnection { .. }) => match parts.extensions.get::<ResetHandle>() {
-            Some(reset) => {
-                record(
-                    &mut lock(&shared),
-                    &incoming,
-                    Some("reset".into()),
-                    None,
-                    None,
-                );
-                reset.reset();
-                std::future::pending().await
-            }
-            None => answer_catching_panics(&shared, &incoming),
-        },
-    }
+    let reset = parts.extensions.get::<ResetHandle>();
+    dispatch::serve(&shared, &incoming, reset).await
 }
 
 /// `POST /oauth/client_token/`.
@@ -826,6 +824,14 @@ pub(crate) async fn client_token(
     request: Request,
 ) -> Response {
     serve(shared, request, Api::ClientToken).await
+}
+
+/// `POST /oauth/stable_client_token/`.
+pub(crate) async fn stable_client_token(
+    AxumState(shared): AxumState<Shared>,
+    request: Request,
+) -> Response {
+    serve(shared, request, Api::StableClientToken).await
 }
 
 /// `POST /api/promotion/v1/coupon/send_coupon_to_designated_user/`.

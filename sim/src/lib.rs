@@ -6,19 +6,25 @@
 //!   `taobao.qianniu.coupon.buyer.get`, `tmall.nrt.coupon.send`,
 //!   `tmall.nrt.coupon.instance.query`, `alibaba.alsc.crm.voucher.send` and
 //!   `alibaba.alsc.crm.customer.voucher.list`;
-//! - the Douyin open API: `POST /oauth/client_token/` and
+//! - TOP's OAuth token endpoint (`POST /token`): an authorization code or a refresh token for
+//!   a seller's session;
+//! - the Douyin open API: `POST /oauth/client_token/`, `POST /oauth/stable_client_token/` and
 //!   `POST /api/promotion/v1/coupon/{send_coupon_to_designated_user,get_coupon_receive_info}/`.
 //!
 //! The gateway checks every request the way the real one does (app key, signature with md5 /
 //! hmac / hmac-sha256, timestamp window, version, session, call rate), so a signing bug in the
-//! host fails a test here instead of in production; the Douyin API checks its `access-token`
+//! host fails a test here instead of in production. The TOP side has several sellers, each
+//! with its own sessions (which expire, and can be expired or revoked by a test) and its own
+//! coupons: a session sends and sees only its seller's. The Douyin API checks its `access-token`
 //! (lifetime, the five-minute grace of a replaced token, only the latest two valid) and its
 //! 100 QPS per app. Both then answer from state they keep (coupons, stock, what each user
 //! holds, which idempotency ids were used), in the JSON shapes of the platforms' documentation
 //! pages and `docs/PLATFORMS.md`, and record every call and every coupon issued.
 //!
 //! Faults can be queued per API ([`Fault`]): HTTP errors, slow answers (before or after the send
-//! took effect), platform error responses, garbage bodies, dropped connections.
+//! took effect), platform error responses, garbage bodies, dropped connections. Counts of
+//! answers per API and error code, token fetches and "too frequent" answers are kept as calls
+//! come ([`Sim::stats`]).
 //!
 //! Tests start it in-process; the demo runs the `coupon-sim` binary.
 //!
@@ -41,12 +47,16 @@
 //! A TOP API is a `top::TopApi` entry (its name, whether it needs a session, a handler over
 //! `state::State`); a platform module (`taobao`, `tmall`, `alsc`) lists its APIs in an `APIS`
 //! table and `top::apis` chains the tables. Another protocol (`douyin`) has its own module with
-//! its own routes in `server.rs`. Each platform keeps its own part of `State`; the ledger, call
-//! log, faults and clock are shared by all of them.
+//! its own routes in `server.rs`. Every route describes itself as a `dispatch::Endpoint` and goes
+//! through `dispatch::serve`, so an injected fault is acted out the same way on every route.
+//! Each platform keeps its own part of `State`; the ledger, call log, faults and clock are shared
+//! by all of them.
 
 mod admin;
 mod alsc;
+mod dispatch;
 mod douyin;
+mod seed;
 mod server;
 mod state;
 mod taobao;
@@ -57,6 +67,11 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::seed::{
+    AlscSeed, AlscVoucher, DEFAULT_SELLER, DEFAULT_SELLER_ID, DouyinActivity, DouyinApp,
+    DouyinSeed, SimConfig, TaobaoCoupon, TaobaoSeed, TmallCoupon, TmallSeed, TopApp, TopSeller,
+    TopSellerSession,
+};
 use crate::state::{Shared, lock};
 
 /// Whether the simulated TOP gateway accepts `sign` as the signature of `params` (the parameters
@@ -87,348 +102,6 @@ pub fn top_signature_valid(
     };
     let text = top::sign::string_to_sign(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     top::sign::matches(&top::sign::digest(method, secret, &text), sign)
-}
-
-/// What the simulated platforms know when they start: apps, coupons, buyers.
-///
-/// Seed files (`coupon-sim --config`) have this shape, in JSON or TOML; unknown keys are refused.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimConfig {
-    /// TOP applications the gateway accepts.
-    pub top_apps: Vec<TopApp>,
-    /// The Taobao shop: its coupons and the buyers that do not exist.
-    pub taobao: TaobaoSeed,
-    /// Calls per second the gateway admits per app key, over a sliding one-second window
-    /// (`None`: unlimited). Calls over it are answered with TOP code 7.
-    #[serde(default)]
-    pub qps_per_app: Option<u32>,
-    /// The Tmall new-retail coupons (`tmall.nrt.*`). Absent: none.
-    #[serde(default)]
-    pub tmall: TmallSeed,
-    /// The local-services CRM vouchers and customers (`alibaba.alsc.crm.*`). Absent: none.
-    #[serde(default)]
-    pub alsc: AlscSeed,
-    /// The Douyin mini-apps and their coupon activities. Absent: no app, so every token request
-    /// is refused.
-    #[serde(default)]
-    pub douyin: DouyinSeed,
-}
-
-/// A TOP application (an ISV app registered on open.taobao.com).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopApp {
-    /// The AppKey (`app_key`).
-    pub app_key: String,
-    /// The AppSecret the gateway verifies signatures with.
-    pub app_secret: String,
-    /// Seller session keys (`session`) valid for this app.
-    pub sessions: Vec<String>,
-}
-
-/// The Taobao shop's state at start.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaobaoSeed {
-    /// Shop coupons (templates), addressed by `coupon_id`.
-    pub coupons: Vec<TaobaoCoupon>,
-    /// Nicks or open_uids that do not exist: a send to them is reported in `failure_buyers` with
-    /// reason `买家不存在`. Every other nick or open_uid is a buyer.
-    #[serde(default)]
-    pub unknown_buyers: Vec<String>,
-}
-
-/// A Taobao shop coupon template.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaobaoCoupon {
-    /// `coupon_id` (the template id).
-    pub coupon_id: i64,
-    /// Its title, e.g. `店铺满100减10`.
-    pub title: String,
-    /// Face value in yuan.
-    pub amount_yuan: i64,
-    /// Minimum spend in yuan (0: no threshold).
-    pub start_fee_yuan: i64,
-    /// How many coupons can be issued in total (`None`: unlimited). Once issued, a send fails per
-    /// buyer with `优惠券已发完`.
-    #[serde(default)]
-    pub stock: Option<u64>,
-    /// How many of this coupon one buyer may hold (`None`: unlimited). Over it, a send fails per
-    /// buyer with `领取数量超过限制`.
-    #[serde(default)]
-    pub per_buyer_limit: Option<u32>,
-    /// Valid from, `yyyy-MM-dd HH:mm:ss` in GMT+8.
-    pub start_time: String,
-    /// Valid until, `yyyy-MM-dd HH:mm:ss` in GMT+8. After it (by the simulator's clock) the
-    /// coupon counts as expired: sends fail with code 15 `isv.coupon-error`.
-    pub end_time: String,
-}
-
-/// The Tmall new-retail (nrt) coupons, sent by `tmall.nrt.coupon.send`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TmallSeed {
-    /// Coupons, addressed by `uuid` (the DTO's "券code").
-    #[serde(default)]
-    pub coupons: Vec<TmallCoupon>,
-}
-
-/// A Tmall nrt coupon. Amounts and times are in the units the API answers in.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TmallCoupon {
-    /// The coupon code the send names (`uuid`).
-    pub uuid: String,
-    /// Its name (`coupon_name`), e.g. `满100减10`.
-    pub name: String,
-    /// Face value in fen (`discount`).
-    pub discount_fen: i64,
-    /// Minimum spend in fen (`start_fee`; 0: no threshold).
-    pub start_fee_fen: i64,
-    /// How many can be issued in total (`None`: unlimited). Once issued, a send fails with
-    /// sub_code `-6`.
-    #[serde(default)]
-    pub stock: Option<u64>,
-    /// How many one open id may hold (`None`: unlimited). Over it, a send fails with sub_code
-    /// `-7`.
-    #[serde(default)]
-    pub per_user_limit: Option<u32>,
-    /// The template id answered as `coupon_template_id`.
-    pub template_id: i64,
-    /// Valid from, epoch milliseconds (`start_time`).
-    pub start_ms: i64,
-    /// Valid until, epoch milliseconds (`end_time`). After it (by the simulator's clock) a send
-    /// fails with sub_code `-3` and held coupons are listed as expired.
-    pub end_ms: i64,
-}
-
-/// The local-services (饿了么/口碑) CRM: vouchers and the customers that do not exist.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlscSeed {
-    /// Voucher templates, addressed by `voucher_id`.
-    #[serde(default)]
-    pub vouchers: Vec<AlscVoucher>,
-    /// Customer ids that do not exist: a send to them fails with `CUSTOMER_NOT_EXIST`. Every
-    /// other customer id is a customer.
-    #[serde(default)]
-    pub unknown_customers: Vec<String>,
-}
-
-/// A local-services voucher template. Amounts are yuan strings and times GMT+8 text, as the API
-/// answers them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AlscVoucher {
-    /// The template id the send names (`voucher_id`), e.g. `3243421`.
-    pub voucher_id: String,
-    /// Its title, e.g. `满100减10`.
-    pub title: String,
-    /// Face value in yuan with two decimals, e.g. `10.00`.
-    pub amount_yuan: String,
-    /// Minimum spend in yuan with two decimals (`0.00`: no threshold).
-    pub start_fee_yuan: String,
-    /// How many can be issued in total (`None`: unlimited). A send that would go over it issues
-    /// nothing and fails with `VOUCHER_STOCK_NOT_ENOUGH`.
-    #[serde(default)]
-    pub stock: Option<u64>,
-    /// How many one customer may hold (`None`: unlimited). A send that would go over it issues
-    /// nothing and fails with `EXCEED_LIMIT`.
-    #[serde(default)]
-    pub per_customer_limit: Option<u32>,
-    /// Valid from, `yyyy-MM-dd HH:mm:ss` in GMT+8.
-    pub start_time: String,
-    /// Valid until, `yyyy-MM-dd HH:mm:ss` in GMT+8. After it (by the simulator's clock) a send
-    /// fails with `VOUCHER_NOT_EXIST` and held vouchers are listed as `DELETED`.
-    pub end_time: String,
-}
-
-/// The Douyin open platform: mini-apps, their coupon activities, the users they may not reach.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DouyinSeed {
-    /// Mini-apps, each with its client key and secret.
-    #[serde(default)]
-    pub apps: Vec<DouyinApp>,
-    /// Interface-send activities (接口发券活动), addressed by `activity_id`. Every app may send
-    /// from every activity.
-    #[serde(default)]
-    pub activities: Vec<DouyinActivity>,
-    /// Open ids that did not use the mini-app in the last 7 days: a send to them fails with
-    /// `err_no` 29005004. Every other open id may receive coupons.
-    #[serde(default)]
-    pub inactive_users: Vec<String>,
-    /// A client_token's lifetime (`expires_in`), seconds. Default 7200.
-    #[serde(default = "default_token_ttl_secs")]
-    pub token_ttl_secs: u64,
-    /// Sends per second admitted per app, over a sliding one-second window (0: unlimited).
-    /// Default 100, the documented limit. Calls over it get `err_no` 29005012.
-    #[serde(default = "default_douyin_qps")]
-    pub qps: u32,
-}
-
-fn default_token_ttl_secs() -> u64 {
-    7200
-}
-
-fn default_douyin_qps() -> u32 {
-    100
-}
-
-impl Default for DouyinSeed {
-    fn default() -> DouyinSeed {
-        DouyinSeed {
-            apps: Vec::new(),
-            activities: Vec::new(),
-            inactive_users: Vec::new(),
-            token_ttl_secs: default_token_ttl_secs(),
-            qps: default_douyin_qps(),
-        }
-    }
-}
-
-/// A Douyin mini-app registered on the open platform.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DouyinApp {
-    /// The `client_key` a token request names.
-    pub client_key: String,
-    /// The `client_secret` it must match.
-    pub client_secret: String,
-    /// The mini-app's `app_id`, which coupon calls with this app's token must name.
-    pub app_id: String,
-}
-
-/// A Douyin interface-send coupon activity. Amounts are fen and times unix seconds, as the API
-/// answers them.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DouyinActivity {
-    /// The `activity_id` a send names, e.g. `7218070000005644204`.
-    pub activity_id: String,
-    /// The coupon's name (`coupon_name`), e.g. `奶茶立减10元券`.
-    pub coupon_name: String,
-    /// Face value in fen (`discount_amount`).
-    pub discount_amount_fen: i64,
-    /// Minimum spend in fen (`min_pay_amount`; 0: no threshold).
-    pub min_pay_amount_fen: i64,
-    /// How many can be issued in total (`None`: unlimited). Once issued, a send fails with
-    /// `err_no` 29005002.
-    #[serde(default)]
-    pub stock: Option<u64>,
-    /// How many one open id may hold (`None`: unlimited). Over it, a send fails with `err_no`
-    /// 29005003.
-    #[serde(default)]
-    pub per_user_limit: Option<u32>,
-    /// Valid from, unix seconds (`valid_begin_time`).
-    pub valid_begin_time: i64,
-    /// Valid until, unix seconds (`valid_end_time`). After it (by the simulator's clock) the
-    /// activity has ended: a send fails with `err_no` 29005001 and held coupons are listed with
-    /// status 30.
-    pub valid_end_time: i64,
-    /// The template's merchant number, answered as `merchant_meta_no` (default empty).
-    #[serde(default)]
-    pub merchant_meta_no: String,
-}
-
-impl SimConfig {
-    /// The demo seed, which tests, `cargo xtask demo` and `examples/sandbox.toml` rely on:
-    ///
-    /// | what | value |
-    /// |---|---|
-    /// | TOP app | app_key `12345678`, app_secret `sim-app-secret`, session `sim-session` |
-    /// | coupon 48552 | `店铺满100减10`: 10 yuan off 100, stock 1 000 000, 1 per buyer |
-    /// | coupon 48553 | `店铺满200减30`: 30 yuan off 200, stock 1 000, 1 per buyer |
-    /// | validity | both `2026-01-01 00:00:00` to `2027-12-31 23:59:59` (GMT+8) |
-    /// | unknown buyers | `不存在的买家`, `ghost-1`, `ghost-2` |
-    /// | rate limit | none |
-    /// | tmall coupon `nrt-demo-uuid` | `满100减10`: discount 1000 fen off 10000, template 12345, stock 1 000 000, 1 per user |
-    /// | alsc voucher `3243421` | `满100减10`: `10.00` off `100.00`, stock 1 000 000, 5 per customer |
-    /// | alsc unknown customers | `ghost-customer` |
-    /// | douyin app | client_key `tt-demo-key`, client_secret `sim-douyin-secret`, app_id `tt-demo-app` |
-    /// | douyin activity `7218070000005644204` | `奶茶立减10元券`: 1000 fen off 2000, stock 1 000 000, 1 per user, merchant_meta_no `45ed-8f3d` |
-    /// | douyin inactive users | `inactive-user` |
-    /// | douyin token, rate | lifetime 7200 s; 100 sends per second per app |
-    /// | validity | all of them `2026-01-01 00:00:00` to `2027-12-31 23:59:59` (GMT+8) |
-    pub fn demo() -> SimConfig {
-        // 2026-01-01 00:00:00 and 2027-12-31 23:59:59 in GMT+8, as unix seconds.
-        const BEGIN: i64 = 1_767_196_800;
-        const END: i64 = 1_830_268_799;
-        let coupon = |coupon_id, title: &str, amount_yuan, start_fee_yuan, stock| TaobaoCoupon {
-            coupon_id,
-            title: title.into(),
-            amount_yuan,
-            start_fee_yuan,
-            stock: Some(stock),
-            per_buyer_limit: Some(1),
-            start_time: "2026-01-01 00:00:00".into(),
-            end_time: "2027-12-31 23:59:59".into(),
-        };
-        SimConfig {
-            top_apps: vec![TopApp {
-                app_key: "12345678".into(),
-                app_secret: "sim-app-secret".into(),
-                sessions: vec!["sim-session".into()],
-            }],
-            taobao: TaobaoSeed {
-                coupons: vec![
-                    coupon(48552, "店铺满100减10", 10, 100, 1_000_000),
-                    coupon(48553, "店铺满200减30", 30, 200, 1_000),
-                ],
-                unknown_buyers: vec!["不存在的买家".into(), "ghost-1".into(), "ghost-2".into()],
-            },
-            qps_per_app: None,
-            tmall: TmallSeed {
-                coupons: vec![TmallCoupon {
-                    uuid: "nrt-demo-uuid".into(),
-                    name: "满100减10".into(),
-                    discount_fen: 1000,
-                    start_fee_fen: 10000,
-                    stock: Some(1_000_000),
-                    per_user_limit: Some(1),
-                    template_id: 12345,
-                    start_ms: BEGIN * 1000,
-                    end_ms: END * 1000,
-                }],
-            },
-            alsc: AlscSeed {
-                vouchers: vec![AlscVoucher {
-                    voucher_id: "3243421".into(),
-                    title: "满100减10".into(),
-                    amount_yuan: "10.00".into(),
-                    start_fee_yuan: "100.00".into(),
-                    stock: Some(1_000_000),
-                    per_customer_limit: Some(5),
-                    start_time: "2026-01-01 00:00:00".into(),
-                    end_time: "2027-12-31 23:59:59".into(),
-                }],
-                unknown_customers: vec!["ghost-customer".into()],
-            },
-            douyin: DouyinSeed {
-                apps: vec![DouyinApp {
-                    client_key: "tt-demo-key".into(),
-                    client_secret: "sim-douyin-secret".into(),
-                    app_id: "tt-demo-app".into(),
-                }],
-                activities: vec![DouyinActivity {
-                    activity_id: "7218070000005644204".into(),
-                    coupon_name: "奶茶立减10元券".into(),
-                    discount_amount_fen: 1000,
-                    min_pay_amount_fen: 2000,
-                    stock: Some(1_000_000),
-                    per_user_limit: Some(1),
-                    valid_begin_time: BEGIN,
-                    valid_end_time: END,
-                    merchant_meta_no: "45ed-8f3d".into(),
-                }],
-                inactive_users: vec!["inactive-user".into()],
-                token_ttl_secs: 7200,
-                qps: 100,
-            },
-        }
-    }
 }
 
 /// One coupon a simulated platform issued.
@@ -481,17 +154,81 @@ pub struct CallRecord {
     /// The simulator's own explanation of a rejection (which check failed, the expected
     /// signature and the string it was computed over, without the secret). Not on the wire.
     pub detail: Option<String>,
+    /// The nick of the TOP seller the call acted for: the seller of its `session` once that was
+    /// found valid, or of the code or refresh token a `/token` call exchanged (`None` before
+    /// that point, without a session, and for Douyin).
+    #[serde(default)]
+    pub seller: Option<String>,
 }
 
 fn one() -> u32 {
     1
 }
 
+/// A TOP session (access token) as the simulator knows it: [`Sim::top_sessions`],
+/// `GET /_sim/top/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopSession {
+    /// The `session` value, so that a test can expire or revoke it. It is a credential of the
+    /// simulator's own making; do not print it where a real one could be.
+    pub session: String,
+    /// The app it authorizes.
+    pub app_key: String,
+    /// The nick of the seller it acts for.
+    pub seller: String,
+    /// That seller's `taobao_user_id`.
+    pub seller_id: u64,
+    /// When it expires, unix seconds by the simulator's clock (`None`: not by the clock, as
+    /// seed sessions).
+    pub expires_at: Option<i64>,
+    /// When the refresh token issued with it expires, unix seconds (`None`: it has none, it was
+    /// used, or the session was revoked).
+    pub refresh_expires_at: Option<i64>,
+    /// Whether a call with it would be accepted now.
+    pub state: SessionState,
+}
+
+/// Whether a TOP session is good now. Anything but `Active` is answered code 27.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Accepted.
+    Active,
+    /// Past its expiry ([`Sim::expire_top_session`], or its lifetime ran out).
+    Expired,
+    /// Replaced by a refresh, or revoked ([`Sim::revoke_top_session`]).
+    Revoked,
+}
+
+/// Counts over every call so far: [`Sim::stats`], `GET /_sim/stats`. Kept as calls are
+/// recorded, so asking is cheap (but for `duplicate_issuances`, which reads the ledger).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimStats {
+    /// Calls recorded, faulted and refused ones included.
+    pub calls: usize,
+    /// Calls per API (as [`CallRecord::api`]) and outcome: `ok`, or the recorded
+    /// [`CallRecord::error_code`].
+    pub answers: std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>>,
+    /// Successful answers per token endpoint: `client_token`, `stable_client_token` (Douyin)
+    /// and `oauth_token` (TOP's `/token`, both grants). Every endpoint is listed, 0 included.
+    pub token_fetches: std::collections::BTreeMap<String, usize>,
+    /// Failed calls per error code, over every API.
+    pub error_counts: std::collections::BTreeMap<String, usize>,
+    /// Answers that said "too frequent": TOP code 7, Douyin 29005012 and 28003018, whether the
+    /// simulator's rate limit or an injected fault produced them.
+    pub too_frequent: usize,
+    /// Coupons issued ([`Sim::ledger`]'s length).
+    pub issued: usize,
+    /// [`Sim::duplicate_issuances`].
+    pub duplicate_issuances: usize,
+}
+
 /// A fault to inject into upcoming calls.
 ///
 /// `api: None` matches every API, TOP and Douyin alike; otherwise it is compared with the TOP
-/// request's `method`, or with the Douyin route's short name (`client_token`,
-/// `send_coupon_to_designated_user`, `get_coupon_receive_info`). `times` is how many matching
+/// request's `method`, with `oauth_token` for TOP's `/token`, or with the Douyin route's short
+/// name (`client_token`, `stable_client_token`, `send_coupon_to_designated_user`,
+/// `get_coupon_receive_info`). `times` is how many matching
 /// calls the fault applies to (default 1 in JSON; 0 injects nothing). Faults are taken in the
 /// order they were queued and apply before any check, so a faulted call is not verified and has
 /// no effect unless the fault says so (`Delay`).
@@ -644,7 +381,7 @@ impl Sim {
 
     /// Every call so far (TOP and Douyin), in order, including rejected and faulted ones.
     pub fn calls(&self) -> Vec<CallRecord> {
-        lock(&self.state).calls.clone()
+        lock(&self.state).calls().to_vec()
     }
 
     /// Moves the simulator's "now" by `skew_secs` (positive: the simulator is ahead). It applies
@@ -665,9 +402,75 @@ impl Sim {
         self.base_url()
     }
 
-    /// How many Douyin client_tokens were issued (refused token requests do not count).
+    /// How many Douyin token requests were answered with a token, on `/oauth/client_token/`
+    /// and `/oauth/stable_client_token/` together (refused and faulted ones do not count).
     pub fn douyin_token_fetches(&self) -> usize {
-        lock(&self.state).douyin.token_fetches()
+        let fetches = self.token_fetches();
+        ["client_token", "stable_client_token"]
+            .iter()
+            .filter_map(|api| fetches.get(*api))
+            .sum()
+    }
+
+    /// Counts over every call so far.
+    pub fn stats(&self) -> SimStats {
+        lock(&self.state).stats()
+    }
+
+    /// Successful answers per token endpoint: `client_token`, `stable_client_token` and
+    /// `oauth_token`, each listed (0 included). A stable token answered again counts again.
+    pub fn token_fetches(&self) -> std::collections::BTreeMap<String, usize> {
+        lock(&self.state).token_fetches()
+    }
+
+    /// Failed calls per error code, over every API: TOP `code` (`"7"`), Douyin `err_no`
+    /// (`"29005012"`), OAuth `error` (`"invalid_grant"`), alsc `result_code`, or a fault's
+    /// `http-502` / `bad-body` / `reset`.
+    pub fn error_counts(&self) -> std::collections::BTreeMap<String, usize> {
+        lock(&self.state).error_counts()
+    }
+
+    /// How many answers said "too frequent" (TOP code 7, Douyin 29005012 or 28003018).
+    pub fn too_frequent(&self) -> usize {
+        lock(&self.state).too_frequent()
+    }
+
+    /// TOP's OAuth token endpoint, `base_url() + "/token"` (`https://oauth.taobao.com/token`
+    /// on the real platform).
+    pub fn top_oauth_url(&self) -> String {
+        format!("{}/token", self.base_url())
+    }
+
+    /// Mints an authorization code for `seller` (a nick) on app `app_key`, as TOP's authorize
+    /// page does once the seller agrees. It is bound to `redirect_uri` (`None`: the app's
+    /// [`TopApp::redirect_uri`]), valid for 30 minutes and exchangeable once at
+    /// [`Sim::top_oauth_url`] for a session of that seller. An unknown app or seller is an error
+    /// naming it.
+    pub fn mint_top_code(
+        &self,
+        app_key: &str,
+        seller: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<String, String> {
+        lock(&self.state).mint_top_code(app_key, seller, redirect_uri)
+    }
+
+    /// Every TOP session ever issued (seeded, by a code, by a refresh), oldest first.
+    pub fn top_sessions(&self) -> Vec<TopSession> {
+        lock(&self.state).top_sessions()
+    }
+
+    /// Puts a TOP session past its expiry now: calls with it get code 27 `invalid-sessionkey`.
+    /// Its refresh token, if any, still works. `false` when no such session was ever issued.
+    pub fn expire_top_session(&self, session: &str) -> bool {
+        lock(&self.state).expire_top_session(session)
+    }
+
+    /// Revokes a TOP session and its refresh token, as a merchant cancelling the authorization
+    /// does: calls get code 27 and a refresh is refused. `false` when no such session was ever
+    /// issued.
+    pub fn revoke_top_session(&self, session: &str) -> bool {
+        lock(&self.state).revoke_top_session(session)
     }
 
     /// Puts every Douyin token issued so far past its lifetime: a call with one gets `err_no`

@@ -8,12 +8,15 @@ use std::process::ExitCode;
 use clap::Parser;
 use coupon_sim::{Sim, SimConfig};
 
-/// Simulates the TOP gateway (/router/rest) and the Douyin open API (/oauth/client_token/,
-/// /api/promotion/v1/coupon/...) on loopback, with the demo seed or a seed file.
+/// Simulates the TOP gateway (/router/rest), TOP's OAuth token endpoint (/token) and the Douyin
+/// open API (/oauth/client_token/, /oauth/stable_client_token/, /api/promotion/v1/coupon/...)
+/// on loopback, with the demo seed or a seed file.
 ///
 /// Prints `coupon-sim listening on http://ADDR` once it accepts connections, then serves until
-/// Ctrl-C. Admin endpoints: GET /_sim/ledger, GET /_sim/calls, POST /_sim/fault,
-/// POST /_sim/clock_skew, POST /_sim/douyin/expire_tokens.
+/// Ctrl-C. Admin endpoints: GET /_sim/ledger, GET /_sim/calls, GET /_sim/stats,
+/// POST /_sim/fault, POST /_sim/clock_skew, POST /_sim/douyin/expire_tokens,
+/// GET /_sim/top/sessions, POST /_sim/top/code, POST /_sim/top/expire_session,
+/// POST /_sim/top/revoke_session.
 #[derive(Parser)]
 #[command(name = "coupon-sim", version, about)]
 struct Args {

@@ -32,7 +32,13 @@ pub(crate) fn router(state: Shared) -> Router {
         // not serve, as the real one does.
         .route("/router/rest", any(top::handle))
         // Douyin serves its OpenAPI by POST only; another method gets axum's 405.
+        // TOP's OAuth token endpoint (oauth.taobao.com/token on the real platform).
+        .route("/token", post(top::oauth::token))
         .route("/oauth/client_token/", post(douyin::client_token))
+        .route(
+            "/oauth/stable_client_token/",
+            post(douyin::stable_client_token),
+        )
         .route(
             "/api/promotion/v1/coupon/send_coupon_to_designated_user/",
             post(douyin::send_coupon),
@@ -49,6 +55,11 @@ pub(crate) fn router(state: Shared) -> Router {
             "/_sim/douyin/expire_tokens",
             post(admin::expire_douyin_tokens),
         )
+        .route("/_sim/stats", get(admin::stats))
+        .route("/_sim/top/sessions", get(admin::top_sessions))
+        .route("/_sim/top/code", post(admin::top_code))
+        .route("/_sim/top/expire_session", post(admin::expire_top_session))
+        .route("/_sim/top/revoke_session", post(admin::revoke_top_session))
         .with_state(state)
 }
 

@@ -3,11 +3,26 @@
 //! One lock for all of it keeps each call atomic (check, rate count, issue, record) without any
 //! ordering rules between locks; the simulator serves tests, not throughput.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::{CallRecord, Fault, Issuance, SimConfig, TopApp, alsc, douyin, taobao, tmall};
+use crate::top::sellers::Sellers;
+use crate::{
+    CallRecord, Fault, Issuance, SimConfig, SimStats, TopApp, TopSession, alsc, douyin, taobao,
+    tmall,
+};
+
+/// The routes that hand out credentials. Chaos leaves them alone: a test of a host's sends
+/// should not fail at getting a token.
+pub(crate) const TOKEN_APIS: [&str; 3] = [
+    douyin::CLIENT_TOKEN,
+    douyin::STABLE_CLIENT_TOKEN,
+    crate::top::oauth::API,
+];
+
+/// What [`State::answers`] counts a successful call under.
+pub(crate) const OK: &str = "ok";
 
 /// The state shared by the server tasks and the [`crate::Sim`] handle.
 pub(crate) type Shared = Arc<Mutex<State>>;
@@ -23,6 +38,8 @@ pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
 pub(crate) struct State {
     /// TOP applications, by the gateway's lookup order.
     pub(crate) top_apps: Vec<TopApp>,
+    /// The TOP sellers, their sessions, refresh tokens and authorization codes.
+    pub(crate) sellers: Sellers,
     pub(crate) qps_per_app: Option<u32>,
     /// The Taobao shop: coupons, stock, what each buyer holds.
     pub(crate) taobao: taobao::Shop,
@@ -34,7 +51,10 @@ pub(crate) struct State {
     pub(crate) douyin: douyin::Platform,
     pub(crate) clock_skew_secs: i64,
     pub(crate) ledger: Ledger,
-    pub(crate) calls: Vec<CallRecord>,
+    calls: Vec<CallRecord>,
+    /// Calls per API and outcome ([`OK`] or the recorded error code), kept as calls are
+    /// recorded so that counting never walks the call log.
+    answers: BTreeMap<String, BTreeMap<String, usize>>,
     faults: VecDeque<Fault>,
     /// Random faults: (probability per call, the faults to draw from).
     pub(crate) chaos: Option<(f64, Vec<Fault>)>,
@@ -56,16 +76,19 @@ impl State {
                 ));
             }
         }
+        let sellers = Sellers::new(&config.top_apps, config.top_sellers, chrono::Utc::now())?;
         Ok(State {
+            taobao: taobao::Shop::new(config.taobao, &sellers)?,
+            tmall: tmall::Store::new(config.tmall, &sellers)?,
+            alsc: alsc::Crm::new(config.alsc, &sellers)?,
             top_apps: config.top_apps,
+            sellers,
             qps_per_app: config.qps_per_app,
-            taobao: taobao::Shop::new(config.taobao)?,
-            tmall: tmall::Store::new(config.tmall)?,
-            alsc: alsc::Crm::new(config.alsc)?,
             douyin: douyin::Platform::new(config.douyin)?,
             clock_skew_secs: 0,
             ledger: Ledger::default(),
             calls: Vec::new(),
+            answers: BTreeMap::new(),
             faults: VecDeque::new(),
             chaos: None,
             rate_windows: HashMap::new(),
@@ -79,6 +102,23 @@ impl State {
     /// The simulator's "now": the real clock moved by the configured skew.
     pub(crate) fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() + chrono::TimeDelta::seconds(self.clock_skew_secs)
+    }
+
+    /// Appends a call to the log and counts it.
+    pub(crate) fn record_call(&mut self, record: CallRecord) {
+        let outcome = record.error_code.as_deref().unwrap_or(OK);
+        *self
+            .answers
+            .entry(record.api.clone())
+            .or_default()
+            .entry(outcome.to_owned())
+            .or_default() += 1;
+        self.calls.push(record);
+    }
+
+    /// Every call so far, in order.
+    pub(crate) fn calls(&self) -> &[CallRecord] {
+        &self.calls
     }
 
     pub(crate) fn inject(&mut self, fault: Fault) {
@@ -107,11 +147,106 @@ impl State {
     }
 }
 
+/// Error codes that say "too frequent": TOP's App Call Limited, Douyin's 尝试过于频繁 and its
+/// generic 请求频率过高.
+const TOO_FREQUENT: [&str; 3] = ["7", "29005012", "28003018"];
+
+/// The admin hooks, shared by [`crate::Sim`] and the `/_sim/` routes.
+impl State {
+    /// Counts over the calls so far.
+    pub(crate) fn stats(&self) -> SimStats {
+        SimStats {
+            calls: self.calls.len(),
+            answers: self.answers.clone(),
+            token_fetches: self.token_fetches(),
+            error_counts: self.error_counts(),
+            too_frequent: self.too_frequent(),
+            issued: self.ledger.entries().len(),
+            duplicate_issuances: self.ledger.duplicates(),
+        }
+    }
+
+    /// How many calls of `api` were recorded with `outcome`.
+    fn count(&self, api: &str, outcome: &str) -> usize {
+        self.answers
+            .get(api)
+            .and_then(|outcomes| outcomes.get(outcome))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Successful answers per token endpoint, every one listed.
+    pub(crate) fn token_fetches(&self) -> BTreeMap<String, usize> {
+        TOKEN_APIS
+            .iter()
+            .map(|api| ((*api).to_owned(), self.count(api, OK)))
+            .collect()
+    }
+
+    /// Failed calls per error code, over every API.
+    pub(crate) fn error_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for outcomes in self.answers.values() {
+            for (outcome, n) in outcomes {
+                if outcome != OK {
+                    *counts.entry(outcome.clone()).or_default() += n;
+                }
+            }
+        }
+        counts
+    }
+
+    /// Answers that said "too frequent", over every API.
+    pub(crate) fn too_frequent(&self) -> usize {
+        self.answers
+            .values()
+            .flat_map(|outcomes| TOO_FREQUENT.iter().filter_map(|code| outcomes.get(*code)))
+            .sum()
+    }
+
+    /// Mints an authorization code of `seller` (a nick) for `app_key`, bound to `redirect_uri`
+    /// or the app's registered callback.
+    pub(crate) fn mint_top_code(
+        &mut self,
+        app_key: &str,
+        seller: &str,
+        redirect_uri: Option<&str>,
+    ) -> Result<String, String> {
+        let now = self.now();
+        let app = self
+            .top_apps
+            .iter()
+            .find(|app| app.app_key == app_key)
+            .ok_or_else(|| format!("app_key {app_key:?} is not a TOP app"))?;
+        let seller = self
+            .sellers
+            .find(seller)
+            .ok_or_else(|| format!("seller {seller:?} is not a TOP seller"))?;
+        Ok(self.sellers.mint_code(app, seller, redirect_uri, now))
+    }
+
+    /// Puts a session past its expiry now; `false` when it was never issued.
+    pub(crate) fn expire_top_session(&mut self, session: &str) -> bool {
+        let now = self.now();
+        self.sellers.expire(session, now)
+    }
+
+    /// Revokes a session and its refresh token; `false` when it was never issued.
+    pub(crate) fn revoke_top_session(&mut self, session: &str) -> bool {
+        self.sellers.revoke(session)
+    }
+
+    /// Every TOP session ever issued, oldest first, with its state now.
+    pub(crate) fn top_sessions(&self) -> Vec<TopSession> {
+        self.sellers.list(self.now())
+    }
+}
+
 impl State {
     /// With chaos on, a random matching fault with the configured probability.
     fn chaos_fault(&mut self, api: &str) -> Option<Fault> {
         let (rate, faults) = self.chaos.as_ref()?;
-        if api == "client_token" || rand::random::<f64>() >= *rate {
+        if TOKEN_APIS.contains(&api) || rand::random::<f64>() >= *rate {
             return None;
         }
         let matching: Vec<&Fault> = faults

@@ -9,6 +9,7 @@ use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
 use crate::state::State;
+use crate::top::sellers::{SellerId, Sellers};
 use crate::top::{Call, TopApi, TopError};
 use crate::{Issuance, TaobaoCoupon, TaobaoSeed};
 
@@ -34,10 +35,11 @@ pub(crate) const APIS: &[TopApi] = &[
     },
 ];
 
-/// A coupon template with its validity parsed.
+/// A coupon template with its validity and owner resolved.
 struct Template {
     seed: TaobaoCoupon,
     ends: DateTime<Utc>,
+    seller: SellerId,
 }
 
 /// The shop's state: coupon templates, how many of each were issued, who holds what.
@@ -61,7 +63,7 @@ pub(crate) fn parse_gmt8(text: &str) -> Option<DateTime<Utc>> {
 
 impl Shop {
     /// Builds the shop from its seed; a seed error names the coupon and the field.
-    pub(crate) fn new(seed: TaobaoSeed) -> Result<Shop, String> {
+    pub(crate) fn new(seed: TaobaoSeed, sellers: &Sellers) -> Result<Shop, String> {
         let mut templates: Vec<Template> = Vec::new();
         for coupon in seed.coupons {
             let id = coupon.coupon_id;
@@ -77,7 +79,13 @@ impl Shop {
                 .ok_or_else(|| bad_time("start_time", &coupon.start_time))?;
             let ends = parse_gmt8(&coupon.end_time)
                 .ok_or_else(|| bad_time("end_time", &coupon.end_time))?;
-            templates.push(Template { seed: coupon, ends });
+            let seller =
+                sellers.owner(coupon.seller.as_deref(), &format!("taobao.coupons[{id}]"))?;
+            templates.push(Template {
+                seed: coupon,
+                ends,
+                seller,
+            });
         }
         Ok(Shop {
             templates,
@@ -185,7 +193,12 @@ fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         );
     }
 
-    let State { taobao, ledger, .. } = state;
+    let State {
+        taobao,
+        ledger,
+        sellers,
+        ..
+    } = state;
     let Some(index) = taobao
         .templates
         .iter()
@@ -193,6 +206,15 @@ fn sns_send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     else {
         return Err(coupon_error(format!("coupon {coupon_id} does not exist")));
     };
+    // "只能发给当前授权卖家店铺的微淘粉丝": another shop's coupon is, to this seller, one that does
+    // not exist (the seed's only coupon error).
+    let owner = taobao.templates[index].seller;
+    if call.seller != Some(owner) {
+        return Err(coupon_error(format!(
+            "coupon {coupon_id} belongs to seller {:?}, not the session's",
+            sellers.seller(owner).nick
+        )));
+    }
     if call.now > taobao.templates[index].ends {
         return Err(coupon_error(format!(
             "coupon {coupon_id} ended at {} (GMT+8)",
@@ -247,8 +269,9 @@ fn coupon_uuid(coupon_id: i64, buyer: &str) -> String {
     )
 }
 
-/// `taobao.qianniu.coupon.buyer.get`: every coupon of the shop, with `status` 1 when the buyer
-/// holds it and 0 when they can still get it. Amounts are in yuan, times in GMT+8.
+/// `taobao.qianniu.coupon.buyer.get`: every coupon of the session's seller's shop, with `status`
+/// 1 when the buyer holds it and 0 when they can still get it. Amounts are in yuan, times in
+/// GMT+8.
 fn buyer_get(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let buyer = call
         .param("buyer_nick")
@@ -257,6 +280,7 @@ fn buyer_get(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let coupons = shop
         .templates
         .iter()
+        .filter(|template| call.seller == Some(template.seller))
         .map(|template| {
             let coupon = &template.seed;
             let id = coupon.coupon_id;

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use serde_json::{Map, Value, json};
 
 use crate::state::State;
+use crate::top::sellers::{SellerId, Sellers};
 use crate::top::{Call, TopApi, TopError};
 use crate::{Issuance, TmallCoupon, TmallSeed};
 
@@ -39,9 +40,8 @@ pub(crate) const APIS: &[TopApi] = &[
 /// One coupon instance issued.
 struct Instance {
     id: i64,
-    /// Index into [`Store::coupons`].
+    /// Index into [`Store::coupons`]. Whose it is, is where [`Store::by_open_id`] files it.
     coupon: usize,
-    open_id: String,
     /// The `biz_code` and `coupon_type` it was sent under, which the query filters by.
     biz_code: String,
     coupon_type: i64,
@@ -57,19 +57,24 @@ struct Sent {
 /// The Tmall coupons: templates, what was issued, which `out_id`s were used.
 pub(crate) struct Store {
     coupons: Vec<TmallCoupon>,
+    /// The seller of each coupon, by index.
+    owners: Vec<SellerId>,
     /// Instances issued per coupon index.
     issued: HashMap<usize, u64>,
     /// Instances held per (coupon index, open id).
     held: HashMap<(usize, String), u32>,
     instances: Vec<Instance>,
-    /// Successful sends per (app key, out_id).
-    sent: HashMap<(String, String), Sent>,
+    /// Indexes into `instances` per open id, so a query reads one user's instances only.
+    by_open_id: HashMap<String, Vec<usize>>,
+    /// Successful sends per (app key, seller, out_id).
+    sent: HashMap<(String, SellerId, String), Sent>,
     next_instance: i64,
 }
 
 impl Store {
     /// Builds the store from its seed; a seed error names the coupon and the field.
-    pub(crate) fn new(seed: TmallSeed) -> Result<Store, String> {
+    pub(crate) fn new(seed: TmallSeed, sellers: &Sellers) -> Result<Store, String> {
+        let mut owners = Vec::new();
         for (index, coupon) in seed.coupons.iter().enumerate() {
             let uuid = &coupon.uuid;
             if seed.coupons[..index].iter().any(|c| c.uuid == *uuid) {
@@ -81,12 +86,16 @@ impl Store {
                     coupon.end_ms, coupon.start_ms
                 ));
             }
+            owners
+                .push(sellers.owner(coupon.seller.as_deref(), &format!("tmall.coupons[{uuid}]"))?);
         }
         Ok(Store {
             coupons: seed.coupons,
+            owners,
             issued: HashMap::new(),
             held: HashMap::new(),
             instances: Vec::new(),
+            by_open_id: HashMap::new(),
             sent: HashMap::new(),
             next_instance: 67_890_000_001,
         })
@@ -193,13 +202,23 @@ fn parse_dto(call: &Call<'_>) -> Result<Dto, TopError> {
 /// `tmall.nrt.coupon.send`: issues one coupon instance to one open id.
 ///
 /// Checks, first failure wins: the DTO (40/41); a known `out_id` (the first answer again, or
-/// `-11` when it was used for another recipient or coupon); the coupon exists and has not ended
-/// (`-3`); stock (`-6`); the per-user limit (`-7`). Only a successful send uses up its `out_id`,
-/// so a send that failed can be retried under the same id.
+/// `-11` when it was used for another recipient or coupon); the coupon exists, is the session's
+/// seller's and has not ended (`-3`); stock (`-6`); the per-user limit (`-7`). Only a
+/// successful send uses up its `out_id`, so a send that failed can be retried under the same
+/// id. `out_id`s are scoped to the app key and the seller.
 fn send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let dto = parse_dto(call)?;
-    let State { tmall, ledger, .. } = state;
-    let key = (call.app_key.to_owned(), dto.out_id.clone());
+    let State {
+        tmall,
+        ledger,
+        sellers,
+        ..
+    } = state;
+    // The API needs a session, so the gateway has resolved its seller.
+    let Some(seller) = call.seller else {
+        return Err(TopError::new(26, "Missing session"));
+    };
+    let key = (call.app_key.to_owned(), seller, dto.out_id.clone());
     if let Some(sent) = tmall.sent.get(&key) {
         if sent.open_id == dto.open_id && sent.uuid == dto.uuid {
             return Ok(json!({ "model": sent.model }));
@@ -218,6 +237,16 @@ fn send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
             format!("uuid {:?} does not exist", dto.uuid),
         ));
     };
+    if tmall.owners[index] != seller {
+        return Err(nrt_error(
+            "-3",
+            format!(
+                "uuid {:?} belongs to seller {:?}, not the session's",
+                dto.uuid,
+                sellers.seller(tmall.owners[index]).nick
+            ),
+        ));
+    }
     let coupon = &tmall.coupons[index];
     let now_ms = call.now.timestamp_millis();
     if now_ms > coupon.end_ms {
@@ -264,10 +293,14 @@ fn send(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
         instance_id: id.to_string(),
         idempotency_id: Some(dto.out_id),
     }]);
+    tmall
+        .by_open_id
+        .entry(dto.open_id.clone())
+        .or_default()
+        .push(tmall.instances.len());
     tmall.instances.push(Instance {
         id,
         coupon: index,
-        open_id: dto.open_id.clone(),
         biz_code: dto.biz_code,
         coupon_type: dto.coupon_type,
     });
@@ -298,8 +331,8 @@ fn number_list(call: &Call<'_>, name: &str) -> Result<Option<Vec<i64>>, TopError
         .map(Some)
 }
 
-/// `tmall.nrt.coupon.instance.query`: the instances `user_id` holds, oldest first, narrowed by
-/// `biz_code`, `coupon_types` and `instance_ids` when given. Each model is a JSON object
+/// `tmall.nrt.coupon.instance.query`: the instances `user_id` holds of the session's seller's
+/// coupons, oldest first, narrowed by `biz_code`, `coupon_types` and `instance_ids` when given. Each model is a JSON object
 /// rendered as a string; `models` is a plain array of strings with or without `simplify`.
 fn instance_query(state: &mut State, call: &Call<'_>) -> Result<Value, TopError> {
     let user_id = call
@@ -310,10 +343,11 @@ fn instance_query(state: &mut State, call: &Call<'_>) -> Result<Value, TopError>
     let instance_ids = number_list(call, "instance_ids")?;
     let now_ms = call.now.timestamp_millis();
     let tmall = &state.tmall;
-    let models: Vec<Value> = tmall
-        .instances
+    let held = tmall.by_open_id.get(user_id).map_or(&[][..], Vec::as_slice);
+    let models: Vec<Value> = held
         .iter()
-        .filter(|i| i.open_id == user_id)
+        .map(|&index| &tmall.instances[index])
+        .filter(|i| call.seller == Some(tmall.owners[i.coupon]))
         .filter(|i| biz_code.is_none_or(|code| i.biz_code == code))
         .filter(|i| {
             coupon_types

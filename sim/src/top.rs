@@ -26,19 +26,19 @@
 //! | `format` not json/xml | 23 | Invalid format | |
 //! | signature mismatch | 25 | Invalid signature | |
 //! | `session` missing (API needs one) | 26 | Missing session | |
-//! | `session` unknown (checked whenever sent) | 27 | Invalid session | `invalid-sessionkey` |
+//! | `session` unknown, of another app key, expired or revoked (checked whenever sent) | 27 | Invalid session | `invalid-sessionkey` |
 //! | over `qps_per_app` | 7 | App Call Limited | `isv.access-limited-by-app-access-count` |
 //!
 //! Then the API's own checks (40 `isv.missing-parameter`, 41 `isv.invalid-parameter`, business
 //! errors such as 15 `isv.coupon-error`, or a success envelope reporting a business failure, as
 //! alsc's `biz_success: false`).
 
+pub(crate) mod oauth;
+pub(crate) mod sellers;
 pub(crate) mod sign;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
@@ -48,10 +48,12 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rand::Rng;
 use serde_json::{Value, json};
 
+use self::sellers::SellerId;
 use self::sign::SignMethod;
-use crate::server::{ResetHandle, error_page};
+use crate::CallRecord;
+use crate::dispatch::{self, Endpoint, InjectedError, Outcome};
+use crate::server::ResetHandle;
 use crate::state::{Shared, State, lock};
-use crate::{CallRecord, Fault};
 
 /// Request parameters, merged from the query string and the form body.
 pub(crate) type Params = BTreeMap<String, String>;
@@ -93,8 +95,11 @@ fn find_api(name: &str) -> Option<&'static TopApi> {
 /// A call that passed the protocol checks, as a handler sees it.
 pub(crate) struct Call<'a> {
     params: &'a Params,
-    /// The calling app's key: idempotency ids are scoped to it.
+    /// The calling app's key: idempotency ids are scoped to it (and to the seller).
     pub(crate) app_key: &'a str,
+    /// The seller of the call's session (`None` without one). A handler answers with this
+    /// seller's data only.
+    pub(crate) seller: Option<SellerId>,
     /// How lists are to be rendered.
     pub(crate) shape: Shape,
     /// The simulator's (skewed) now.
@@ -237,9 +242,12 @@ fn response_name(api: &str) -> String {
     format!("{}_response", name.replace('.', "_"))
 }
 
+/// The gateway's `content-type`.
+const JSON_CONTENT_TYPE: &str = "application/json;charset=UTF-8";
+
 fn json_response(value: &Value) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
+        [(header::CONTENT_TYPE, JSON_CONTENT_TYPE)],
         value.to_string(),
     )
         .into_response()
@@ -278,10 +286,12 @@ fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The protocol checks, in the order the real gateway applies them, then the handler. A
-/// success answer comes with the business failure it reports, if any.
+/// success answer comes with the business failure it reports, if any. `seller` is set as soon
+/// as the session is found valid, for the call record.
 fn gateway(
     state: &mut State,
     params: &Params,
+    seller: &mut Option<SellerId>,
 ) -> Result<(Value, Option<BusinessFailure>), TopError> {
     // Messages are worded as the production gateway words them in answers seen in the wild
     // ("Invalid method", "Invalid signature", "Missing session", "Invalid app Key"), which is
@@ -290,11 +300,11 @@ fn gateway(
     let api = find_api(method).ok_or_else(|| TopError::new(22, "Invalid method"))?;
     let app_key =
         non_blank(params, "app_key").ok_or_else(|| TopError::new(28, "Missing app key"))?;
-    let app = state
+    let app_secret = state
         .top_apps
         .iter()
         .find(|app| app.app_key == app_key)
-        .cloned()
+        .map(|app| app.app_secret.clone())
         .ok_or_else(|| TopError::new(29, "Invalid app Key").sub_code("isv.appkey-not-exists"))?;
     let sign = non_blank(params, "sign").ok_or_else(|| TopError::new(24, "Missing signature"))?;
     // Old TOP docs make `sign_method` optional with md5 as the default, and Java's signer falls
@@ -339,7 +349,7 @@ fn gateway(
         }
     }
     let text = sign::string_to_sign(params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let expected = sign::digest(sign_method, &app.app_secret, &text);
+    let expected = sign::digest(sign_method, &app_secret, &text);
     if !sign::matches(&expected, sign) {
         // The string to sign holds the session key; the record shows it masked.
         let shown = sign::string_to_sign(
@@ -351,20 +361,25 @@ fn gateway(
             "{sign_method:?} over {shown:?} is {expected}, the request says {sign}"
         )));
     }
-    // An API that does not need a session (alsc) still has one checked when it is sent: the
-    // gateway resolves every session it gets.
+    // An API that does not need a session (the alsc send) still has one checked when it is
+    // sent: the gateway resolves every session it gets.
     match non_blank(params, "session") {
         None if api.needs_session => return Err(TopError::new(26, "Missing session")),
-        Some(session) if !app.sessions.iter().any(|known| known == session) => {
-            return Err(TopError::new(27, "Invalid session")
-                .sub("invalid-sessionkey", "session key is invalid or expired"));
-        }
-        None | Some(_) => {}
+        None => {}
+        Some(session) => match state.sellers.check(session, app_key, now) {
+            Ok(owner) => *seller = Some(owner),
+            Err(why) => {
+                return Err(TopError::new(27, "Invalid session")
+                    .sub("invalid-sessionkey", "session key is invalid or expired")
+                    .detail(why));
+            }
+        },
     }
     check_rate(state, app_key)?;
     let call = Call {
         params,
         app_key,
+        seller: *seller,
         shape: Shape {
             simplify: wants_simplify(params),
         },
@@ -391,21 +406,12 @@ fn check_rate(state: &mut State, app_key: &str) -> Result<(), TopError> {
     Ok(())
 }
 
-/// What one call is recorded as.
-struct Outcome {
-    ok: bool,
-    error_code: Option<String>,
-    sub_code: Option<String>,
-    request_id: Option<String>,
-    detail: Option<String>,
-}
-
 fn record(state: &mut State, params: &Params, outcome: Outcome) {
     let mut logged = params.clone();
     if let Some(session) = logged.get_mut("session") {
         "***".clone_into(session);
     }
-    state.calls.push(CallRecord {
+    state.record_call(CallRecord {
         api: params.get("method").cloned().unwrap_or_default(),
         ok: outcome.ok,
         error_code: outcome.error_code,
@@ -414,24 +420,17 @@ fn record(state: &mut State, params: &Params, outcome: Outcome) {
         request_id: outcome.request_id,
         params: logged,
         detail: outcome.detail,
+        seller: outcome.seller,
     });
-}
-
-fn failed(error_code: impl Into<String>) -> Outcome {
-    Outcome {
-        ok: false,
-        error_code: Some(error_code.into()),
-        sub_code: None,
-        request_id: None,
-        detail: None,
-    }
 }
 
 /// Runs the gateway for one call and records it, all under one lock so the call is atomic.
 fn answer(shared: &Shared, params: &Params) -> Value {
     let mut state = lock(shared);
     let request_id = request_id();
-    let result = gateway(&mut state, params);
+    let mut seller = None;
+    let result = gateway(&mut state, params, &mut seller);
+    let seller = seller.map(|id| state.sellers.seller(id).nick.clone());
     let (body, outcome) = match result {
         Ok((mut body, failure)) => {
             body["request_id"] = json!(request_id);
@@ -447,6 +446,7 @@ fn answer(shared: &Shared, params: &Params) -> Value {
                 sub_code: None,
                 request_id: Some(request_id),
                 detail: failure.map(|f| f.detail),
+                seller,
             };
             (body, outcome)
         }
@@ -458,6 +458,7 @@ fn answer(shared: &Shared, params: &Params) -> Value {
                 sub_code: error.sub_code,
                 request_id: Some(request_id),
                 detail: error.detail,
+                seller,
             };
             (body, outcome)
         }
@@ -466,26 +467,47 @@ fn answer(shared: &Shared, params: &Params) -> Value {
     body
 }
 
-/// Runs [`answer`], turning a panic into an HTTP 500 so one bad call cannot take the simulator
-/// down (and so the test that caused it sees a clear failure).
-fn answer_catching_panics(shared: &Shared, params: &Params) -> Response {
-    match std::panic::catch_unwind(AssertUnwindSafe(|| answer(shared, params))) {
-        Ok(body) => json_response(&body),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            let mut outcome = failed("panic");
-            outcome.detail = Some(message.clone());
-            record(&mut lock(shared), params, outcome);
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("coupon-sim: the handler panicked: {message}"),
-            )
-                .into_response()
-        }
+/// A gateway call as the fault dispatcher sees it.
+struct Gateway<'a> {
+    params: &'a Params,
+}
+
+impl Endpoint for Gateway<'_> {
+    fn api(&self) -> &str {
+        self.params.get("method").map_or("", String::as_str)
+    }
+
+    fn answer(&self, shared: &Shared) -> Response {
+        json_response(&answer(shared, self.params))
+    }
+
+    fn record(&self, state: &mut State, outcome: Outcome) {
+        record(state, self.params, outcome);
+    }
+
+    fn injected_error(&self, state: &mut State, injected: InjectedError) -> Response {
+        let request_id = request_id();
+        let error = TopError {
+            code: injected.code,
+            msg: injected.msg,
+            sub_code: injected.sub_code,
+            sub_msg: injected.sub_msg,
+            detail: Some("injected".into()),
+        };
+        let outcome = Outcome {
+            ok: false,
+            error_code: Some(error.code.to_string()),
+            sub_code: error.sub_code.clone(),
+            request_id: Some(request_id.clone()),
+            detail: error.detail.clone(),
+            seller: None,
+        };
+        record(state, self.params, outcome);
+        json_response(&error.body(&request_id))
+    }
+
+    fn content_type(&self) -> &'static str {
+        JSON_CONTENT_TYPE
     }
 }
 
@@ -512,88 +534,14 @@ pub(crate) async fn handle(AxumState(shared): AxumState<Shared>, request: Reques
         let mut state = lock(&shared);
         let request_id = request_id();
         let error = TopError::new(9, "Http Action Not Allowed");
-        let mut outcome = failed("9");
+        let mut outcome = Outcome::failed("9");
         outcome.request_id = Some(request_id.clone());
         record(&mut state, &params, outcome);
         return json_response(&error.body(&request_id));
     }
 
-    let api = params.get("method").cloned().unwrap_or_default();
-    let fault = lock(&shared).take_fault(&api);
-    match fault {
-        None => answer_catching_panics(&shared, &params),
-        Some(Fault::Status { status, .. }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            record(
-                &mut lock(&shared),
-                &params,
-                failed(format!("http-{}", status.as_u16())),
-            );
-            error_page(status)
-        }
-        Some(Fault::Body { body, .. }) => {
-            record(&mut lock(&shared), &params, failed("bad-body"));
-            (
-                [(header::CONTENT_TYPE, "application/json;charset=UTF-8")],
-                body,
-            )
-                .into_response()
-        }
-        Some(Fault::TopError {
-            code,
-            msg,
-            sub_code,
-            sub_msg,
-            ..
-        }) => {
-            let request_id = request_id();
-            let error = TopError {
-                code,
-                msg,
-                sub_code,
-                sub_msg,
-                detail: Some("injected".into()),
-            };
-            let outcome = Outcome {
-                ok: false,
-                error_code: Some(code.to_string()),
-                sub_code: error.sub_code.clone(),
-                request_id: Some(request_id.clone()),
-                detail: error.detail.clone(),
-            };
-            record(&mut lock(&shared), &params, outcome);
-            json_response(&error.body(&request_id))
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: true,
-            ..
-        }) => {
-            let response = answer_catching_panics(&shared, &params);
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            response
-        }
-        Some(Fault::Delay {
-            millis,
-            apply: false,
-            ..
-        }) => {
-            // If the client gives up meanwhile, hyper notices the closed connection and drops
-            // this future, so the call never takes effect.
-            tokio::time::sleep(Duration::from_millis(millis)).await;
-            answer_catching_panics(&shared, &params)
-        }
-        Some(Fault::ResetConnection { .. }) => match parts.extensions.get::<ResetHandle>() {
-            Some(reset) => {
-                record(&mut lock(&shared), &params, failed("reset"));
-                reset.reset();
-                // The connection task drops this future together with the connection.
-                std::future::pending().await
-            }
-            // Not served by `server::Server` (no connection to reset): answer normally.
-            None => answer_catching_panics(&shared, &params),
-        },
-    }
+    let reset = parts.extensions.get::<ResetHandle>();
+    dispatch::serve(&shared, &Gateway { params: &params }, reset).await
 }
 
 #[cfg(test)]
@@ -637,11 +585,13 @@ mod tests {
     #[test]
     fn a_panicking_handler_is_a_500_and_the_simulator_carries_on() {
         let shared = State::new(SimConfig::demo()).unwrap().into_shared();
-        let response = answer_catching_panics(&shared, &signed("sim.test.panic"));
+        let params = signed("sim.test.panic");
+        let response = dispatch::answer_catching_panics(&shared, &Gateway { params: &params });
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let response = answer_catching_panics(&shared, &signed("taobao.qianniu.coupon.buyer.get"));
+        let params = signed("taobao.qianniu.coupon.buyer.get");
+        let response = dispatch::answer_catching_panics(&shared, &Gateway { params: &params });
         assert_eq!(response.status(), StatusCode::OK);
-        let calls = lock(&shared).calls.clone();
+        let calls = lock(&shared).calls().to_vec();
         assert_eq!(calls[0].error_code.as_deref(), Some("panic"));
         assert_eq!(calls[0].detail.as_deref(), Some("deliberate test panic"));
         assert!(calls[1].ok, "{:?}", calls[1]);

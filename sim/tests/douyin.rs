@@ -447,6 +447,12 @@ async fn sends_over_100_a_second_are_too_frequent() {
         assert!(sent >= 100 && limited > 0, "{sent} sent, {limited} limited");
     }
     assert_eq!(sim.ledger().len(), sent);
+    // The counts a fleet test reads.
+    assert_eq!(sim.too_frequent(), limited);
+    assert_eq!(sim.error_counts().get("29005012").copied(), Some(limited));
+    let stats = sim.stats();
+    assert_eq!(stats.answers["send_coupon_to_designated_user"]["ok"], sent);
+    assert_eq!(stats.token_fetches["client_token"], 1);
     // The list is not limited.
     let answer = post(
         &sim,
@@ -791,4 +797,79 @@ fn seeds_without_the_new_platforms_still_read() {
     // A partial douyin section takes the defaults.
     let partial: coupon_sim::DouyinSeed = serde_json::from_value(json!({ "qps": 5 })).unwrap();
     assert_eq!((partial.qps, partial.token_ttl_secs), (5, 7200));
+}
+
+async fn stable_token(sim: &Sim, client_secret: &str) -> Value {
+    post(
+        sim,
+        "/oauth/stable_client_token/",
+        None,
+        &token_request("tt-demo-key", client_secret),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_stable_token_is_the_same_while_it_is_valid() {
+    let sim = demo().await;
+    let first = stable_token(&sim, "sim-douyin-secret").await;
+    assert_eq!(first["message"], "success", "{first}");
+    assert_eq!(first["data"]["error_code"], 0);
+    assert_eq!(first["data"]["description"], "");
+    assert_eq!(first["data"]["expires_in"], 7200);
+    let value = first["data"]["access_token"].as_str().unwrap().to_owned();
+    assert!(value.starts_with("clt."), "{value}");
+
+    // An hour on, the same token, with the hour gone from expires_in.
+    sim.set_clock_skew(3600);
+    let again = stable_token(&sim, "sim-douyin-secret").await;
+    assert_eq!(again["data"]["access_token"], value.as_str());
+    // Whole seconds left, rounded down; some real time passed since the first fetch.
+    let left = again["data"]["expires_in"].as_i64().unwrap();
+    assert!((3500..=3600).contains(&left), "{again}");
+    // Fetching client_tokens does not replace it, and it sends like one.
+    token(&sim).await;
+    token(&sim).await;
+    assert_eq!(err_no(&send(&sim, &value, &send_body("u1", "1")).await), 0);
+
+    // Past its lifetime it is expired, and the next fetch makes a new one.
+    sim.set_clock_skew(7200);
+    assert_eq!(
+        err_no(&send(&sim, &value, &send_body("u2", "2")).await),
+        28001008
+    );
+    let renewed = stable_token(&sim, "sim-douyin-secret").await;
+    let renewed = renewed["data"]["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(renewed, value);
+    assert_eq!(
+        err_no(&send(&sim, &renewed, &send_body("u3", "3")).await),
+        0
+    );
+    // The test hook expires it too.
+    sim.expire_douyin_tokens();
+    let after_hook = stable_token(&sim, "sim-douyin-secret").await;
+    assert_ne!(after_hook["data"]["access_token"], renewed.as_str());
+
+    // Refused like client_token.
+    assert_eq!(token_error(&stable_token(&sim, "wrong").await), 10013);
+    let unknown = post(
+        &sim,
+        "/oauth/stable_client_token/",
+        None,
+        &token_request("tt-nobody", "x"),
+    )
+    .await;
+    assert_eq!(token_error(&unknown), 10003);
+
+    let fetches = sim.token_fetches();
+    assert_eq!(fetches["stable_client_token"], 4);
+    assert_eq!(fetches["client_token"], 2);
+    assert_eq!(fetches["oauth_token"], 0);
+    assert_eq!(sim.douyin_token_fetches(), 6);
+    let calls = sim.calls();
+    let refused = calls
+        .iter()
+        .find(|c| c.api == "stable_client_token" && !c.ok)
+        .unwrap();
+    assert_eq!(refused.params["client_secret"], "***");
 }

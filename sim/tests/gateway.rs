@@ -9,8 +9,12 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{Value, json};
 
+#[path = "gateway/accounts.rs"]
+mod accounts;
 #[path = "gateway/alsc.rs"]
 mod alsc;
+#[path = "gateway/scale.rs"]
+mod scale;
 #[path = "gateway/tmall.rs"]
 mod tmall;
 
@@ -41,8 +45,14 @@ fn sign(params: &BTreeMap<String, String>, secret: &str, method: &str) -> String
 }
 
 fn gmt8_now() -> String {
+    gmt8_at(0)
+}
+
+/// The GMT+8 timestamp `skew_secs` from now: what a client whose clock agrees with a skewed
+/// simulator sends.
+fn gmt8_at(skew_secs: i64) -> String {
     let gmt8 = chrono::FixedOffset::east_opt(8 * 3600).unwrap();
-    chrono::Utc::now()
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(skew_secs))
         .with_timezone(&gmt8)
         .format("%Y-%m-%d %H:%M:%S")
         .to_string()
@@ -156,6 +166,26 @@ impl Req {
         let text = response.text().await.unwrap();
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
     }
+}
+
+/// `GET` an admin route (`/_sim/...`): its JSON answer.
+async fn admin_get(sim: &Sim, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", sim.base_url()))
+        .await
+        .expect("the simulator answers")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
+
+/// `POST` JSON to an admin route (`/_sim/...`).
+async fn admin_post(sim: &Sim, path: &str, body: &Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", sim.base_url()))
+        .json(body)
+        .send()
+        .await
+        .expect("the simulator answers")
 }
 
 /// The `error_response` of an answer, which must be one.
@@ -398,6 +428,7 @@ async fn an_unknown_or_expired_coupon_is_a_coupon_error() {
         per_buyer_limit: None,
         start_time: "2020-01-01 00:00:00".into(),
         end_time: "2020-12-31 23:59:59".into(),
+        seller: None,
     });
     let sim = Sim::start(config).await.unwrap();
     for coupon in ["99999999", "40000"] {
@@ -563,6 +594,8 @@ async fn calls_over_the_rate_are_app_call_limited() {
     assert_eq!(error["code"], 7);
     assert_eq!(error["sub_code"], "isv.access-limited-by-app-access-count");
     assert_eq!(error["sub_msg"], "This ban will last 1 more seconds");
+    assert_eq!(sim.too_frequent(), 1);
+    assert_eq!(sim.stats().answers[SNS_SEND]["7"], 1);
     tokio::time::sleep(Duration::from_millis(1050)).await;
     let answer = Req::sns("c").send(&sim).await;
     assert_eq!(
@@ -718,41 +751,22 @@ async fn admin_endpoints_and_unknown_paths() {
     let sim = demo().await;
     let client = reqwest::Client::new();
     let url = |path: &str| format!("{}{path}", sim.base_url());
-    let response = client
-        .post(url("/_sim/fault"))
-        .json(&json!({ "kind": "status", "status": 500 }))
-        .send()
-        .await
-        .unwrap();
+    let response = admin_post(
+        &sim,
+        "/_sim/fault",
+        &json!({ "kind": "status", "status": 500 }),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(Req::sns("张三").send_raw(&sim).await.unwrap().status(), 500);
     Req::sns("张三").send(&sim).await;
 
-    let ledger: Value = client
-        .get(url("/_sim/ledger"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ledger = admin_get(&sim, "/_sim/ledger").await;
     assert_eq!(ledger[0]["recipient"], "张三");
-    let calls: Value = client
-        .get(url("/_sim/calls"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let calls = admin_get(&sim, "/_sim/calls").await;
     assert_eq!(calls.as_array().unwrap().len(), 2);
 
-    let response = client
-        .post(url("/_sim/clock_skew"))
-        .json(&json!({ "skew_secs": 3600 }))
-        .send()
-        .await
-        .unwrap();
+    let response = admin_post(&sim, "/_sim/clock_skew", &json!({ "skew_secs": 3600 })).await;
     assert_eq!(response.status(), 200);
     assert_code(&Req::sns("李四").send(&sim).await, 31);
 

@@ -11,6 +11,9 @@ pub const APP_SECRET: &str = "sim-app-secret";
 pub const SESSION: &str = "sim-session";
 pub const APP_SECRET_ENV: &str = "COUPON_TEST_TAOBAO_SECRET";
 pub const SESSION_ENV: &str = "COUPON_TEST_TAOBAO_SESSION";
+/// The alsc plugin's session: the same seller's session as [`SESSION`], under a variable of its
+/// own so that a test removing [`SESSION_ENV`] still sees the taobao plugin's key named first.
+pub const ALSC_SESSION_ENV: &str = "COUPON_TEST_ALSC_SESSION";
 pub const DOUYIN_SECRET: &str = "sim-douyin-secret";
 pub const DOUYIN_SECRET_ENV: &str = "COUPON_TEST_DOUYIN_SECRET";
 
@@ -89,7 +92,7 @@ retry = {{ {retry} }}
 [plugins.alsc]
 component = {alsc:?}
 allowed_hosts = [{origin:?}]
-auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", sign_method = "{sign_method}" }}
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{ALSC_SESSION_ENV}", sign_method = "{sign_method}" }}
 limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 retry = {{ {retry} }}
@@ -125,6 +128,7 @@ retry = {{ {retry} }}
             secrets: vec![
                 (APP_SECRET_ENV.to_owned(), options.app_secret.to_owned()),
                 (SESSION_ENV.to_owned(), SESSION.to_owned()),
+                (ALSC_SESSION_ENV.to_owned(), SESSION.to_owned()),
                 (
                     DOUYIN_SECRET_ENV.to_owned(),
                     options.douyin_secret.to_owned(),

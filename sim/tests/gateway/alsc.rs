@@ -1,5 +1,6 @@
 //! `alibaba.alsc.crm.voucher.send` and `alibaba.alsc.crm.customer.voucher.list` (PLATFORMS.md
-//! "alsc"): no session needed, business failures inside a success envelope.
+//! "alsc"): the send works without a session, the list needs one; business failures come
+//! inside a success envelope.
 
 use coupon_sim::{AlscVoucher, Sim, SimConfig};
 use serde_json::{Value, json};
@@ -25,8 +26,9 @@ fn req(customer_id: &str, request_id: &str, voucher_num: i64) -> Value {
     })
 }
 
+/// A list as the adapter makes it: with the seller's session.
 fn list(customer_id: &str) -> Req {
-    Req::new(LIST).remove("session").set(
+    Req::new(LIST).set(
         "customer_voucher_full_open_req",
         &json!({ "customer_id": customer_id, "page_no": 1, "page_size": 50 }).to_string(),
     )
@@ -72,6 +74,7 @@ fn voucher(id: &str, stock: Option<u64>, end_time: &str) -> AlscVoucher {
         per_customer_limit: None,
         start_time: "2020-01-01 00:00:00".into(),
         end_time: end_time.into(),
+        seller: None,
     }
 }
 
@@ -369,4 +372,63 @@ async fn a_seed_with_bad_vouchers_does_not_start() {
     config.alsc.vouchers.push(config.alsc.vouchers[0].clone());
     let error = Sim::start(config).await.unwrap_err();
     assert!(error.to_string().contains("3243421"), "{error}");
+}
+
+#[tokio::test]
+async fn the_list_needs_a_session_and_shows_its_seller_s_vouchers_only() {
+    let sim = demo().await;
+    // Seed 003 sends without a session, whoever's voucher it is.
+    assert_sent(&send(&req("5757", "a", 1)).send(&sim).await);
+    let mut second = req("5757", "b", 2);
+    second["voucher_id"] = json!("3243422");
+    assert_sent(&send(&second).send(&sim).await);
+
+    let answer = list("5757").remove("session").send(&sim).await;
+    assert_code(&answer, 26);
+    assert_eq!(error(&answer)["msg"], "Missing session");
+    let answer = list("5757")
+        .set("session", "expired-or-unknown")
+        .send(&sim)
+        .await;
+    assert_code(&answer, 27);
+
+    let mine = list("5757").send(&sim).await;
+    assert_eq!(list_result(&mine)["total_size"], 1, "{mine}");
+    let theirs = list("5757")
+        .set("session", "sim-session-2")
+        .send(&sim)
+        .await;
+    let result = list_result(&theirs);
+    assert_eq!(result["total_size"], 2, "{theirs}");
+    assert_eq!(
+        result["result_list"]["voucher_open_info"][0]["voucher_template_id"],
+        "3243422"
+    );
+    let calls = sim.calls();
+    let last = calls.last().unwrap();
+    assert_eq!(last.seller.as_deref(), Some("sim-seller-2"));
+}
+
+#[tokio::test]
+async fn a_send_with_a_session_may_only_send_its_seller_s_vouchers() {
+    let sim = demo().await;
+    let answer = send(&req("5757", "a", 1))
+        .set("session", "sim-session-2")
+        .send(&sim)
+        .await;
+    assert_eq!(failure(&answer), "VOUCHER_NOT_EXIST");
+    let mut own = req("5757", "a", 1);
+    own["voucher_id"] = json!("3243422");
+    let answer = send(&own).set("session", "sim-session-2").send(&sim).await;
+    assert_sent(&answer);
+    // request_ids are the seller's own: the default seller may use "a" too.
+    let answer = send(&req("5757", "a", 1))
+        .set("session", "sim-session")
+        .send(&sim)
+        .await;
+    assert_sent(&answer);
+    let ledger = sim.ledger();
+    assert_eq!(ledger.len(), 2);
+    assert_eq!(ledger[0].coupon, "3243422");
+    assert_eq!(ledger[1].coupon, "3243421");
 }

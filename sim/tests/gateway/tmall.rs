@@ -82,6 +82,7 @@ fn coupon(uuid: &str, stock: Option<u64>, end_ms: i64) -> TmallCoupon {
         template_id: 777,
         start_ms: 1_577_836_800_000,
         end_ms,
+        seller: None,
     }
 }
 
@@ -142,9 +143,8 @@ async fn out_ids_are_per_app() {
     let mut config = SimConfig::demo();
     config.tmall.coupons[0].per_user_limit = None;
     config.top_apps.push(TopApp {
-        app_key: "87654321".into(),
-        app_secret: "other-secret".into(),
         sessions: vec!["other-session".into()],
+        ..TopApp::new("87654321", "other-secret")
     });
     let sim = Sim::start(config).await.unwrap();
     let first = send(&dto("张三", "out-1")).send(&sim).await;
