@@ -33,6 +33,9 @@ pub(crate) enum CampaignCommand {
         /// Override a plugin setting for this campaign, `KEY=VALUE`; repeatable.
         #[arg(long = "option", value_name = "KEY=VALUE", value_parser = crate::cli::parse_option)]
         options: Vec<(String, String)>,
+        /// The account (merchant) to send for; needed when the plugin has several.
+        #[arg(long)]
+        account: Option<String>,
         /// Only enqueue it (every line into the storage, every batch queued) and print its id:
         /// `coupon-host worker` processes, or this same command without `--detach`, send it.
         #[arg(long)]
@@ -79,10 +82,12 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             quantity,
             id,
             options,
+            account,
             detach,
             json,
         } => {
             let mut spec = CampaignSpec::new(plugin, coupon, recipients);
+            spec.account = account;
             spec.concurrency = concurrency;
             spec.quantity = quantity;
             spec.id = id;

@@ -58,6 +58,9 @@ enum Command {
         /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
         #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
+        /// The account (merchant) to send for; needed when the plugin has several.
+        #[arg(long)]
+        account: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -72,6 +75,9 @@ enum Command {
         /// Override a plugin setting for this call, `KEY=VALUE`; repeatable.
         #[arg(long = "option", value_name = "KEY=VALUE", value_parser = parse_option)]
         options: Vec<(String, String)>,
+        /// The account (merchant) whose view to ask; needed when the plugin has several.
+        #[arg(long)]
+        account: Option<String>,
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
@@ -79,6 +85,9 @@ enum Command {
     /// Send one coupon to every recipient of a file, resumably; see its status and report.
     #[command(subcommand)]
     Campaign(campaign::CampaignCommand),
+    /// Merchants' authorizations kept by the host: add, list, show, remove, authorize, rekey.
+    #[command(subcommand)]
+    Accounts(crate::accounts::AccountsCommand),
     /// Serve the API over HTTP until SIGTERM or SIGINT, then drain and exit 0.
     Serve(ServeArgs),
     /// Work the batches of every running campaign on the storage until SIGTERM or SIGINT, then
@@ -192,6 +201,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             quantity,
             idempotency_key,
             options,
+            account,
             json,
         } => {
             let recipients = to
@@ -204,6 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 quantity,
                 idempotency_key,
                 options,
+                account,
             };
             let outcome = host.send(&plugin, request).await?;
             if json {
@@ -216,12 +227,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             plugin,
             recipient,
             options,
+            account,
             json,
         } => {
             let recipient = recipient.parse::<Recipient>()?;
-            let coupons = host
-                .query(&plugin, QueryRequest { recipient, options })
-                .await?;
+            let request = QueryRequest {
+                recipient,
+                options,
+                account,
+            };
+            let coupons = host.query(&plugin, request).await?;
             if json {
                 print_json(&serde_json::json!({ "coupons": coupons }))?;
             } else {
@@ -229,6 +244,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Campaign(command) => campaign::run(&host, command).await?,
+        Command::Accounts(command) => crate::accounts::run(&host, command).await?,
         Command::Serve(args) => serve(host, args, config).await?,
         Command::Worker { concurrency } => {
             let report = host.work(concurrency as usize, shutdown_signal()).await?;

@@ -1228,10 +1228,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
         assert_eq!(instance.send(&request).await.unwrap(), 10);
         assert_eq!(instance_off.send(&request).await.unwrap(), 10);
         assert_eq!(harness.send(&request).await.unwrap(), 10);
-        let query = QueryRequest {
-            recipient: Recipient::Nick(String::new()),
-            options: Vec::new(),
-        };
+        let query = QueryRequest::new(Recipient::Nick(String::new()));
         let one_import = {
             let mut request = send_request(Adapter::Taobao, vec![Recipient::Nick("x".into())]);
             request.quantity = 1;

@@ -6,8 +6,11 @@
 //! ```sh
 //! cargo run -p coupon-sim -- --listen 127.0.0.1:18080 &
 //! TAOBAO_APP_SECRET=sim-app-secret TAOBAO_SESSION=sim-session DOUYIN_CLIENT_SECRET=sim-douyin-secret \
-//!   cargo run -p coupon-host --example embed -- examples/sandbox.toml taobao 48552 nick:张三
+//! COUPON_HOST_MASTER_KEY=64656d6f2d6d61737465722d6b65792d6e6f742d666f722d70726f64756374 \
+//!   cargo run -p coupon-host --example embed -- examples/sandbox.toml taobao 48552 nick:张三 default
 //! ```
+//!
+//! (`default` names the plugin's own account; a plugin with several accounts needs one named.)
 //!
 //! The integration test
 //! `embed::the_embedding_example_runs_against_the_simulator` runs [`run`] on every
@@ -31,6 +34,7 @@ pub async fn run(
     plugin: &str,
     coupon: &str,
     recipient: Recipient,
+    account: Option<&str>,
 ) -> Result<Report, coupon_host::Error> {
     let plugins: Vec<String> = host.plugins().into_iter().map(|p| p.name).collect();
     println!("plugins: {}", plugins.join(", "));
@@ -38,6 +42,7 @@ pub async fn run(
     // A stable key makes a retry of this same send safe; without one the host generates it.
     let mut request = SendRequest::new(coupon, vec![recipient.clone()]);
     request.idempotency_key = Some(format!("embed-example-{coupon}-{recipient}"));
+    request.account = account.map(str::to_owned);
     let outcome = host.send(plugin, request).await?;
     for issued in &outcome.issued {
         println!(
@@ -57,6 +62,7 @@ pub async fn run(
             QueryRequest {
                 recipient,
                 options: Vec::new(),
+                account: account.map(str::to_owned),
             },
         )
         .await?;
@@ -87,12 +93,13 @@ async fn main() -> std::process::ExitCode {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("COUPON_HOST_CONFIG").map(PathBuf::from));
     let Some(config) = config else {
-        eprintln!("usage: embed CONFIG [PLUGIN COUPON KIND:ID]");
+        eprintln!("usage: embed CONFIG [PLUGIN COUPON KIND:ID [ACCOUNT]]");
         return ExitCode::from(2);
     };
     let plugin = args.next().unwrap_or_else(|| "taobao".to_owned());
     let coupon = args.next().unwrap_or_else(|| "48552".to_owned());
     let recipient = args.next().unwrap_or_else(|| "nick:张三".to_owned());
+    let account = args.next();
 
     let result = async {
         let recipient: Recipient = recipient
@@ -102,7 +109,7 @@ async fn main() -> std::process::ExitCode {
         let host = Host::from_config_file(&config)
             .await
             .map_err(|e| e.to_string())?;
-        run(&host, &plugin, &coupon, recipient)
+        run(&host, &plugin, &coupon, recipient, account.as_deref())
             .await
             .map_err(|e| e.to_string())
     }

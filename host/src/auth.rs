@@ -47,6 +47,60 @@ pub(crate) struct Account {
     /// Douyin: the merchant's own client key and secret, used instead of the plugin's.
     pub(crate) client: Option<(String, Secret)>,
     pub(crate) settings: BTreeMap<String, String>,
+    /// Requests per second for this account alone, under the app's own limit.
+    pub(crate) qps: Option<u32>,
+    /// Kept by the host (`coupon-host accounts`), rather than the plugin's own credentials from
+    /// the config: only a kept account can be refreshed or marked for re-authorization.
+    pub(crate) kept: bool,
+}
+
+/// What an OAuth token endpoint granted: a session, and how to renew it.
+pub(crate) struct Grant {
+    pub(crate) session: Secret,
+    /// When the session expires, unix ms.
+    pub(crate) expires_at_ms: Option<i64>,
+    /// The refresh token, when the platform allows refreshing (`re_expires_in` > 0).
+    pub(crate) refresh_token: Option<Secret>,
+    /// When the refresh token expires, unix ms.
+    pub(crate) refresh_expires_at_ms: Option<i64>,
+    /// The seller the session acts for, as the platform named it.
+    pub(crate) seller: Option<String>,
+}
+
+/// What a grant is asked with.
+pub(crate) enum GrantRequest<'a> {
+    /// An authorization code the merchant's consent produced.
+    Code(&'a str),
+    /// A refresh token of an earlier grant.
+    Refresh(&'a Secret),
+}
+
+/// What the HTTP capability tells the host when the platform refuses an account's credential
+/// for good (after the scheme's own one refresh): the host refreshes the account where it can
+/// (`Some`: the account as it is now), or marks it for re-authorization.
+#[async_trait]
+pub(crate) trait Refusals: Send + Sync {
+    async fn refused(
+        &self,
+        plugin: &str,
+        account: &Account,
+        why: &str,
+    ) -> Option<std::sync::Arc<Account>>;
+}
+
+/// A [`Refusals`] that does nothing (the host's own credentials, benchmarks).
+pub(crate) struct IgnoreRefusals;
+
+#[async_trait]
+impl Refusals for IgnoreRefusals {
+    async fn refused(
+        &self,
+        _plugin: &str,
+        _account: &Account,
+        _why: &str,
+    ) -> Option<std::sync::Arc<Account>> {
+        None
+    }
 }
 
 impl fmt::Debug for Account {
@@ -111,9 +165,29 @@ pub(crate) trait Scheme: Send + Sync {
         stale: Option<&Secret>,
     ) -> Result<Option<Secret>, AuthError>;
 
-    /// Whether the platform's answer says the credential used is invalid or expired, and a
-    /// fresh one (one [`Scheme::authorize`] with `stale`) may help.
-    fn refused(&self, response: &HttpResponse) -> bool;
+    /// Whether the platform's answer says the credential used is invalid or expired (and what it
+    /// said): a fresh token (one [`Scheme::authorize`] with `stale`) or a refreshed account may
+    /// help.
+    fn refused(&self, response: &HttpResponse) -> Option<String>;
+
+    /// Exchanges an authorization code or a refresh token for a session at the scheme's OAuth
+    /// endpoint (TOP). Schemes without accounts of that kind refuse.
+    async fn grant(
+        &self,
+        _request: GrantRequest<'_>,
+        _transport: &dyn Transport,
+        _http_timeout: Duration,
+    ) -> Result<Grant, AuthError> {
+        Err(AuthError::Unauthorized(format!(
+            "the {} scheme has no OAuth authorization: add the account's credentials instead",
+            self.name()
+        )))
+    }
+
+    /// The account fields this scheme's accounts carry: `session` (TOP), `client` (Douyin).
+    fn account_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// The schemes a config can name.
@@ -246,7 +320,7 @@ impl Scheme for NoAuth {
         Ok(None)
     }
 
-    fn refused(&self, _response: &HttpResponse) -> bool {
-        false
+    fn refused(&self, _response: &HttpResponse) -> Option<String> {
+        None
     }
 }

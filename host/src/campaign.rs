@@ -104,9 +104,10 @@ pub struct WorkReport {
 /// What a campaign needs of the host that runs it: its plugins (as they are now: a reload may
 /// swap them between batches), its accounts, and its gate for calls (a batch is a call:
 /// after shutdown no new one starts).
+#[async_trait::async_trait]
 pub(crate) trait Plugins: Send + Sync + 'static {
     fn plugin(&self, name: &str) -> Result<Arc<Plugin>>;
-    fn account(&self, plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>>;
+    async fn account(&self, plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>>;
     fn enter(&self) -> Result<Box<dyn Send + 'static>>;
 }
 
@@ -147,7 +148,10 @@ impl Campaigns {
     /// earlier run) and registers it, without sending anything.
     pub(crate) async fn prepare(self: &Arc<Self>, spec: CampaignSpec) -> Result<PreparedCampaign> {
         let plugin = self.plugins.plugin(&spec.plugin)?;
-        let account = self.plugins.account(&plugin, spec.account.as_deref())?;
+        let account = self
+            .plugins
+            .account(&plugin, spec.account.as_deref())
+            .await?;
         if spec.coupon.trim().is_empty() {
             return Err(Error::InvalidRequest("the coupon is empty".to_owned()));
         }
@@ -270,13 +274,30 @@ impl Campaigns {
         let key = crate::store::ledger::batch_key(&record.id, batch.index);
         let _call = self.plugins.enter()?;
         let plugin = self.plugins.plugin(&record.scope.plugin)?;
-        let account = self.plugins.account(&plugin, Some(&record.scope.account))?;
+        let account = match self
+            .plugins
+            .account(&plugin, Some(&record.scope.account))
+            .await
+        {
+            Ok(account) => account,
+            // The account needs re-authorization: the campaign stops, its batch unsent.
+            Err(Error::Adapter { error, .. }) => {
+                self.storage
+                    .campaign_release(&batch.campaign, batch.index, holder, false, 0)
+                    .await?;
+                let why = serde_json::to_string(&error).expect("an error serializes");
+                self.storage.campaign_stop(&record.id, Some(&why)).await?;
+                return Err(Stop::Refused(error));
+            }
+            Err(e) => return Err(Stop::Failed(e)),
+        };
         let request = SendRequest {
             coupon: record.coupon.clone(),
             recipients: batch.recipients.clone(),
             quantity: record.quantity,
             idempotency_key: Some(key.clone()),
             options: record.options.clone(),
+            account: Some(record.scope.account.clone()),
         };
         let _renewal = self.renew_while_working(batch, holder);
         let span = tracing::info_span!("batch", key = %key);
@@ -303,7 +324,21 @@ impl Campaigns {
                 // Nothing of it happened: forget it, so a rerun sends it.
                 self.delivery.forget(&plugin, &account, &key).await?;
                 release(false).await?;
-                let error = outcome.failed[0].error.clone();
+                let mut error = outcome.failed[0].error.clone();
+                if matches!(
+                    error.class,
+                    ErrorClass::Unauthorized | ErrorClass::AuthExpired
+                ) && let Err(Error::Adapter {
+                    error: account_error,
+                    ..
+                }) = self
+                    .plugins
+                    .account(&plugin, Some(&record.scope.account))
+                    .await
+                {
+                    // The refusal made the account need re-authorization: say that, and how.
+                    error = account_error;
+                }
                 let why = serde_json::to_string(&error).expect("an error serializes");
                 self.storage.campaign_stop(&record.id, Some(&why)).await?;
                 return Err(Stop::Refused(error));

@@ -23,6 +23,28 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// The plugins, by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Accounts kept by the host.
+    pub accounts: AccountsConfig,
+}
+
+/// `[accounts]`
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct AccountsConfig {
+    /// The variable that held the master key, and its value (64 hex digits), when
+    /// `master_key_env` is set.
+    pub(crate) master_key: Option<(String, crate::secret::Secret)>,
+}
+
+impl fmt::Debug for AccountsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccountsConfig")
+            .field(
+                "master_key_env",
+                &self.master_key.as_ref().map(|(var, _)| var),
+            )
+            .finish()
+    }
 }
 
 /// `[storage]`: which backend keeps the host's state, and its settings.
@@ -204,6 +226,14 @@ struct RawConfig {
     runtime: RawRuntime,
     #[serde(default)]
     plugins: BTreeMap<String, RawPlugin>,
+    #[serde(default)]
+    accounts: RawAccounts,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    master_key_env: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -351,6 +381,24 @@ impl Config {
             },
         };
 
+        let accounts = AccountsConfig {
+            master_key: match &raw.accounts.master_key_env {
+                None => None,
+                Some(var) => {
+                    let key = crate::secret::read_secret(var, env)
+                        .map_err(|why| locator.at(&["accounts", "master_key_env"], why))?;
+                    if key.expose().trim().len() != 64
+                        || !key.expose().trim().bytes().all(|b| b.is_ascii_hexdigit())
+                    {
+                        return Err(locator.at(
+                            &["accounts", "master_key_env"],
+                            format!("{var} must hold 32 bytes as 64 hex digits"),
+                        ));
+                    }
+                    Some((var.clone(), key))
+                }
+            },
+        };
         let mut plugins = BTreeMap::new();
         for (name, plugin) in raw.plugins {
             let plugin = validate_plugin(&name, plugin, &base, &locator, env)?;
@@ -360,6 +408,7 @@ impl Config {
             storage,
             runtime,
             plugins,
+            accounts,
         })
     }
 }

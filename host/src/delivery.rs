@@ -558,6 +558,7 @@ impl Run<'_> {
             let query = QueryRequest {
                 recipient: self.rows[i].recipient.clone(),
                 options: self.request.options.clone(),
+                account: Some(self.account.name.clone()),
             };
             let original = plan::ambiguity(&mut self.rows[i]);
             let found = self

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tracing::Instrument;
 use tracing::field::Empty;
 
+use crate::accounts::{AccountBook, PluginAuth, PluginRefusals};
 use crate::auth::Account;
 use crate::campaign::{CampaignSpec, Campaigns, PreparedCampaign, Progress, WorkReport};
 use crate::config::{Config, PluginConfig};
@@ -19,8 +20,8 @@ use crate::runtime::{Plugin, PluginContext, Runtime};
 use crate::store::{Lease, Storage};
 use crate::transport::{Network, Transport, egress};
 use crate::types::{
-    AdapterInfo, CampaignStatus, Coupon, PluginInfo, QueryRequest, Recipient, ReportLine,
-    SendOutcome, SendRequest,
+    AccountInfo, AccountSpec, AdapterInfo, CampaignStatus, Coupon, PluginInfo, QueryRequest,
+    Recipient, ReportLine, SendOutcome, SendRequest,
 };
 
 /// The host: loaded plugins, their sandbox, and the state they share.
@@ -43,6 +44,7 @@ struct Inner {
     limiters: std::sync::Mutex<HashMap<LimiterKey, Arc<RateLimiter>>>,
     delivery: Arc<Delivery>,
     campaigns: Arc<Campaigns>,
+    accounts: Arc<AccountBook>,
     /// Calls in flight; closed by [`Host::shutdown`].
     calls: Arc<crate::drain::CallGate>,
 }
@@ -106,6 +108,14 @@ impl Host {
             holder: holder_id().to_string(),
             ttl_ms: config.storage.lease_ms as i64,
         };
+        let accounts = Arc::new(
+            AccountBook::open(
+                storage.clone(),
+                config.accounts.master_key.clone(),
+                lease.holder.clone(),
+            )
+            .await?,
+        );
         let delivery = Arc::new(Delivery::new(runtime.clone(), storage.clone(), lease));
         let http = egress::Clients::new()?;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
@@ -122,6 +132,7 @@ impl Host {
             plugins: Default::default(),
             limiters: Default::default(),
             delivery,
+            accounts,
             calls: Arc::default(),
         });
         let host = Host { inner };
@@ -218,14 +229,28 @@ impl Host {
                     .for_plugin(plugin_config.allow_private_addresses),
             )),
         };
-        let context = Arc::new(PluginContext::new(
-            name.to_owned(),
-            plugin_config,
-            self.inner.storage.clone(),
-            transport,
-            limiter,
-            self.inner.delivery.lease().holder.as_str().into(),
-        ));
+        let auth = PluginAuth {
+            plugin: name.to_owned(),
+            scheme: plugin_config.auth.scheme.clone(),
+            default_account: plugin_config.auth.default_account.clone(),
+            transport: transport.clone(),
+            http_timeout: std::time::Duration::from_millis(plugin_config.limits.http_timeout_ms),
+        };
+        let refusals = Arc::new(PluginRefusals {
+            book: self.inner.accounts.clone(),
+            auth,
+        });
+        let context = Arc::new(
+            PluginContext::new(
+                name.to_owned(),
+                plugin_config,
+                self.inner.storage.clone(),
+                transport,
+                limiter,
+                self.inner.delivery.lease().holder.as_str().into(),
+            )
+            .with_refusals(refusals),
+        );
         let describe = runtime.describe(&context, &component).await?;
         if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
             return Err(Error::Load {
@@ -286,7 +311,7 @@ impl Host {
     pub async fn send(&self, plugin_name: &str, request: SendRequest) -> Result<SendOutcome> {
         let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
-        let account = account(&plugin, None)?;
+        let account = account(&self.inner, &plugin, request.account.as_deref()).await?;
         let key = match &request.idempotency_key {
             Some(key) => {
                 validate_key(key)?;
@@ -316,7 +341,7 @@ impl Host {
     pub async fn query(&self, plugin_name: &str, request: QueryRequest) -> Result<Vec<Coupon>> {
         let _call = self.inner.calls.enter()?;
         let plugin = self.plugin(plugin_name)?;
-        let account = account(&plugin, None)?;
+        let account = account(&self.inner, &plugin, request.account.as_deref()).await?;
         let span = tracing::info_span!(
             "query",
             plugin = plugin_name,
@@ -399,6 +424,64 @@ impl Host {
         self.inner.campaigns.report(id, each).await
     }
 
+    /// Keeps a merchant's authorization on `plugin` (or replaces the account of that name): its
+    /// credentials are sealed with the master key before they are stored.
+    pub async fn account_add(&self, plugin: &str, spec: AccountSpec) -> Result<AccountInfo> {
+        let plugin = self.plugin(plugin)?;
+        self.inner.accounts.add(&plugin_auth(&plugin), spec).await
+    }
+
+    /// Exchanges an OAuth authorization code for `account`'s session at the plugin's OAuth
+    /// endpoint (TOP: `auth.oauth_token_url`), through the host, and keeps it with its refresh
+    /// token and expiries; the account is created if new, and active again if it needed
+    /// re-authorization.
+    pub async fn account_authorize(
+        &self,
+        plugin: &str,
+        account: &str,
+        code: &str,
+    ) -> Result<AccountInfo> {
+        let plugin = self.plugin(plugin)?;
+        self.inner
+            .accounts
+            .authorize(&plugin_auth(&plugin), account, code)
+            .await
+    }
+
+    /// A plugin's accounts, without secrets: `default` (its own credentials, when the config
+    /// holds some) and the kept ones.
+    pub async fn account_list(&self, plugin: &str) -> Result<Vec<AccountInfo>> {
+        let plugin = self.plugin(plugin)?;
+        self.inner.accounts.list(&plugin_auth(&plugin)).await
+    }
+
+    /// One account, without secrets.
+    pub async fn account_show(&self, plugin: &str, account: &str) -> Result<AccountInfo> {
+        let plugin = self.plugin(plugin)?;
+        self.inner
+            .accounts
+            .show(&plugin_auth(&plugin), account)
+            .await
+    }
+
+    /// Forgets a kept account.
+    pub async fn account_remove(&self, plugin: &str, account: &str) -> Result<()> {
+        let plugin = self.plugin(plugin)?;
+        self.inner
+            .accounts
+            .remove(&plugin_auth(&plugin), account)
+            .await
+    }
+
+    /// Seals every kept account again under a new master key (32 bytes as 64 hex digits, read
+    /// from environment variable `new_key_env`); afterwards, start hosts with that key. Returns
+    /// how many accounts were sealed again.
+    pub async fn accounts_rekey(&self, new_key_env: &str) -> Result<usize> {
+        let new = crate::secret::read_secret(new_key_env, &|var| std::env::var(var).ok())
+            .map_err(|why| Error::InvalidRequest(format!("the new master key: {why}")))?;
+        self.inner.accounts.rekey(new_key_env, &new).await
+    }
+
     /// Shuts the host down gracefully: from now on every [`send`](Host::send) and
     /// [`query`](Host::query) fails at once with [`Error::ShuttingDown`], and this returns when
     /// the calls already running have finished (each is bounded by its plugin's
@@ -436,17 +519,21 @@ fn plugin(inner: &Inner, name: &str) -> Result<Arc<Plugin>> {
         .ok_or_else(|| Error::UnknownPlugin(name.to_owned()))
 }
 
-/// The account a call names, or the plugin's only one.
-fn account(plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>> {
-    let default = &plugin.context.config.auth.default_account;
-    match name {
-        None => Ok(Arc::new(default.clone())),
-        Some(name) if name == default.name => Ok(Arc::new(default.clone())),
-        Some(name) => Err(Error::InvalidRequest(format!(
-            "plugin {:?} has no account {name:?}",
-            plugin.name()
-        ))),
+/// What the account book needs of a plugin.
+fn plugin_auth(plugin: &Plugin) -> PluginAuth {
+    let context = &plugin.context;
+    PluginAuth {
+        plugin: context.name.clone(),
+        scheme: context.scheme.clone(),
+        default_account: context.config.auth.default_account.clone(),
+        transport: context.transport.clone(),
+        http_timeout: std::time::Duration::from_millis(context.config.limits.http_timeout_ms),
     }
+}
+
+/// The account a call names, or the plugin's only one.
+async fn account(inner: &Inner, plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>> {
+    inner.accounts.resolve(&plugin_auth(plugin), name).await
 }
 
 /// What campaigns see of the host: its plugins as they are now, and its call gate. Weak, so a
@@ -459,13 +546,14 @@ impl Lookup {
     }
 }
 
+#[async_trait::async_trait]
 impl crate::campaign::Plugins for Lookup {
     fn plugin(&self, name: &str) -> Result<Arc<Plugin>> {
         plugin(&*self.inner()?, name)
     }
 
-    fn account(&self, plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>> {
-        account(plugin, name)
+    async fn account(&self, plugin: &Plugin, name: Option<&str>) -> Result<Arc<Account>> {
+        account(&*self.inner()?, plugin, name).await
     }
 
     fn enter(&self) -> Result<Box<dyn Send + 'static>> {

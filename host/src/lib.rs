@@ -36,6 +36,7 @@ pub mod serve;
 #[doc(hidden)]
 pub mod bench;
 
+mod accounts;
 mod auth;
 mod delivery;
 mod drain;
@@ -53,7 +54,7 @@ pub use crate::config::{Config, ConfigError};
 pub use crate::error::{Error, Result, SandboxKill};
 pub use crate::host::{Host, ReloadReport};
 pub use crate::types::{
-    AdapterError, AdapterInfo, Coupon, CouponState, ErrorClass, IssuedCoupon,
-    MAX_RECIPIENT_ID_BYTES, ParseRecipientError, PluginInfo, QueryRequest, Recipient,
+    AccountInfo, AccountSpec, AdapterError, AdapterInfo, Coupon, CouponState, ErrorClass,
+    IssuedCoupon, MAX_RECIPIENT_ID_BYTES, ParseRecipientError, PluginInfo, QueryRequest, Recipient,
     RecipientFailure, RecipientKind, SendOutcome, SendRequest,
 };

@@ -20,6 +20,7 @@
 //! | `coupon_host_instances_in_use` | gauge | — adapter instances live now (pool slots taken) |
 //! | `coupon_host_retries_total` | counter | `plugin`, `class` |
 //! | `coupon_host_rate_limiter_wait_seconds` | histogram | `plugin` |
+//! | `coupon_host_account_state` | gauge | `plugin`, `account`, `state` (`active`/`needs-reauth`): 1 for the account's state as this process last saw it, 0 for the other |
 //! | `coupon_host_http_requests_total` | counter | `route`, `status` — `serve` only |
 //! | `coupon_host_http_in_flight` | gauge | — `serve` only |
 
@@ -52,6 +53,8 @@ pub const INSTANCES_IN_USE: &str = "coupon_host_instances_in_use";
 pub const RETRIES: &str = "coupon_host_retries_total";
 /// Time a call waited for the rate limiter, seconds.
 pub const LIMITER_WAIT_SECONDS: &str = "coupon_host_rate_limiter_wait_seconds";
+/// Kept accounts by state: 1 for the state an account is in, 0 for the other.
+pub const ACCOUNT_STATE: &str = "coupon_host_account_state";
 /// HTTP requests `serve` answered, by route and status.
 pub const HTTP_REQUESTS: &str = "coupon_host_http_requests_total";
 /// HTTP requests `serve` is handling now.
@@ -76,6 +79,10 @@ pub fn prometheus_builder() -> metrics_exporter_prometheus::PrometheusBuilder {
 /// Gives every metric its help text and unit on the installed recorder. Call once after
 /// installing a recorder (`serve` does).
 pub fn describe() {
+    describe_gauge!(
+        ACCOUNT_STATE,
+        "Kept accounts by state: 1 for the state each is in (needs-reauth: its calls fail until accounts authorize)"
+    );
     describe_counter!(
         CALLS,
         "Library calls by plugin, operation, outcome and error class"
@@ -175,6 +182,15 @@ pub(crate) fn retry(plugin: &str, class: crate::ErrorClass) {
 /// A call waited `waited` for the rate limiter.
 pub(crate) fn limiter_wait(plugin: &str, waited: Duration) {
     histogram!(LIMITER_WAIT_SECONDS, "plugin" => plugin.to_owned()).record(waited);
+}
+
+/// An account is seen in `state` (`active` or `needs-reauth`). Account names come from the
+/// operator (`accounts add`), so the label stays bounded.
+pub(crate) fn account_state(plugin: &str, account: &str, state: &str) {
+    for candidate in ["active", "needs-reauth"] {
+        gauge!(ACCOUNT_STATE, "plugin" => plugin.to_owned(), "account" => account.to_owned(), "state" => candidate)
+            .set(if candidate == state { 1.0 } else { 0.0 });
+    }
 }
 
 /// Counts one live adapter instance (a pool slot) until dropped.

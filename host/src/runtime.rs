@@ -65,6 +65,10 @@ pub(crate) struct PluginContext {
     pub(crate) limiter: Arc<RateLimiter>,
     /// This process, for the locks and leases it takes.
     pub(crate) holder: Arc<str>,
+    /// Told when the platform refuses an account's credential for good.
+    pub(crate) refusals: Arc<dyn crate::auth::Refusals>,
+    /// Accounts with a `qps` of their own: their limiters, by account.
+    account_limiters: std::sync::Mutex<std::collections::HashMap<String, Arc<RateLimiter>>>,
 }
 
 impl PluginContext {
@@ -89,7 +93,33 @@ impl PluginContext {
             kv_quota,
             limiter,
             holder,
+            refusals: Arc::new(crate::auth::IgnoreRefusals),
+            account_limiters: Default::default(),
         }
+    }
+
+    /// The same, telling `refusals` when the platform refuses an account's credential.
+    pub(crate) fn with_refusals(mut self, refusals: Arc<dyn crate::auth::Refusals>) -> Self {
+        self.refusals = refusals;
+        self
+    }
+
+    /// The limiter of an account with a `qps` of its own, shared with every process.
+    pub(crate) fn account_limiter(&self, account: &Account) -> Option<Arc<RateLimiter>> {
+        let qps = account.qps?;
+        let mut limiters = self
+            .account_limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let limiter = limiters.entry(account.name.clone()).or_insert_with(|| {
+            Arc::new(RateLimiter::new(Some(qps), (qps / 10).max(1)).shared(
+                self.storage.clone(),
+                format!("{}/account/{}", self.name, account.name),
+                self.holder.to_string(),
+                Duration::from_millis(self.config.limits.http_timeout_ms) + Duration::from_secs(5),
+            ))
+        });
+        Some(limiter.clone())
     }
 }
 

@@ -221,6 +221,8 @@ struct SendBody {
     idempotency_key: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 fn one() -> u32 {
@@ -253,6 +255,8 @@ struct CampaignBody {
     id: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 /// Checks and registers a campaign, starts it in the background and answers `202` with its id.
@@ -281,6 +285,7 @@ async fn campaign_start(
     let mut spec = crate::campaign::CampaignSpec::new(body.plugin, body.coupon, file);
     spec.quantity = body.quantity;
     spec.id = body.id;
+    spec.account = body.account;
     spec.options = body.options.into_iter().collect();
     if let Some(concurrency) = body.concurrency {
         spec.concurrency = concurrency;
@@ -331,6 +336,8 @@ struct QueryBody {
     recipient: Recipient,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    #[serde(default)]
+    account: Option<String>,
 }
 
 async fn send(
@@ -346,6 +353,7 @@ async fn send(
         quantity: body.quantity,
         idempotency_key: body.idempotency_key,
         options: body.options.into_iter().collect(),
+        account: body.account,
     };
     let outcome = state.host.send(&name, request).await?;
     Ok(Json(outcome).into_response())
@@ -361,6 +369,7 @@ async fn query(
     let request = QueryRequest {
         recipient: body.recipient,
         options: body.options.into_iter().collect(),
+        account: body.account,
     };
     let coupons = state.host.query(&name, request).await?;
     Ok(Json(json!({ "coupons": coupons })).into_response())

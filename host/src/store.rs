@@ -8,12 +8,14 @@
 //! | [`Journal`] | the idempotency journal: a send's rows, written before and after each platform call, under a lease |
 //! | [`Ledger`] | campaigns: their lines, rejects, batches (a work queue, leased) and workers |
 //! | [`Pacing`] | the platform's window of requests per credential, and its bans |
+//! | [`Accounts`] | merchants' authorizations per plugin, their secrets sealed |
 //!
 //! A backend implements them all ([`Backend`]) and is chosen by `[storage] backend = "…"` through
 //! [`BACKENDS`] (Spin's `MakeKeyValueStore` shape): a new backend is a new folder under `store/`
 //! and one line in that list. Every backend passes the same test suite (`store/suite.rs`).
 //! Nothing outside a backend's folder names its driver.
 
+pub(crate) mod accounts;
 pub(crate) mod journal;
 pub(crate) mod kv;
 pub(crate) mod ledger;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
+pub(crate) use self::accounts::{Accounts, StoredAccount};
 pub(crate) use self::journal::{Begin, Detail, Journal, Lease, Row, RowState, RowUpdate, SendKey};
 pub(crate) use self::kv::{Kv, KvError, KvQuota};
 pub(crate) use self::ledger::{Batch, CampaignRecord, Claim, Ledger, Reject};
@@ -57,9 +60,12 @@ impl Scope {
 }
 
 /// Everything a backend keeps.
-pub(crate) trait Backend: Kv + Tokens + Journal + Ledger + Pacing + Send + Sync {}
+pub(crate) trait Backend:
+    Kv + Tokens + Journal + Ledger + Pacing + Accounts + Send + Sync
+{
+}
 
-impl<T: Kv + Tokens + Journal + Ledger + Pacing + Send + Sync> Backend for T {}
+impl<T: Kv + Tokens + Journal + Ledger + Pacing + Accounts + Send + Sync> Backend for T {}
 
 /// An open backend, shared by every part of the host.
 pub(crate) type Storage = Arc<dyn Backend>;

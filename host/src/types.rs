@@ -213,10 +213,15 @@ pub struct SendRequest {
     pub idempotency_key: Option<String>,
     /// Per-call overrides of the plugin's settings.
     pub options: Vec<(String, String)>,
+    /// The account (merchant) to send for; `None`: the plugin's only account (a plugin with
+    /// several refuses the call).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 impl SendRequest {
-    /// One coupon to each recipient, no options, a generated idempotency key.
+    /// One coupon to each recipient, no options, a generated idempotency key, the plugin's only
+    /// account.
     pub fn new(coupon: impl Into<String>, recipients: Vec<Recipient>) -> Self {
         SendRequest {
             coupon: coupon.into(),
@@ -224,6 +229,7 @@ impl SendRequest {
             quantity: 1,
             idempotency_key: None,
             options: Vec::new(),
+            account: None,
         }
     }
 }
@@ -295,6 +301,20 @@ pub struct QueryRequest {
     pub recipient: Recipient,
     /// Per-call overrides of the plugin's settings.
     pub options: Vec<(String, String)>,
+    /// The account (merchant) whose view to ask; `None`: the plugin's only account.
+    #[serde(default)]
+    pub account: Option<String>,
+}
+
+impl QueryRequest {
+    /// A recipient's coupons, no options, the plugin's only account.
+    pub fn new(recipient: Recipient) -> Self {
+        QueryRequest {
+            recipient,
+            options: Vec::new(),
+            account: None,
+        }
+    }
 }
 
 /// The state of a coupon a recipient holds or can claim.
@@ -442,6 +462,103 @@ pub struct ReportLine {
     /// Why, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A merchant's authorization to keep, for [`Host::account_add`](crate::Host::account_add): its
+/// credentials (sealed by the host before they are stored; never printed), and its settings,
+/// which override the plugin's for this merchant.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct AccountSpec {
+    /// The account's name: 1 to 64 letters, digits, `-`, `_` or `.`; not `default`.
+    pub name: String,
+    pub(crate) session: Option<crate::secret::Secret>,
+    pub(crate) client: Option<(String, crate::secret::Secret)>,
+    /// Settings that override the plugin's (`app_id`, `biz_code`, `brand_id`, …).
+    pub settings: std::collections::BTreeMap<String, String>,
+    /// Requests per second for this account alone, under the app's own `limits.qps`.
+    pub qps: Option<u32>,
+}
+
+impl AccountSpec {
+    /// An account with no credentials yet (a TOP account gets its session from
+    /// [`Host::account_authorize`](crate::Host::account_authorize)).
+    pub fn new(name: impl Into<String>) -> AccountSpec {
+        AccountSpec {
+            name: name.into(),
+            session: None,
+            client: None,
+            settings: Default::default(),
+            qps: None,
+        }
+    }
+
+    /// A TOP seller's session (an OAuth access token obtained elsewhere).
+    pub fn session(mut self, session: impl Into<String>) -> AccountSpec {
+        self.session = Some(crate::secret::Secret::new(session));
+        self
+    }
+
+    /// A Douyin merchant's own client key and secret.
+    pub fn client(mut self, key: impl Into<String>, secret: impl Into<String>) -> AccountSpec {
+        self.client = Some((key.into(), crate::secret::Secret::new(secret)));
+        self
+    }
+
+    /// One setting that overrides the plugin's.
+    pub fn setting(mut self, key: impl Into<String>, value: impl Into<String>) -> AccountSpec {
+        self.settings.insert(key.into(), value.into());
+        self
+    }
+}
+
+impl fmt::Debug for AccountSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the credentials: which ones there are is enough.
+        f.debug_struct("AccountSpec")
+            .field("name", &self.name)
+            .field("session", &self.session.as_ref().map(|_| "***"))
+            .field("client_key", &self.client.as_ref().map(|(key, _)| key))
+            .field("settings", &self.settings)
+            .field("qps", &self.qps)
+            .finish()
+    }
+}
+
+/// An account as `coupon-host accounts list` shows it: no secret, only whether there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AccountInfo {
+    /// The plugin.
+    pub plugin: String,
+    /// The account's name (`default`: the plugin's own credentials from the config).
+    pub name: String,
+    /// `active`, or `needs-reauth` (its calls fail at once until `accounts authorize`).
+    pub state: String,
+    /// Why it needs re-authorization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// `config` (the plugin's `auth`) or `host` (kept with `coupon-host accounts`).
+    pub source: String,
+    /// Whether it holds a session (TOP).
+    pub session: bool,
+    /// When the session expires, unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Until when the session can be refreshed, unix seconds (absent: it cannot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<i64>,
+    /// The seller the platform named at authorization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller: Option<String>,
+    /// The merchant's own client key (Douyin).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+    /// Its own requests-per-second limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qps: Option<u32>,
+    /// Settings that override the plugin's.
+    pub settings: std::collections::BTreeMap<String, String>,
 }
 
 #[cfg(test)]

@@ -460,6 +460,12 @@ impl Sim {
         lock(&self.state).top_sessions()
     }
 
+    /// Every TOP refresh token issued so far (by a code or a refresh), used or not: credentials
+    /// of the simulator's own making, for tests that look for them where they must not be.
+    pub fn top_refresh_tokens(&self) -> Vec<String> {
+        lock(&self.state).top_refresh_tokens()
+    }
+
     /// Puts a TOP session past its expiry now: calls with it get code 27 `invalid-sessionkey`.
     /// Its refresh token, if any, still works. `false` when no such session was ever issued.
     pub fn expire_top_session(&self, session: &str) -> bool {

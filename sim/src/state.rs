@@ -240,6 +240,10 @@ impl State {
     pub(crate) fn top_sessions(&self) -> Vec<TopSession> {
         self.sellers.list(self.now())
     }
+
+    pub(crate) fn top_refresh_tokens(&self) -> Vec<String> {
+        self.sellers.issued_refresh_tokens()
+    }
 }
 
 impl State {

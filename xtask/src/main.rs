@@ -45,6 +45,11 @@ pub(crate) const DEMO_SECRETS: &[(&str, &str)] = &[
     ("TAOBAO_APP_SECRET", "sim-app-secret"),
     ("TAOBAO_SESSION", "sim-session"),
     ("DOUYIN_CLIENT_SECRET", "sim-douyin-secret"),
+    // The demo's master key for kept accounts (a real one: `openssl rand -hex 32`).
+    (
+        "COUPON_HOST_MASTER_KEY",
+        "64656d6f2d6d61737465722d6b65792d6e6f742d666f722d70726f64756374",
+    ),
 ];
 
 /// The address `examples/sandbox.toml` expects the simulator on.
@@ -157,6 +162,11 @@ fn demo() -> anyhow::Result<()> {
         bail!("the simulator did not start: {first}");
     }
 
+    // Each demo starts from a fresh state file: it shows every step, including the accounts.
+    let state = root().join("target/demo");
+    for name in ["coupon-host.db", "coupon-host.db-wal", "coupon-host.db-shm"] {
+        let _ = std::fs::remove_file(state.join(name));
+    }
     let config = root().join("examples/sandbox.toml");
     let host = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
         let output = Command::new(bin.join("coupon-host"))
@@ -288,6 +298,98 @@ fn demo() -> anyhow::Result<()> {
         "report: coupon-host --config {} campaign report {id}",
         config.display()
     );
+
+    // Two merchants through one taobao plugin: the plugin's own session (account `default`,
+    // seller sim-seller) and a second seller who authorizes the app (account `shop-2`).
+    println!();
+    println!("==> two merchants through one taobao plugin");
+    let code = mint_code("sim-seller-2")?;
+    let shop = host(&[
+        "accounts",
+        "authorize",
+        "taobao",
+        "shop-2",
+        "--code",
+        &code,
+        "--json",
+    ])?;
+    println!(
+        "authorized account shop-2 for seller {} (session until {})",
+        shop["seller"].as_str().unwrap_or("?"),
+        shop["expires_at"]
+    );
+    for (account, coupon) in [("default", "48552"), ("shop-2", "48560")] {
+        let sent = host(&[
+            "send",
+            "taobao",
+            "--account",
+            account,
+            "--coupon",
+            coupon,
+            "--to",
+            "nick:王五",
+            "--json",
+        ])?;
+        let issued = sent["issued"].as_array().map(Vec::len).unwrap_or(0);
+        println!("{account:<8} send coupon {coupon} to nick:王五: {issued} issued");
+    }
+    match host(&[
+        "send",
+        "taobao",
+        "--account",
+        "shop-2",
+        "--coupon",
+        "48552",
+        "--to",
+        "nick:赵六",
+        "--json",
+    ]) {
+        Ok(sent) => println!(
+            "shop-2   send the other shop's coupon 48552: {}",
+            sent["failed"][0]["error"]["class"].as_str().unwrap_or("?")
+        ),
+        Err(e) => println!("shop-2   send the other shop's coupon 48552: refused ({e})"),
+    }
+    for account in ["default", "shop-2"] {
+        let coupons = host(&[
+            "query",
+            "taobao",
+            "--account",
+            account,
+            "--recipient",
+            "nick:王五",
+            "--json",
+        ])?;
+        let titles: Vec<&str> = coupons["coupons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["title"].as_str())
+            .collect();
+        println!("{account:<8} sees nick:王五 holding: {}", titles.join(", "));
+    }
     drop(sim);
     Ok(())
+}
+
+/// An OAuth code for `seller` from the simulator's authorize stand-in (`POST /_sim/top/code`),
+/// as TOP's authorize page gives one when the seller agrees.
+fn mint_code(seller: &str) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("http://{SIM_ADDR}/_sim/top/code"))
+            .json(&serde_json::json!({ "app_key": "12345678", "seller": seller }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        answer["code"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the simulator gave no code")
+    })
 }

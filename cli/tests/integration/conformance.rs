@@ -293,6 +293,7 @@ pub async fn query_returns_what_was_sent(platform: &Platform) {
             QueryRequest {
                 recipient,
                 options: Vec::new(),
+                account: None,
             },
         )
         .await

@@ -12,9 +12,15 @@ mod example;
 async fn the_embedding_example_runs_against_the_simulator() {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
     let host = env.host().await;
-    let report = example::run(&host, "taobao", TAOBAO_COUPON, "nick:张三".parse().unwrap())
-        .await
-        .expect("the example runs");
+    let report = example::run(
+        &host,
+        "taobao",
+        TAOBAO_COUPON,
+        "nick:张三".parse().unwrap(),
+        None,
+    )
+    .await
+    .expect("the example runs");
     assert_eq!(report.plugins, ["alsc", "douyin", "taobao", "tmall-nrt"]);
     assert_eq!(report.outcome.issued.len(), 1);
     assert!(report.outcome.failed.is_empty());
@@ -67,6 +73,7 @@ async fn shutdown_refuses_new_calls_and_waits_for_running_ones() {
             coupon_host::QueryRequest {
                 recipient: "nick:running".parse().unwrap(),
                 options: Vec::new(),
+                account: None,
             },
         )
         .await;

@@ -1,6 +1,7 @@
 //! The whole stack through its public surfaces: the library API and the `coupon-host` binary,
 //! against adapters built from source and the simulator on loopback.
 
+mod accounts;
 mod campaign;
 mod cli;
 mod conformance;

@@ -75,7 +75,7 @@ max_instances = 16
 [plugins.taobao]
 component = {component:?}
 allowed_hosts = [{origin:?}]
-auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}" }}
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}", oauth_token_url = "{origin}/token" }}
 limits = {{ timeout_ms = 10000, memory_mib = 64, http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 retry = {{ {retry} }}

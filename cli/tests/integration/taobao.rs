@@ -168,6 +168,7 @@ async fn query_returns_what_was_sent_in_fen_and_unix_seconds() {
                 QueryRequest {
                     recipient: buyer,
                     options: vec![("simplify".into(), simplify.into())],
+                    account: None,
                 },
             )
             .await

@@ -168,12 +168,20 @@ impl Scheme for Douyin {
         Ok(Some(token))
     }
 
-    fn refused(&self, response: &HttpResponse) -> bool {
-        response.status == 200
-            && serde_json::from_slice::<serde_json::Value>(&response.body)
-                .ok()
-                .and_then(|v| v["err_no"].as_i64())
-                .is_some_and(|code| REFRESH_CODES.contains(&code))
+    fn account_fields(&self) -> &'static [&'static str] {
+        &["client"]
+    }
+
+    fn refused(&self, response: &HttpResponse) -> Option<String> {
+        if response.status != 200 {
+            return None;
+        }
+        let code = serde_json::from_slice::<serde_json::Value>(&response.body)
+            .ok()
+            .and_then(|v| v["err_no"].as_i64())?;
+        REFRESH_CODES
+            .contains(&code)
+            .then(|| format!("douyin err_no {code}: the access token is invalid or expired"))
     }
 }
 

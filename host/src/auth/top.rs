@@ -19,10 +19,21 @@ use serde::Deserialize;
 use sha2::Sha256;
 
 use super::{
-    Account, AuthContext, AuthError, KeyError, Outgoing, Parsed, Scheme, SchemeInput, SchemeKind,
+    Account, AuthContext, AuthError, Grant, GrantRequest, KeyError, Outgoing, Parsed, Scheme,
+    SchemeInput, SchemeKind,
 };
 use crate::secret::{Secret, read_secret};
-use crate::transport::HttpResponse;
+use crate::transport::{HttpRequest, HttpResponse, Method, Transport};
+
+/// TOP's OAuth token endpoint, when `auth.oauth_token_url` does not say another.
+pub const OAUTH_TOKEN_URL: &str = "https://oauth.taobao.com/token";
+
+/// The callback of an app without a web server, when `auth.redirect_uri` does not say another.
+pub const OOB_REDIRECT: &str = "urn:ietf:wg:oauth:2.0:oob";
+
+/// TOP's answers that mean the session is missing or no longer good: 26 Missing Session, 27
+/// Invalid Session (expired, revoked, of another app) (PROTOCOLS.md §2, ACCOUNTS.md).
+const SESSION_REFUSED: [i64; 2] = [26, 27];
 
 /// The registry entry for `scheme = "top"`.
 pub(crate) const KIND: SchemeKind = SchemeKind { name: "top", parse };
@@ -45,6 +56,8 @@ struct Raw {
     session_env: Option<String>,
     #[serde(default)]
     sign_method: SignMethod,
+    oauth_token_url: Option<String>,
+    redirect_uri: Option<String>,
 }
 
 fn parse(table: toml::Table, input: &SchemeInput<'_>) -> Result<Parsed, KeyError> {
@@ -60,11 +73,23 @@ fn parse(table: toml::Table, input: &SchemeInput<'_>) -> Result<Parsed, KeyError
         }
         None => None,
     };
+    let oauth_token_url = raw.oauth_token_url.as_deref().unwrap_or(OAUTH_TOKEN_URL);
+    let oauth_token_url = url::Url::parse(oauth_token_url)
+        .ok()
+        .filter(|u| u.scheme() == "http" || u.scheme() == "https")
+        .ok_or_else(|| {
+            KeyError::at(
+                "oauth_token_url",
+                format!("{oauth_token_url:?} is not an http(s) URL"),
+            )
+        })?;
     Ok(Parsed {
         scheme: Arc::new(Top {
             app_key: raw.app_key,
             app_secret,
             sign_method: raw.sign_method,
+            oauth_token_url,
+            redirect_uri: raw.redirect_uri.unwrap_or_else(|| OOB_REDIRECT.to_owned()),
         }),
         default_account: Account {
             session,
@@ -80,6 +105,10 @@ pub(crate) struct Top {
     /// The AppSecret.
     pub(crate) app_secret: Secret,
     pub(crate) sign_method: SignMethod,
+    /// Where authorization codes and refresh tokens are exchanged.
+    pub(crate) oauth_token_url: url::Url,
+    /// The app's registered callback, sent with a code.
+    pub(crate) redirect_uri: String,
 }
 
 #[async_trait]
@@ -135,10 +164,118 @@ impl Scheme for Top {
         Ok(None)
     }
 
-    fn refused(&self, _response: &HttpResponse) -> bool {
-        // A TOP session cannot be refreshed in place: 26/27 reach the adapter, which classes them.
-        false
+    fn refused(&self, response: &HttpResponse) -> Option<String> {
+        session_refused(&response.body)
+            .map(|code| format!("TOP code {code}: the session is missing or no longer valid"))
     }
+
+    async fn grant(
+        &self,
+        request: GrantRequest<'_>,
+        transport: &dyn Transport,
+        http_timeout: std::time::Duration,
+    ) -> Result<Grant, AuthError> {
+        let mut form = vec![
+            ("client_id".to_owned(), self.app_key.clone()),
+            (
+                "client_secret".to_owned(),
+                self.app_secret.expose().to_owned(),
+            ),
+        ];
+        match request {
+            GrantRequest::Code(code) => form.extend([
+                ("grant_type".to_owned(), "authorization_code".to_owned()),
+                ("code".to_owned(), code.to_owned()),
+                ("redirect_uri".to_owned(), self.redirect_uri.clone()),
+            ]),
+            GrantRequest::Refresh(token) => form.extend([
+                ("grant_type".to_owned(), "refresh_token".to_owned()),
+                ("refresh_token".to_owned(), token.expose().to_owned()),
+            ]),
+        }
+        let response = transport
+            .send(HttpRequest {
+                method: Method::Post,
+                url: self.oauth_token_url.clone(),
+                headers: vec![(
+                    "content-type".to_owned(),
+                    "application/x-www-form-urlencoded;charset=utf-8".to_owned(),
+                )],
+                query: Vec::new(),
+                body: Some(crate::transport::form_encode(&form)),
+                timeout: http_timeout,
+                max_response_bytes: 64 * 1024,
+            })
+            .await
+            .map_err(|e| AuthError::Other(format!("the TOP OAuth endpoint: {e:?}")))?;
+        parse_grant(&response, crate::store::now_ms())
+    }
+
+    fn account_fields(&self) -> &'static [&'static str] {
+        &["session"]
+    }
+}
+
+/// The code of a TOP answer that is the error envelope of a session refused (26 or 27). Only an
+/// answer that starts as an error envelope is parsed, so a success costs nothing.
+pub(crate) fn session_refused(body: &[u8]) -> Option<i64> {
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(0);
+    if !body[start..].starts_with(b"{\"error_response\"") {
+        return None;
+    }
+    let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    let code = &value["error_response"]["code"];
+    let code = code
+        .as_i64()
+        .or_else(|| code.as_str().and_then(|c| c.parse().ok()))?;
+    SESSION_REFUSED.contains(&code).then_some(code)
+}
+
+/// A grant from the OAuth endpoint's answer (ACCOUNTS.md: `access_token`, `expires_in`,
+/// `refresh_token`, `re_expires_in`, `taobao_user_nick`; an error is
+/// `{"error","error_description"}`). `now_ms` dates the expiries.
+pub(crate) fn parse_grant(response: &HttpResponse, now_ms: i64) -> Result<Grant, AuthError> {
+    let answer: serde_json::Value = serde_json::from_slice(&response.body).map_err(|_| {
+        AuthError::Other(format!(
+            "the TOP OAuth endpoint answered HTTP {} that is not JSON",
+            response.status
+        ))
+    })?;
+    if let Some(error) = answer["error"].as_str() {
+        let description = answer["error_description"].as_str().unwrap_or("");
+        let message = format!("the TOP OAuth endpoint refused: {error}: {description}");
+        // A bad code, a used or expired refresh token, a wrong client: the merchant or the
+        // operator must act, a retry will not help.
+        return Err(AuthError::Unauthorized(message));
+    }
+    let session = answer["access_token"]
+        .as_str()
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| AuthError::Other("the TOP OAuth answer has no access_token".to_owned()))?;
+    let seconds = |field: &str| {
+        let value = &answer[field];
+        value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+    };
+    let at = |secs: i64| now_ms + secs * 1000;
+    let refresh_in = seconds("re_expires_in").unwrap_or(0);
+    let refresh_token = answer["refresh_token"]
+        .as_str()
+        .filter(|t| !t.is_empty() && refresh_in > 0)
+        .map(Secret::new);
+    Ok(Grant {
+        session: Secret::new(session),
+        expires_at_ms: seconds("expires_in").filter(|s| *s > 0).map(at),
+        refresh_expires_at_ms: refresh_token.as_ref().map(|_| at(refresh_in)),
+        refresh_token,
+        seller: answer["taobao_user_nick"]
+            .as_str()
+            .map(|nick| crate::text::bounded(nick.to_owned(), 128)),
+    })
 }
 
 /// The parameters as sent, before the signature: the guest's (blank pairs dropped, as TOP neither

@@ -9,6 +9,7 @@
 //! Several processes may open one file: SQLite's locks order their transactions, and the leases
 //! the journal and the ledger keep decide who sends what.
 
+mod accounts;
 mod journal;
 mod kv;
 mod ledger;

@@ -903,6 +903,81 @@ macro_rules! storage_suite {
             );
         }
 
+        // ---- accounts ----
+
+        fn account(plugin: &str, name: &str) -> StoredAccount {
+            StoredAccount {
+                plugin: plugin.to_owned(),
+                name: name.to_owned(),
+                state: "active".into(),
+                settings: [("brand_id".to_owned(), "b-1".to_owned())].into(),
+                sealed: [("session".to_owned(), vec![1, 2, 3])].into(),
+                client_key: Some("ck".into()),
+                qps: Some(20),
+                expires_at_ms: Some(1_000),
+                refresh_expires_at_ms: Some(2_000),
+                seller: Some("shop".into()),
+                ..StoredAccount::default()
+            }
+        }
+
+        #[tokio::test]
+        async fn accounts_are_kept_per_plugin_listed_in_order_and_removed() {
+            let f = fixture().await;
+            for (plugin, name) in [("taobao", "b"), ("taobao", "a"), ("douyin", "a")] {
+                f.storage.account_put(&account(plugin, name)).await.unwrap();
+            }
+            let got = f.storage.account_get("taobao", "a").await.unwrap().unwrap();
+            let mut expected = account("taobao", "a");
+            expected.updated_ms = got.updated_ms;
+            assert_eq!(got, expected);
+            let names: Vec<_> = f
+                .storage
+                .account_list(Some("taobao"))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.name)
+                .collect();
+            assert_eq!(names, ["a", "b"]);
+            assert_eq!(f.storage.account_list(None).await.unwrap().len(), 3);
+            f.storage
+                .account_set_state("taobao", "a", "needs-reauth", Some("27"))
+                .await
+                .unwrap();
+            let changed = f.storage.account_get("taobao", "a").await.unwrap().unwrap();
+            assert_eq!(
+                (changed.state.as_str(), changed.reason.as_deref()),
+                ("needs-reauth", Some("27"))
+            );
+            assert_eq!(
+                changed.sealed, expected.sealed,
+                "a state change keeps the secrets"
+            );
+            assert!(f.storage.account_remove("taobao", "a").await.unwrap());
+            assert!(!f.storage.account_remove("taobao", "a").await.unwrap());
+            assert_eq!(f.storage.account_get("taobao", "a").await.unwrap(), None);
+            assert!(
+                f.storage
+                    .account_get("douyin", "a")
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+
+        #[tokio::test]
+        async fn the_master_key_check_is_kept() {
+            let f = fixture().await;
+            assert_eq!(f.storage.master_check_get().await.unwrap(), None);
+            f.storage.master_check_put(b"one").await.unwrap();
+            f.storage.master_check_put(b"two").await.unwrap();
+            assert_eq!(
+                f.storage.master_check_get().await.unwrap(),
+                Some(b"two".to_vec())
+            );
+        }
+
         // ---- pacing ----
 
         #[tokio::test]

@@ -82,6 +82,8 @@ pub(crate) struct Sellers {
     /// Session values in the order they were made, for [`Sellers::list`].
     order: Vec<String>,
     refresh_tokens: HashMap<String, Refresh>,
+    /// Every refresh token ever issued, used or not, for [`Sellers::issued_refresh_tokens`].
+    issued_refresh_tokens: Vec<String>,
     codes: HashMap<String, Code>,
 }
 
@@ -113,6 +115,7 @@ impl Sellers {
             sessions: HashMap::new(),
             order: Vec::new(),
             refresh_tokens: HashMap::new(),
+            issued_refresh_tokens: Vec::new(),
             codes: HashMap::new(),
         };
         for app in apps {
@@ -373,11 +376,18 @@ impl Sellers {
         Ok(self.issue(app, seller, now))
     }
 
+    /// Every refresh token ever issued, oldest first: credentials of the simulator's own making,
+    /// for tests that look for them where they must not be.
+    pub(crate) fn issued_refresh_tokens(&self) -> Vec<String> {
+        self.issued_refresh_tokens.clone()
+    }
+
     /// Issues a session and a refresh token of `seller` for `app`, with the app's lifetimes.
     fn issue(&mut self, app: &TopApp, seller: SellerId, now: DateTime<Utc>) -> Issued {
         let user_id = self.sellers[seller].user_id;
         let session = token("61", user_id);
         let refresh_token = token("62", user_id);
+        self.issued_refresh_tokens.push(refresh_token.clone());
         self.refresh_tokens.insert(
             refresh_token.clone(),
             Refresh {

@@ -54,7 +54,7 @@ impl signed_http::Host for HostState {
         let (span, started) = (platform_call_span(&plugin.name, &request), Instant::now());
         let result = send(
             &plugin,
-            &self.account,
+            &mut self.account,
             &self.scope,
             request,
             chrono::Utc::now(),
@@ -75,26 +75,42 @@ impl PluginContext {
     /// Waits for the plugin's rate limiter; refuses (as a connect error: nothing was sent) when
     /// the wait would be longer than [`MAX_LIMITER_WAIT`].
     /// The wait is added to `waited` (ms), which moves the call's deadline.
-    pub(crate) async fn pace(&self, waited: &AtomicU64) -> Result<Permit, HttpError> {
-        let permit = self.limiter.acquire(MAX_LIMITER_WAIT).await.map_err(
-            |crate::limiter::WouldWait(wait)| {
-                HttpError::Connect(format!(
-                    "not sent: the plugin is rate-limited for another {} ms",
-                    wait.as_millis()
-                ))
-            },
-        )?;
-        waited.fetch_add(permit.waited.as_millis() as u64, Ordering::Relaxed);
-        crate::metrics::limiter_wait(&self.name, permit.waited);
-        Ok(permit)
+    pub(crate) async fn pace(
+        &self,
+        account: &Account,
+        waited: &AtomicU64,
+    ) -> Result<(Permit, Option<Permit>), HttpError> {
+        let refused = |crate::limiter::WouldWait(wait): crate::limiter::WouldWait| {
+            HttpError::Connect(format!(
+                "not sent: the plugin is rate-limited for another {} ms",
+                wait.as_millis()
+            ))
+        };
+        let permit = self
+            .limiter
+            .acquire(MAX_LIMITER_WAIT)
+            .await
+            .map_err(refused)?;
+        // An account with a limit of its own waits for it too, under the app's.
+        let own = match self.account_limiter(account) {
+            Some(limiter) => Some(limiter.acquire(MAX_LIMITER_WAIT).await.map_err(refused)?),
+            None => None,
+        };
+        let total = permit.waited + own.as_ref().map(|p| p.waited).unwrap_or_default();
+        waited.fetch_add(total.as_millis() as u64, Ordering::Relaxed);
+        crate::metrics::limiter_wait(&self.name, total);
+        Ok((permit, own))
     }
 }
 
 /// Checks, paces, authorises and sends one request of the guest's, for `account`. `waited`
-/// collects the time spent waiting for the rate limiter (see [`PluginContext::pace`]).
+/// collects the time spent waiting for the rate limiter (see [`PluginContext::pace`]). When the
+/// platform refuses the credential, a token scheme gets one fresh token and one retry; if it is
+/// still refused, the account is refreshed (one more retry) or marked for re-authorization, and
+/// `account` becomes the account as it is now.
 pub(crate) async fn send(
     plugin: &PluginContext,
-    account: &Account,
+    account: &mut std::sync::Arc<Account>,
     scope: &Scope,
     request: Request,
     now: chrono::DateTime<chrono::Utc>,
@@ -102,7 +118,42 @@ pub(crate) async fn send(
 ) -> Result<Response, HttpError> {
     let outgoing = check(plugin, request)?;
     // Held until the response is read: the limiter counts the request until then.
-    let _permit = plugin.pace(waited).await?;
+    let _permit = plugin.pace(account, waited).await?;
+    let (mut response, used) = authorized(plugin, account, scope, &outgoing, now, None).await?;
+    let Some(mut why) = plugin.scheme.refused(&response) else {
+        return Ok(to_guest(response));
+    };
+    if used.is_some() {
+        // Expired or revoked: one refresh (shared with concurrent callers), one retry.
+        tracing::info!(plugin = %plugin.name, "the platform refused the token; refreshing once");
+        let _second = plugin.pace(account, waited).await?;
+        response = authorized(plugin, account, scope, &outgoing, now, used.as_ref())
+            .await?
+            .0;
+        why = match plugin.scheme.refused(&response) {
+            None => return Ok(to_guest(response)),
+            Some(why) => why,
+        };
+    }
+    if let Some(fresh) = plugin.refusals.refused(&plugin.name, account, &why).await {
+        *account = fresh;
+        let _third = plugin.pace(account, waited).await?;
+        response = authorized(plugin, account, scope, &outgoing, now, None)
+            .await?
+            .0;
+    }
+    Ok(to_guest(response))
+}
+
+/// Authorises `outgoing` for `account` and sends it; returns the answer and the credential used.
+async fn authorized(
+    plugin: &PluginContext,
+    account: &Account,
+    scope: &Scope,
+    outgoing: &Outgoing,
+    now: chrono::DateTime<chrono::Utc>,
+    stale: Option<&crate::secret::Secret>,
+) -> Result<(HttpResponse, Option<crate::secret::Secret>), HttpError> {
     let ctx = AuthContext {
         scope,
         account,
@@ -112,26 +163,13 @@ pub(crate) async fn send(
         holder: &plugin.holder,
         now,
     };
-    let mut authorized = outgoing.clone();
+    let mut request = outgoing.clone();
     let used = plugin
         .scheme
-        .authorize(&mut authorized, &ctx, None)
+        .authorize(&mut request, &ctx, stale)
         .await
         .map_err(auth_error)?;
-    let response = execute(plugin, account, authorized).await?;
-    if used.is_none() || !plugin.scheme.refused(&response) {
-        return Ok(to_guest(response));
-    }
-    // Expired or revoked: one refresh (shared with concurrent callers), one retry.
-    tracing::info!(plugin = %plugin.name, "the platform refused the credential; refreshing once");
-    let mut again = outgoing;
-    plugin
-        .scheme
-        .authorize(&mut again, &ctx, used.as_ref())
-        .await
-        .map_err(auth_error)?;
-    let _second = plugin.pace(waited).await?;
-    execute(plugin, account, again).await.map(to_guest)
+    Ok((execute(plugin, account, request).await?, used))
 }
 
 /// The policy checks, before anything is paced or sent: the request as the host will send it.
@@ -350,9 +388,17 @@ auth = { scheme = "top", app_key = "12345678", app_secret_env = "APP_SECRET", se
         request: Request,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<Response, HttpError> {
-        let (_dir, plugin, account) = test_plugin(TOP_PLUGIN, Some(transport)).await;
+        let (_dir, plugin, mut account) = test_plugin(TOP_PLUGIN, Some(transport)).await;
         let scope = Scope::new(plugin.name.clone(), account.name.clone());
-        send(&plugin, &account, &scope, request, now, &AtomicU64::new(0)).await
+        send(
+            &plugin,
+            &mut account,
+            &scope,
+            request,
+            now,
+            &AtomicU64::new(0),
+        )
+        .await
     }
 
     async fn denied(request: Request) -> String {
@@ -507,11 +553,11 @@ mod egress_tests {
     ) -> Result<Response, HttpError> {
         let plugin_toml =
             format!("allowed_hosts = [{allowed:?}]\nallow_private_addresses = {allow_private}\n");
-        let (_dir, plugin, account) = test_plugin(&plugin_toml, None).await;
+        let (_dir, plugin, mut account) = test_plugin(&plugin_toml, None).await;
         let scope = Scope::new(plugin.name.clone(), account.name.clone());
         send(
             &plugin,
-            &account,
+            &mut account,
             &scope,
             request,
             chrono::Utc::now(),

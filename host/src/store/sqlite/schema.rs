@@ -105,6 +105,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX pace_by_credential ON pace (credential);
     CREATE TABLE bans (credential TEXT PRIMARY KEY, until_ms INTEGER NOT NULL) WITHOUT ROWID;
     ",
+    // 3: accounts (secrets sealed by the host: `sealed` is a JSON map of field to hex), and the
+    // check value that tells a right master key from a wrong one.
+    "
+    CREATE TABLE accounts (
+        plugin TEXT NOT NULL, name TEXT NOT NULL, state TEXT NOT NULL, reason TEXT,
+        settings TEXT NOT NULL DEFAULT '{}', sealed TEXT NOT NULL DEFAULT '{}',
+        client_key TEXT, qps INTEGER, expires_at_ms INTEGER, refresh_expires_at_ms INTEGER,
+        seller TEXT, updated_ms INTEGER NOT NULL,
+        PRIMARY KEY (plugin, name)) WITHOUT ROWID;
+    CREATE TABLE master_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);
+    ",
 ];
 
 /// The newest schema version this host knows.
