@@ -29,6 +29,20 @@ pub(crate) const MAX_TRANSFER_BYTES: usize = 16 << 20;
 /// The export every adapter of this contract version has.
 pub(crate) const ADAPTER_EXPORT: &str = "coupon:adapter/adapter@0.1.0";
 
+/// Core instances one adapter instance may hold. A Rust component has about five, one built
+/// with componentize-js three or four, one built with componentize-py 14 (38 with
+/// `--stub-wasi`); the pool only counts core instances, so every slot gets room for the
+/// largest of these at no cost.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// Linear memories the pool holds per slot. Each is a reservation of address space (4 GiB and
+/// a guard), so the pool holds an average, not a worst case: a call takes as many as its
+/// component needs, and waits while they are in use.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Tables the pool holds per slot, shared out like the memories.
+const TABLES_PER_SLOT: u32 = 4;
+
 /// The engine, its linker, and the compiled-component cache.
 pub(crate) struct Runtime {
     engine: Engine,
@@ -37,6 +51,19 @@ pub(crate) struct Runtime {
     /// One permit per pool slot: a call beyond the pool's size waits for a slot instead of
     /// failing to instantiate.
     slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per linear memory of the pool; a call takes its component's count.
+    memories: Arc<tokio::sync::Semaphore>,
+    /// One permit per table of the pool; a call takes its component's count.
+    tables: Arc<tokio::sync::Semaphore>,
+    /// The pool's memories and tables: no component that needs more is loaded.
+    pool_totals: (u32, u32),
+}
+
+/// What one instance of a component takes from the pool, besides its slot and core instances.
+#[derive(Debug, Clone, Copy)]
+struct Needs {
+    memories: u32,
+    tables: u32,
 }
 
 impl Runtime {
@@ -50,16 +77,19 @@ impl Runtime {
     /// measure what it costs. Production always has it on.
     pub(crate) fn build(max_instances: u32, cache_dir: &Path, epoch: bool) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
-        // A Rust wasm32-wasip2 component holds several core instances (the program, the WASI
-        // adapter, shims) and up to two memories.
+        // Every limit of the pool is either room for the largest component in every slot (core
+        // instances, component instances, stacks), or shared out by semaphores in `call`
+        // (memories, tables), so an instantiation never fails for lack of room: a call waits.
+        let total_memories = max_instances.saturating_mul(MEMORIES_PER_SLOT);
+        let total_tables = max_instances.saturating_mul(TABLES_PER_SLOT);
         pool.total_component_instances(max_instances)
-            .total_core_instances(max_instances.saturating_mul(10))
-            .total_memories(max_instances.saturating_mul(2))
-            .total_tables(max_instances.saturating_mul(4))
+            .total_core_instances(max_instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(total_memories)
+            .total_tables(total_tables)
             .total_stacks(max_instances)
-            .max_core_instances_per_component(20)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(total_memories)
+            .max_tables_per_component(total_tables)
             .max_memory_size((crate::config::MAX_MEMORY_MIB as usize) << 20)
             // Reset slots by zeroing dirty pages instead of unmapping them: the next instance
             // takes no page faults (PERFORMANCE.md §5.2).
@@ -100,6 +130,9 @@ impl Runtime {
             linker,
             cache_dir: cache_dir.to_owned(),
             slots: Arc::new(tokio::sync::Semaphore::new(max_instances as usize)),
+            memories: Arc::new(tokio::sync::Semaphore::new(total_memories as usize)),
+            tables: Arc::new(tokio::sync::Semaphore::new(total_tables as usize)),
+            pool_totals: (total_memories, total_tables),
         })
     }
 
@@ -128,6 +161,25 @@ impl Runtime {
             });
         }
         let component = self.compile_cached(&bytes, &sha256).map_err(load_error)?;
+        let needs = match component.resources_required() {
+            Some(resources) => Needs {
+                memories: resources.num_memories,
+                tables: resources.num_tables,
+            },
+            // Only a component that imports core modules leaves this unknown; adapters do not.
+            None => Needs {
+                memories: 1,
+                tables: 1,
+            },
+        };
+        let (memories, tables) = self.pool_totals;
+        if needs.memories > memories || needs.tables > tables {
+            return Err(load_error(format!(
+                "one instance needs {} linear memories and {} tables, and the whole pool has {memories} and \
+                 {tables} ({MEMORIES_PER_SLOT} and {TABLES_PER_SLOT} per [runtime] max_instances): raise max_instances",
+                needs.memories, needs.tables
+            )));
+        }
 
         let exports_adapter = component
             .component_type()
@@ -144,7 +196,7 @@ impl Runtime {
             .map_err(|e| load_error(format!("it is not a coupon adapter: {}", one_line(&e))))?;
         let pre = latest::PluginPre::new(pre)
             .map_err(|e| load_error(format!("it is not a coupon adapter: {}", one_line(&e))))?;
-        Ok(LoadedComponent { pre, sha256 })
+        Ok(LoadedComponent { pre, sha256, needs })
     }
 
     /// Compiles `bytes`, or loads the artifact compiled earlier by this same engine configuration.
@@ -226,19 +278,30 @@ impl Runtime {
         op: Op,
     ) -> Result<OpResult> {
         let limits = &plugin.config.limits;
-        let _slot = self
-            .slots
-            .acquire()
+        // The slot first, then the component's share of memories and tables; every caller
+        // takes them in this order, so no two wait on each other.
+        let closed = |_| Error::Runtime("the runtime is shutting down".to_owned());
+        let _slot = self.slots.acquire().await.map_err(closed)?;
+        let _memories = self
+            .memories
+            .acquire_many(component.needs.memories)
             .await
-            .map_err(|_| Error::Runtime("the runtime is shutting down".to_owned()))?;
+            .map_err(closed)?;
+        let _tables = self
+            .tables
+            .acquire_many(component.needs.tables)
+            .await
+            .map_err(closed)?;
         let _in_use = crate::metrics::InstanceInUse::enter();
         let mut store = self.store(plugin);
         let waited_total = store.data().limiter_wait_ms.clone();
 
         let deadline = Duration::from_millis(limits.timeout_ms);
         let (op_name, started) = (op.name(), std::time::Instant::now());
+        let mut instantiated = false;
         let run = async {
             let instance = component.pre.instantiate_async(&mut store).await?;
+            instantiated = true;
             let adapter = instance.coupon_adapter_adapter();
             Ok::<_, wasmtime::Error>(match op {
                 Op::Describe => OpResult::Describe(adapter.call_describe(&mut store).await?),
@@ -253,6 +316,35 @@ impl Runtime {
         let result = with_movable_deadline(deadline, &waited_total, run).await;
         let platform_time = store.data().platform_time;
         crate::metrics::adapter_call(&plugin.name, op_name, started.elapsed(), platform_time);
+        // An instance that never came to be sent nothing (unless its start code made a request,
+        // which is counted): that is not a kill with an unknown outcome, but a failure to try.
+        if !instantiated
+            && store.data().http_requests == 0
+            && op_name != "describe"
+            && let Some(error) = match &result {
+                Err(_elapsed) => Some(format!(
+                    "instantiating took longer than {} ms (limits.timeout_ms)",
+                    limits.timeout_ms
+                )),
+                Ok(Err(error)) if !store.data().limiter.memory_refused => Some(
+                    crate::secret::redact_str(&one_line(error), &plugin.secrets()),
+                ),
+                _ => None,
+            }
+        {
+            tracing::warn!(plugin = %plugin.name, %error, "no adapter instance; nothing was sent");
+            use latest::coupon::adapter::types as wit;
+            let failure = wit::AdapterError {
+                class: wit::ErrorClass::Transient,
+                code: "no-instance".to_owned(),
+                message: format!("no adapter instance could be made, so nothing was sent: {error}"),
+                retry_after_ms: None,
+            };
+            return Ok(match op_name {
+                "send" => OpResult::Send(Err(failure)),
+                _ => OpResult::Query(Err(failure)),
+            });
+        }
         let kill = |kind, message: String| {
             crate::metrics::sandbox_kill(&plugin.name, kind);
             Error::Sandbox {
@@ -344,6 +436,7 @@ pub(crate) enum OpResult {
 pub(crate) struct LoadedComponent {
     pub(crate) pre: latest::PluginPre<HostState>,
     pub(crate) sha256: String,
+    needs: Needs,
 }
 
 fn is_core_module(bytes: &[u8]) -> bool {
