@@ -685,7 +685,13 @@ impl Host {
             let io =
                 |e: std::io::Error| Error::Storage(format!("cannot write {}: {e}", dir.display()));
             std::fs::create_dir_all(&dir).map_err(io)?;
-            let partial = path.with_extension(format!("tmp{}", std::process::id()));
+            // A name of its own per write: two requests posting the same list at once must not
+            // write (and rename) the same partial file.
+            let partial = path.with_extension(format!(
+                "tmp{}-{:016x}",
+                std::process::id(),
+                rand::random::<u64>()
+            ));
             std::fs::write(&partial, text).map_err(io)?;
             std::fs::rename(&partial, &path).map_err(io)?;
         }
