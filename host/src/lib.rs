@@ -356,9 +356,11 @@ impl Host {
 }
 
 fn validate_key(key: &str) -> Result<()> {
-    if key.trim().is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
+    // Counted in characters, as JSON Schema's `maxLength` (the HTTP API's description) counts.
+    if key.trim().is_empty() || key.chars().count() > 128 || key.chars().any(char::is_control) {
         return Err(Error::InvalidRequest(
-            "the idempotency key must be 1 to 128 bytes, without control characters".to_owned(),
+            "the idempotency key must be 1 to 128 characters, not blank, without control characters"
+                .to_owned(),
         ));
     }
     Ok(())

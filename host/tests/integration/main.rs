@@ -6,6 +6,7 @@ mod cli;
 mod conformance;
 mod delivery;
 mod embed;
+mod hostile;
 mod platforms;
 mod properties;
 mod reload;
