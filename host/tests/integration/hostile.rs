@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::serve::{Answer, Server, assert_no_secret};
 use crate::support::{Options, TAOBAO_COUPON, TAOBAO_SEND_API, TestEnv};
 
-/// The keys of [`with_keys`]: (name, key, scopes).
+/// The keys [`with_keys`] configures: `engine` (send, query, campaigns), `metrics` (metrics)
+/// and `support` (query).
 const ENGINE_KEY: &str = "engine-0123456789abcdef";
 const METRICS_KEY: &str = "prometheus-fedcba9876543210";
 const QUERY_KEY: &str = "support-desk-5555";
