@@ -111,6 +111,29 @@ struct ServeArgs {
     /// The largest request body in KiB; a larger one is answered 413.
     #[arg(long, value_name = "KIB", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     max_body_kib: u32,
+    /// Serve on an address other than loopback with no API key configured: anyone who reaches
+    /// the port may send coupons. Configured keys are still required.
+    #[arg(long)]
+    insecure_no_auth: bool,
+}
+
+impl ServeArgs {
+    /// Refuses to expose an open API: without `[serve.keys]`, only a loopback address is served
+    /// unless `--insecure-no-auth` says so.
+    fn check_exposure(&self, serve: &coupon_host::config::ServeConfig) -> anyhow::Result<()> {
+        if serve.keys.is_empty() && !self.listen.ip().is_loopback() {
+            if !self.insecure_no_auth {
+                anyhow::bail!(
+                    "refusing to serve on {} without API keys: anyone who reaches it could send \
+                     coupons; add a [serve.keys.NAME] table to the config (see the README), \
+                     listen on a loopback address, or pass --insecure-no-auth",
+                    self.listen
+                );
+            }
+            tracing::warn!(listen = %self.listen, "serving without API keys on a non-loopback address (--insecure-no-auth)");
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn parse_option(text: &str) -> Result<(String, String), String> {
@@ -141,7 +164,11 @@ pub(crate) fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    // Blocking tasks still running (a recipients file being read for a request the drain cut)
+    // must not hold the exit: the journal is safe to leave at any point.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line: the chain joined, as scripts read stderr line by line.
@@ -171,7 +198,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli
         .config
         .context("no config: pass --config FILE (or set COUPON_HOST_CONFIG)")?;
-    let host = Host::from_config_file(&config).await?;
+    let loaded = coupon_host::Config::load(&config)?;
+    let serve_config = loaded.serve.clone();
+    if let Command::Serve(args) = &cli.command {
+        args.check_exposure(&serve_config)?;
+    }
+    let host = Host::new(loaded).await?;
     match cli.command {
         Command::Plugins { json } => {
             let plugins = host.plugins();
@@ -245,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Campaign(command) => campaign::run(&host, command).await?,
         Command::Accounts(command) => crate::accounts::run(&host, command).await?,
-        Command::Serve(args) => serve(host, args, config).await?,
+        Command::Serve(args) => serve(host, args, config, &serve_config).await?,
         Command::Worker { concurrency } => {
             let report = host.work(concurrency as usize, shutdown_signal()).await?;
             host.shutdown().await;
@@ -262,7 +294,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `serve`: installs the Prometheus recorder, binds, says where on stdout, serves until
 /// SIGTERM or SIGINT, drains.
-async fn serve(host: Host, args: ServeArgs, config: PathBuf) -> anyhow::Result<()> {
+async fn serve(
+    host: Host,
+    args: ServeArgs,
+    config: PathBuf,
+    serve_config: &coupon_host::config::ServeConfig,
+) -> anyhow::Result<()> {
     use std::io::Write;
 
     reload_on_hangup(host.clone(), config);
@@ -277,11 +314,12 @@ async fn serve(host: Host, args: ServeArgs, config: PathBuf) -> anyhow::Result<(
     // Scripts and tests read this line to learn the port.
     println!("coupon-host listening on http://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, plugins = host.plugins().len(), "serving");
+    tracing::info!(%addr, plugins = host.plugins().len(), keys = serve_config.keys.len(), "serving");
     let options = coupon_host::serve::ServeOptions::new(
         args.max_in_flight as usize,
         args.max_body_kib as usize * 1024,
-    );
+    )
+    .with_config(serve_config);
     coupon_host::serve::serve(listener, host, options, Some(metrics), shutdown_signal())
         .await
         .context("serving")
@@ -315,8 +353,22 @@ fn reload_on_hangup(host: Host, config: PathBuf) {
     let _ = (host, config);
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
+/// Resolves on the first SIGTERM or SIGINT, and from then on exits the process at once on the
+/// next one: an operator who signals twice does not want to wait for the drain.
 async fn shutdown_signal() {
+    termination().await;
+    tokio::spawn(async {
+        termination().await;
+        tracing::warn!(
+            "second signal: exiting now; unfinished sends stay in flight in the journal, to be reconciled by the next run"
+        );
+        eprintln!("error: interrupted while draining");
+        std::process::exit(130);
+    });
+}
+
+/// Resolves on the next SIGTERM or SIGINT.
+async fn termination() {
     let interrupt = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {

@@ -25,6 +25,92 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Accounts kept by the host.
     pub accounts: AccountsConfig,
+    /// How `coupon-host serve` admits clients and bounds their requests.
+    pub serve: ServeConfig,
+}
+
+/// `[serve]`: who may call the HTTP API, which files a campaign may name, and how long the
+/// server waits for what. Only `coupon-host serve` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// API keys by name (`[serve.keys.NAME]`). Empty: the API is open, which `serve` allows
+    /// only on a loopback address (or with `--insecure-no-auth`).
+    pub keys: BTreeMap<String, ApiKeyConfig>,
+    /// The folder `recipients_file` of `POST /v1/campaigns` is resolved in (absolute,
+    /// canonical); `None` refuses `recipients_file`.
+    pub campaigns_dir: Option<PathBuf>,
+    /// How long a SIGTERM waits for requests, calls and campaigns before cancelling them.
+    pub drain_timeout_s: u64,
+    /// How long a client may take to send a request's head, and then its body.
+    pub read_timeout_s: u64,
+    /// Campaigns the server runs at once; one more is answered `429`.
+    pub max_campaigns: u32,
+    /// The largest `recipients_file`, in MiB.
+    pub max_campaign_file_mib: u32,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            keys: BTreeMap::new(),
+            campaigns_dir: None,
+            drain_timeout_s: 30,
+            read_timeout_s: 10,
+            max_campaigns: 16,
+            max_campaign_file_mib: 256,
+        }
+    }
+}
+
+/// `[serve.keys.NAME]`: one API key, stored as its digest.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ApiKeyConfig {
+    /// The SHA-256 of the key.
+    pub sha256: [u8; 32],
+    /// What the key may do.
+    pub scopes: std::collections::BTreeSet<Scope>,
+}
+
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The digest is not the key, but nothing gains from printing it either.
+        f.debug_struct("ApiKeyConfig")
+            .field("sha256", &"…")
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// What an API key may do on the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Scope {
+    /// `POST /v1/plugins/{name}/send`.
+    Send,
+    /// `POST /v1/plugins/{name}/query`.
+    Query,
+    /// `POST /v1/campaigns`, `GET /v1/campaigns/{id}`.
+    Campaigns,
+    /// Administration of platform accounts (`/v1/accounts/…`).
+    Accounts,
+    /// `GET /metrics`.
+    Metrics,
+}
+
+impl Scope {
+    /// The scope's name in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Send => "send",
+            Scope::Query => "query",
+            Scope::Campaigns => "campaigns",
+            Scope::Accounts => "accounts",
+            Scope::Metrics => "metrics",
+        }
+    }
 }
 
 /// `[accounts]`
@@ -228,6 +314,27 @@ struct RawConfig {
     plugins: BTreeMap<String, RawPlugin>,
     #[serde(default)]
     accounts: RawAccounts,
+    #[serde(default)]
+    serve: RawServe,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    #[serde(default)]
+    keys: BTreeMap<String, RawApiKey>,
+    campaigns_dir: Option<PathBuf>,
+    drain_timeout_s: Option<u64>,
+    read_timeout_s: Option<u64>,
+    max_campaigns: Option<u32>,
+    max_campaign_file_mib: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    sha256: String,
+    scopes: Vec<Scope>,
 }
 
 #[derive(Deserialize, Default)]
@@ -399,6 +506,7 @@ impl Config {
                 }
             },
         };
+        let serve = validate_serve(raw.serve, &base, &locator)?;
         let mut plugins = BTreeMap::new();
         for (name, plugin) in raw.plugins {
             let plugin = validate_plugin(&name, plugin, &base, &locator, env)?;
@@ -409,8 +517,121 @@ impl Config {
             runtime,
             plugins,
             accounts,
+            serve,
         })
     }
+}
+
+/// Whether `name` is a valid plugin or key name: a-z, 0-9, '-' and '_', at least one.
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn validate_serve(
+    raw: RawServe,
+    base: &Path,
+    locator: &Locator<'_>,
+) -> Result<ServeConfig, ConfigError> {
+    let at = |key: &[&str], message: String| {
+        let mut path = vec!["serve"];
+        path.extend_from_slice(key);
+        locator.at(&path, message)
+    };
+    let defaults = ServeConfig::default();
+    let mut keys = BTreeMap::new();
+    let mut digests = BTreeMap::new();
+    for (name, key) in raw.keys {
+        if !is_name(&name) || name.len() > 64 {
+            return Err(at(
+                &["keys", &name],
+                "key names use 1 to 64 of a-z, 0-9, '-' and '_' (they appear in logs)".to_owned(),
+            ));
+        }
+        let digest = key.sha256.to_ascii_lowercase();
+        let mut sha256 = [0u8; 32];
+        if hex::decode_to_slice(&digest, &mut sha256).is_err() {
+            return Err(at(
+                &["keys", &name, "sha256"],
+                "must be 64 hex digits: the SHA-256 of the key (`printf %s KEY | sha256sum`)"
+                    .to_owned(),
+            ));
+        }
+        if let Some(other) = digests.insert(sha256, name.clone()) {
+            return Err(at(
+                &["keys", &name, "sha256"],
+                format!("the same key as serve.keys.{other}: give each client its own key"),
+            ));
+        }
+        if key.scopes.is_empty() {
+            return Err(at(
+                &["keys", &name, "scopes"],
+                "name at least one of send, query, campaigns, accounts, metrics".to_owned(),
+            ));
+        }
+        keys.insert(
+            name,
+            ApiKeyConfig {
+                sha256,
+                scopes: key.scopes.into_iter().collect(),
+            },
+        );
+    }
+    let campaigns_dir = match raw.campaigns_dir {
+        None => None,
+        Some(dir) => {
+            let dir = base.join(dir);
+            let canonical = std::fs::canonicalize(&dir)
+                .ok()
+                .filter(|dir| dir.is_dir())
+                .ok_or_else(|| {
+                    at(
+                        &["campaigns_dir"],
+                        format!("{} is not a folder", dir.display()),
+                    )
+                })?;
+            Some(canonical)
+        }
+    };
+    let range = |key: &str, value: Option<u64>, default: u64, min: u64, max: u64| match value {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        Some(_) => Err(at(&[key], format!("must be between {min} and {max}"))),
+    };
+    Ok(ServeConfig {
+        keys,
+        campaigns_dir,
+        drain_timeout_s: range(
+            "drain_timeout_s",
+            raw.drain_timeout_s,
+            defaults.drain_timeout_s,
+            0,
+            3600,
+        )?,
+        read_timeout_s: range(
+            "read_timeout_s",
+            raw.read_timeout_s,
+            defaults.read_timeout_s,
+            1,
+            3600,
+        )?,
+        max_campaigns: range(
+            "max_campaigns",
+            raw.max_campaigns.map(u64::from),
+            defaults.max_campaigns.into(),
+            1,
+            1000,
+        )? as u32,
+        max_campaign_file_mib: range(
+            "max_campaign_file_mib",
+            raw.max_campaign_file_mib.map(u64::from),
+            defaults.max_campaign_file_mib.into(),
+            1,
+            65536,
+        )? as u32,
+    })
 }
 
 fn validate_plugin(
@@ -425,11 +646,7 @@ fn validate_plugin(
         path.extend_from_slice(key);
         locator.at(&path, message)
     };
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-    {
+    if !is_name(name) {
         return Err(at(
             &[],
             "plugin names use only a-z, 0-9, '-' and '_'".to_owned(),
@@ -877,6 +1094,56 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let err = error(&text);
         assert!(err.contains("unknown field `app_secret`"), "{err}");
         assert!(err.contains("plugins.taobao.auth"), "{err}");
+    }
+
+    #[test]
+    fn serve_keys_scopes_and_limits_are_checked() {
+        let digest = "ab".repeat(32);
+        let text = format!(
+            "{GOOD}\n[serve]\ndrain_timeout_s = 5\n\n[serve.keys.engine]\nsha256 = \"{digest}\"\nscopes = [\"send\", \"metrics\"]\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(config.serve.drain_timeout_s, 5);
+        assert_eq!(config.serve.read_timeout_s, 10);
+        assert_eq!(config.serve.campaigns_dir, None);
+        let key = &config.serve.keys["engine"];
+        assert_eq!(key.sha256, [0xab; 32]);
+        assert_eq!(
+            key.scopes.iter().copied().collect::<Vec<_>>(),
+            [Scope::Send, Scope::Metrics]
+        );
+        assert!(!format!("{key:?}").contains("abab"));
+
+        assert_eq!(
+            error(&text.replace("\"metrics\"", "\"admin\"")),
+            "test.toml:14: serve.keys.engine.scopes: unknown variant `admin`, expected one of `send`, `query`, `campaigns`, `accounts`, `metrics`"
+        );
+        assert_eq!(
+            error(&text.replace(&digest, "abc")),
+            "test.toml:13: serve.keys.engine.sha256: must be 64 hex digits: the SHA-256 of the key (`printf %s KEY | sha256sum`)"
+        );
+        assert_eq!(
+            error(&text.replace("[\"send\", \"metrics\"]", "[]")),
+            "test.toml:14: serve.keys.engine.scopes: name at least one of send, query, campaigns, accounts, metrics"
+        );
+        assert_eq!(
+            error(&text.replace("drain_timeout_s = 5", "drain_timeout_s = 5000")),
+            "test.toml:10: serve.drain_timeout_s: must be between 0 and 3600"
+        );
+        assert!(
+            error(&text.replace("drain_timeout_s = 5", "keys_file = \"k\""))
+                .starts_with("test.toml:10: serve.keys_file: unknown field `keys_file`")
+        );
+        let twice =
+            format!("{text}\n[serve.keys.other]\nsha256 = \"{digest}\"\nscopes = [\"query\"]\n");
+        assert_eq!(
+            error(&twice),
+            "test.toml:17: serve.keys.other.sha256: the same key as serve.keys.engine: give each client its own key"
+        );
+        assert!(
+            error(&text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\""))
+                .starts_with("test.toml:10: serve.campaigns_dir: ")
+        );
     }
 
     #[test]

@@ -498,6 +498,15 @@ impl Host {
         self.inner.calls.close_and_wait().await;
     }
 
+    /// Gives up every lease this process holds on sends and campaign batches, so another process
+    /// may take them over at once: for a process cut short on its way out (the calls it
+    /// cancelled stay in flight in the journal, to be reconciled by whoever takes them).
+    pub async fn release_leases(&self) -> Result<()> {
+        let holder = &self.inner.delivery.lease().holder;
+        self.inner.storage.journal_release_holder(holder).await?;
+        self.inner.storage.campaign_release_holder(holder).await
+    }
+
     /// Whether [`shutdown`](Host::shutdown) was called.
     pub fn is_shutting_down(&self) -> bool {
         self.inner.calls.is_closed()
@@ -562,9 +571,11 @@ impl crate::campaign::Plugins for Lookup {
 }
 
 fn validate_key(key: &str) -> Result<()> {
-    if key.trim().is_empty() || key.len() > 128 || key.chars().any(char::is_control) {
+    // Counted in characters, as JSON Schema's `maxLength` (the HTTP API's description) counts.
+    if key.trim().is_empty() || key.chars().count() > 128 || key.chars().any(char::is_control) {
         return Err(Error::InvalidRequest(
-            "the idempotency key must be 1 to 128 bytes, without control characters".to_owned(),
+            "the idempotency key must be 1 to 128 characters, not blank, without control characters"
+                .to_owned(),
         ));
     }
     Ok(())

@@ -65,8 +65,9 @@ pub const BUCKETS_SECONDS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// A Prometheus recorder builder with this crate's histogram buckets. `serve` calls
+/// A Prometheus recorder builder with this crate's histogram buckets (feature `serve`). `serve` calls
 /// `.install_recorder()` on it; an embedder may add its own settings first.
+#[cfg(feature = "serve")]
 pub fn prometheus_builder() -> metrics_exporter_prometheus::PrometheusBuilder {
     metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -210,14 +211,17 @@ impl Drop for InstanceInUse {
 }
 
 /// `serve`: one HTTP request answered.
+#[cfg(feature = "serve")]
 pub(crate) fn http_request(route: &str, status: u16) {
     counter!(HTTP_REQUESTS, "route" => route.to_owned(), "status" => status.to_string())
         .increment(1);
 }
 
 /// `serve`: counts one HTTP request in flight until dropped.
+#[cfg(feature = "serve")]
 pub(crate) struct HttpInFlight(());
 
+#[cfg(feature = "serve")]
 impl HttpInFlight {
     pub(crate) fn enter() -> HttpInFlight {
         gauge!(HTTP_IN_FLIGHT).increment(1.0);
@@ -225,6 +229,7 @@ impl HttpInFlight {
     }
 }
 
+#[cfg(feature = "serve")]
 impl Drop for HttpInFlight {
     fn drop(&mut self) {
         gauge!(HTTP_IN_FLIGHT).decrement(1.0);

@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use self::adapter::{Adapter, Phase};
+use self::adapter::Adapter;
 use self::caps::HostState;
 use crate::auth::{Account, Scheme};
 use crate::config::PluginConfig;
@@ -40,6 +40,20 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// not with one huge string, nor with a list whose million entries all point at the same bytes.
 pub(crate) const MAX_TRANSFER_BYTES: usize = 16 << 20;
 
+/// Core instances one adapter instance may hold. A Rust component has about five, one built
+/// with componentize-js three or four, one built with componentize-py 14 (38 with
+/// `--stub-wasi`); the pool only counts core instances, so every slot gets room for the
+/// largest of these at no cost.
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+
+/// Linear memories the pool holds per slot. Each is a reservation of address space (4 GiB and
+/// a guard), so the pool holds an average, not a worst case: a call takes as many as its
+/// component needs, and waits while they are in use.
+const MEMORIES_PER_SLOT: u32 = 2;
+
+/// Tables the pool holds per slot, shared out like the memories.
+const TABLES_PER_SLOT: u32 = 4;
+
 /// The engine, its linker, and the compiled-component cache.
 pub(crate) struct Runtime {
     engine: Engine,
@@ -48,6 +62,19 @@ pub(crate) struct Runtime {
     /// One permit per pool slot: a call beyond the pool's size waits for a slot instead of
     /// failing to instantiate.
     slots: Arc<tokio::sync::Semaphore>,
+    /// One permit per linear memory of the pool; a call takes its component's count.
+    memories: Arc<tokio::sync::Semaphore>,
+    /// One permit per table of the pool; a call takes its component's count.
+    tables: Arc<tokio::sync::Semaphore>,
+    /// The pool's memories and tables: no component that needs more is loaded.
+    pool_totals: (u32, u32),
+}
+
+/// What one instance of a component takes from the pool, besides its slot and core instances.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Needs {
+    memories: u32,
+    tables: u32,
 }
 
 /// What every call of one plugin shares.
@@ -183,6 +210,7 @@ pub(crate) enum Answer {
 pub(crate) struct LoadedComponent {
     pub(crate) adapter: Adapter,
     pub(crate) sha256: String,
+    needs: Needs,
 }
 
 impl Runtime {
@@ -196,16 +224,19 @@ impl Runtime {
     /// measure what it costs. Production always has it on.
     pub(crate) fn build(max_instances: u32, cache_dir: &Path, epoch: bool) -> Result<Runtime> {
         let mut pool = PoolingAllocationConfig::default();
-        // A Rust wasm32-wasip2 component holds several core instances (the program, the WASI
-        // adapter, shims) and up to two memories.
+        // Every limit of the pool is either room for the largest component in every slot (core
+        // instances, component instances, stacks), or shared out by semaphores in `call`
+        // (memories, tables), so an instantiation never fails for lack of room: a call waits.
+        let total_memories = max_instances.saturating_mul(MEMORIES_PER_SLOT);
+        let total_tables = max_instances.saturating_mul(TABLES_PER_SLOT);
         pool.total_component_instances(max_instances)
-            .total_core_instances(max_instances.saturating_mul(10))
-            .total_memories(max_instances.saturating_mul(2))
-            .total_tables(max_instances.saturating_mul(4))
+            .total_core_instances(max_instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT))
+            .total_memories(total_memories)
+            .total_tables(total_tables)
             .total_stacks(max_instances)
-            .max_core_instances_per_component(20)
-            .max_memories_per_component(4)
-            .max_tables_per_component(8)
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(total_memories)
+            .max_tables_per_component(total_tables)
             .max_memory_size((crate::config::MAX_MEMORY_MIB as usize) << 20)
             // Reset slots by zeroing dirty pages instead of unmapping them: the next instance
             // takes no page faults (PERFORMANCE.md §5.2).
@@ -248,6 +279,9 @@ impl Runtime {
             linker,
             cache_dir: cache_dir.to_owned(),
             slots: Arc::new(tokio::sync::Semaphore::new(max_instances as usize)),
+            memories: Arc::new(tokio::sync::Semaphore::new(total_memories as usize)),
+            tables: Arc::new(tokio::sync::Semaphore::new(total_tables as usize)),
+            pool_totals: (total_memories, total_tables),
         })
     }
 
@@ -277,8 +311,31 @@ impl Runtime {
             });
         }
         let component = self.compile_cached(&bytes, &sha256).map_err(load_error)?;
+        let needs = match component.resources_required() {
+            Some(resources) => Needs {
+                memories: resources.num_memories,
+                tables: resources.num_tables,
+            },
+            // Only a component that imports core modules leaves this unknown; adapters do not.
+            None => Needs {
+                memories: 1,
+                tables: 1,
+            },
+        };
+        let (memories, tables) = self.pool_totals;
+        if needs.memories > memories || needs.tables > tables {
+            return Err(load_error(format!(
+                "one instance needs {} linear memories and {} tables, and the whole pool has {memories} and \
+                 {tables} ({MEMORIES_PER_SLOT} and {TABLES_PER_SLOT} per [runtime] max_instances): raise max_instances",
+                needs.memories, needs.tables
+            )));
+        }
         let adapter = Adapter::new(&self.engine, &self.linker, &component).map_err(load_error)?;
-        Ok(LoadedComponent { adapter, sha256 })
+        Ok(LoadedComponent {
+            adapter,
+            sha256,
+            needs,
+        })
     }
 
     /// Compiles `bytes`, or loads the artifact compiled earlier by this same engine configuration.
@@ -415,11 +472,20 @@ impl Runtime {
         op: Op,
     ) -> Result<Answer> {
         let limits = &plugin.config.limits;
-        let _slot = self
-            .slots
-            .acquire()
+        // The slot first, then the component's share of memories and tables; every caller
+        // takes them in this order, so no two wait on each other.
+        let closed = |_| Error::runtime("the runtime is shutting down");
+        let _slot = self.slots.acquire().await.map_err(closed)?;
+        let _memories = self
+            .memories
+            .acquire_many(component.needs.memories)
             .await
-            .map_err(|_| Error::runtime("the runtime is shutting down"))?;
+            .map_err(closed)?;
+        let _tables = self
+            .tables
+            .acquire_many(component.needs.tables)
+            .await
+            .map_err(closed)?;
         let _in_use = crate::metrics::InstanceInUse::enter();
         let mut store = self.store(plugin, account);
         let waited_total = store.data().limiter_wait_ms.clone();
@@ -438,6 +504,33 @@ impl Runtime {
                 message,
             }
         };
+        // An instance that never came to be sent nothing (unless its start code made a
+        // request, which is counted): that is not a kill with an unknown outcome, but a failure
+        // to try — `transient`, retried like any.
+        if !store.data().instantiated && store.data().http_requests == 0 && op_name != "describe" {
+            let why = match &result {
+                Err(_elapsed) => Some(format!(
+                    "instantiating took longer than {} ms (limits.timeout_ms)",
+                    limits.timeout_ms
+                )),
+                Ok(Err(error)) if !store.data().limiter.memory_refused => Some(
+                    crate::secret::redact_str(&one_line(error), &store.data().secrets()),
+                ),
+                _ => None,
+            };
+            if let Some(why) = why {
+                tracing::warn!(plugin = %plugin.name, %why, "no adapter instance; nothing was sent");
+                let error = AdapterError::new(
+                    crate::types::ErrorClass::Transient,
+                    "no-instance",
+                    format!("no adapter instance could be made, so nothing was sent: {why}"),
+                );
+                return Ok(match op_name {
+                    "send" => Answer::Send(Err(error)),
+                    _ => Answer::Query(Err(error)),
+                });
+            }
+        }
         match result {
             Err(_elapsed) => Err(kill(
                 SandboxKill::Deadline,
@@ -447,25 +540,7 @@ impl Runtime {
                 ),
             )),
             Ok(Ok(value)) => Ok(value),
-            Ok(Err((Phase::Instantiate, error)))
-                if store.data().http_requests == 0 && op_name != "describe" =>
-            {
-                // No instance (the pool is exhausted, the component does not fit a slot): the
-                // adapter never ran, so nothing was sent. A whole-call `transient` failure, which
-                // delivery retries, never an `unknown` one.
-                let message = crate::secret::redact_str(&one_line(&error), &store.data().secrets());
-                tracing::warn!(plugin = %plugin.name, %message, "no adapter instance for a call");
-                let error = AdapterError::new(
-                    crate::types::ErrorClass::Transient,
-                    "no-instance",
-                    format!("no adapter instance could be made; nothing was sent: {message}"),
-                );
-                Ok(match op_name {
-                    "send" => Answer::Send(Err(error)),
-                    _ => Answer::Query(Err(error)),
-                })
-            }
-            Ok(Err((_, error))) => {
+            Ok(Err(error)) => {
                 let mut message =
                     crate::secret::redact_str(&one_line(&error), &store.data().secrets());
                 let trap = error.downcast_ref::<wasmtime::Trap>();

@@ -2,14 +2,23 @@
 //! Rust. The answers have the shapes the CLI prints with `--json`; `GET /openapi.json` describes
 //! every route.
 //!
-//! - `POST /v1/plugins/{name}/send`, `POST /v1/plugins/{name}/query`: bounded by
-//!   [`ServeOptions::max_in_flight`]; one more is answered `429` with `Retry-After` at once
-//!   instead of queueing, so an engine's backpressure sees the host's real capacity.
-//! - `GET /v1/plugins`, `GET /healthz` (the process answers), `GET /readyz` (it takes calls:
-//!   `503` once draining), `GET /metrics` (Prometheus text, when a handle is given),
-//!   `GET /openapi.json`.
+//! - `POST /v1/plugins/{name}/send`, `POST /v1/plugins/{name}/query`, `POST /v1/campaigns`:
+//!   bounded by [`ServeOptions::max_in_flight`]; one more is answered `429` with `Retry-After`
+//!   at once instead of queueing, so an engine's backpressure sees the host's real capacity.
+//! - `GET /v1/plugins`, `GET /v1/campaigns/{id}`, `GET /healthz` (the process answers),
+//!   `GET /readyz` (it takes calls: `503` once draining), `GET /metrics` (Prometheus text, when
+//!   a handle is given), `GET /openapi.json`.
+//! - With API keys configured ([`ServeOptions::keys`]), every route but the probes and the
+//!   OpenAPI document needs `Authorization: Bearer <key>` with the route's scope (`401` without
+//!   a valid key, `403` without the scope); see [`auth`].
 //! - Every failure is `{"error":{"kind":"…","message":"…"}}` with a fitting status; see
 //!   [`ApiError`] for the table.
+//!
+//! Nothing a client does is unbounded: a request's head and body must arrive within
+//! [`ServeOptions::read_timeout`], a body within [`ServeOptions::max_body_bytes`], a campaign
+//! file within [`ServeOptions::max_campaign_file_bytes`], running campaigns are capped
+//! ([`ServeOptions::max_campaigns`]), and [`serve`] drains for at most
+//! [`ServeOptions::drain_timeout`] before it cancels what is left.
 //!
 //! An embedder can mount [`router`] in its own axum app, or run [`serve`] on a listener.
 //!
@@ -23,8 +32,12 @@
 //! # }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
+pub mod auth;
+mod files;
+mod listen;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -32,48 +45,84 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequest, MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 
+use crate::config::{Scope, ServeConfig};
 use crate::error::{Error, SandboxKill};
 use crate::types::{ErrorClass, QueryRequest, Recipient, SendRequest};
 use crate::{Host, metrics};
 
-/// How the server limits what it takes in.
+pub use auth::ApiKeys;
+pub use listen::serve;
+
+use auth::{Access, Guard};
+
+/// How the server admits clients and bounds what they ask of it.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServeOptions {
-    /// Send and query requests handled at once; one more is answered `429` (default 64).
+    /// Send, query and campaign-start requests handled at once; one more is answered `429`
+    /// (default 64).
     pub max_in_flight: usize,
     /// The largest request body, in bytes; a larger one is answered `413` (default 1 MiB).
     pub max_body_bytes: usize,
+    /// Who may call what; empty (the default): anyone who reaches the server may call anything.
+    pub keys: ApiKeys,
+    /// The folder `recipients_file` is resolved in (canonical); `None` (the default) refuses
+    /// `recipients_file`.
+    pub campaigns_dir: Option<PathBuf>,
+    /// The largest `recipients_file`, in bytes (default 256 MiB).
+    pub max_campaign_file_bytes: u64,
+    /// Campaigns run at once; one more is answered `429` (default 16).
+    pub max_campaigns: usize,
+    /// How long a client may take to send a request's head, and again its body (default 10 s).
+    pub read_timeout: Duration,
+    /// How long [`serve`] drains after its shutdown signal before it cancels what is left
+    /// (default 30 s).
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        ServeOptions {
-            max_in_flight: 64,
-            max_body_bytes: 1 << 20,
-        }
+        ServeOptions::new(64, 1 << 20).with_config(&ServeConfig::default())
     }
 }
 
 impl ServeOptions {
-    /// Options with these limits (each at least 1).
+    /// Options with these limits (each at least 1), and the defaults of `[serve]`.
     pub fn new(max_in_flight: usize, max_body_bytes: usize) -> ServeOptions {
+        let config = ServeConfig::default();
         ServeOptions {
             max_in_flight: max_in_flight.max(1),
             max_body_bytes: max_body_bytes.max(1),
+            keys: ApiKeys::default(),
+            campaigns_dir: None,
+            max_campaign_file_bytes: u64::from(config.max_campaign_file_mib) << 20,
+            max_campaigns: config.max_campaigns as usize,
+            read_timeout: Duration::from_secs(config.read_timeout_s),
+            drain_timeout: Duration::from_secs(config.drain_timeout_s),
         }
+    }
+
+    /// These options with the keys, campaign folder, caps and timeouts of a `[serve]` table.
+    pub fn with_config(mut self, config: &ServeConfig) -> ServeOptions {
+        self.keys = ApiKeys::new(config.keys.clone());
+        self.campaigns_dir = config.campaigns_dir.clone();
+        self.max_campaign_file_bytes = u64::from(config.max_campaign_file_mib) << 20;
+        self.max_campaigns = (config.max_campaigns as usize).max(1);
+        self.read_timeout = Duration::from_secs(config.read_timeout_s.max(1));
+        self.drain_timeout = Duration::from_secs(config.drain_timeout_s);
+        self
     }
 }
 
@@ -95,8 +144,10 @@ struct AppState {
     host: Host,
     /// Campaigns running in this process, and how the last run of each ended if it failed.
     campaigns: Arc<std::sync::Mutex<Campaigns>>,
+    /// Told whenever a campaign run ends, so a drain can wait for the last one.
+    campaign_ended: Arc<Notify>,
     permits: Arc<Semaphore>,
-    max_body_bytes: usize,
+    options: Arc<ServeOptions>,
     metrics: Option<PrometheusHandle>,
     draining: Arc<AtomicBool>,
 }
@@ -111,89 +162,84 @@ fn state(host: Host, options: &ServeOptions, metrics: Option<PrometheusHandle>) 
     AppState {
         host,
         campaigns: Arc::default(),
+        campaign_ended: Arc::default(),
         permits: Arc::new(Semaphore::new(options.max_in_flight.max(1))),
-        max_body_bytes: options.max_body_bytes.max(1),
+        options: Arc::new(options.clone()),
         metrics,
         draining: Arc::new(AtomicBool::new(false)),
     }
 }
 
-/// The calls that do work on a platform, all behind the in-flight limit. (A campaign runs in
-/// the background: only starting it counts against the limit.)
-fn calls(state: &AppState) -> Router<AppState> {
-    Router::new()
-        .route(SEND, post(send))
-        .route(QUERY, post(query))
-        .route(CAMPAIGNS, post(campaign_start))
-        .route_layer(middleware::from_fn_with_state(state.clone(), limit))
+/// A route's methods behind the key check for `access`, and, for calls that do work on a
+/// platform, the in-flight limit. The key is checked first, so a caller without one takes no
+/// permit and has nothing of its request read.
+fn guarded(
+    state: &AppState,
+    access: Access,
+    limited: bool,
+    route: MethodRouter<AppState>,
+) -> MethodRouter<AppState> {
+    let route = if limited {
+        route.route_layer(middleware::from_fn_with_state(state.clone(), limit))
+    } else {
+        route
+    };
+    let guard = Guard {
+        keys: state.options.keys.clone(),
+        access,
+    };
+    route.route_layer(middleware::from_fn_with_state(guard, auth::authorize))
 }
 
 fn app(state: AppState) -> Router {
+    let scope = Access::Scope;
     Router::new()
-        .merge(calls(&state))
-        .route(PLUGINS, get(plugins))
-        .route(CAMPAIGN, get(campaign_status))
+        .route(SEND, guarded(&state, scope(Scope::Send), true, post(send)))
+        .route(
+            QUERY,
+            guarded(&state, scope(Scope::Query), true, post(query)),
+        )
+        .route(
+            CAMPAIGNS,
+            guarded(&state, scope(Scope::Campaigns), true, post(campaign_start)),
+        )
+        .route(
+            CAMPAIGN,
+            guarded(&state, scope(Scope::Campaigns), false, get(campaign_status)),
+        )
+        .route(
+            PLUGINS,
+            guarded(&state, Access::AnyKey, false, get(plugins)),
+        )
+        .route(
+            "/metrics",
+            guarded(&state, scope(Scope::Metrics), false, get(render_metrics)),
+        )
+        // Probes and the API's description stay open: a load balancer has no key.
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.options.max_body_bytes.max(1),
+        ))
         .layer(middleware::from_fn(count))
         .with_state(state)
-}
-
-/// Serves the API on `listener` until `shutdown` resolves, then drains: no new connections,
-/// requests in flight finish, and [`Host::shutdown`] waits for any call still running.
-/// With a metrics handle, runs the recorder's upkeep every few seconds.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    host: Host,
-    options: ServeOptions,
-    metrics: Option<PrometheusHandle>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let state = state(host.clone(), &options, metrics.clone());
-    let draining = state.draining.clone();
-    let upkeep = metrics.map(|handle| {
-        tokio::spawn(async move {
-            // Without upkeep, histogram samples between two scrapes pile up in memory.
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tick.tick().await;
-                handle.run_upkeep();
-            }
-        })
-    });
-    let signal = async move {
-        shutdown.await;
-        draining.store(true, Ordering::SeqCst);
-        tracing::info!("draining: no new connections; finishing requests in flight");
-    };
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(signal)
-        .await;
-    host.shutdown().await;
-    if let Some(upkeep) = upkeep {
-        upkeep.abort();
-    }
-    tracing::info!("drained");
-    served
 }
 
 /// Answers `429` at once when `max_in_flight` calls are already running.
 async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match state.permits.clone().try_acquire_owned() {
         Ok(_permit) => next.run(request).await,
-        Err(_) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "too many requests in flight; retry after the Retry-After delay",
-        )
-        .retry_after(RETRY_AFTER_SECS)
-        .into_response(),
+        Err(_) => overloaded("too many requests in flight; retry after the Retry-After delay"),
     }
+}
+
+fn overloaded(message: &str) -> Response {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
+        .retry_after(RETRY_AFTER_SECS)
+        .into_response()
 }
 
 /// Counts every request by route and status, and the requests in flight.
@@ -215,9 +261,9 @@ async fn count(request: Request, next: Next) -> Response {
 struct SendBody {
     coupon: String,
     recipients: Vec<Recipient>,
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "whole")]
     quantity: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     idempotency_key: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
@@ -229,10 +275,55 @@ fn one() -> u32 {
     1
 }
 
+/// A whole number, also when written with a zero fraction (`2.0`): JSON Schema's `integer`
+/// takes both, and the server takes what its description does.
+fn whole<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    let value = match (number.as_u64(), number.as_f64()) {
+        (Some(value), _) => Some(value),
+        (None, Some(float)) if float.fract() == 0.0 && (0.0..=u64::MAX as f64).contains(&float) => {
+            Some(float as u64)
+        }
+        _ => None,
+    };
+    value
+        .and_then(|value| T::try_from(value).ok())
+        .ok_or_else(|| {
+            D::Error::custom(format!(
+                "invalid value: {number}, expected a whole number in range"
+            ))
+        })
+}
+
+/// An optional field that, when present, holds a value: `null` is refused like any other value
+/// of the wrong type, as the description says (only absence means "not given").
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// [`whole`], for an optional field.
+fn present_whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    whole(deserializer).map(Some)
+}
+
 /// Campaigns this server runs.
 #[derive(Default)]
 struct Campaigns {
-    running: BTreeSet<String>,
+    /// Running campaigns, with the handle that cancels each at the end of a drain.
+    running: BTreeMap<String, tokio::task::AbortHandle>,
     /// The error the last run of a campaign ended with (cleared when a run finishes).
     errors: BTreeMap<String, String>,
 }
@@ -243,15 +334,15 @@ struct Campaigns {
 struct CampaignBody {
     plugin: String,
     coupon: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     recipients: Option<Vec<Recipient>>,
-    #[serde(default)]
-    recipients_file: Option<std::path::PathBuf>,
-    #[serde(default = "one")]
+    #[serde(default, deserialize_with = "present")]
+    recipients_file: Option<String>,
+    #[serde(default = "one", deserialize_with = "whole")]
     quantity: u32,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_whole")]
     concurrency: Option<usize>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
@@ -261,19 +352,35 @@ struct CampaignBody {
 
 /// Checks and registers a campaign, starts it in the background and answers `202` with its id.
 /// Posting the same campaign again (while it runs, or after an interruption) answers the same
-/// id; a campaign that is not running is resumed.
+/// id; a campaign that is not running is resumed. A `recipients_file` must be inside
+/// `campaigns_dir` ([`files`]); at most `max_campaigns` run at once.
 async fn campaign_start(
     State(state): State<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
-    let body: CampaignBody = parse(body, state.max_body_bytes)?;
+    let body: CampaignBody = parse(read_body(request, &state).await?)?;
     state.known(&body.plugin)?;
+    if state.draining.load(Ordering::SeqCst) {
+        return Err(Error::ShuttingDown.into());
+    }
+    let full = || {
+        let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+        campaigns.running.len() >= state.options.max_campaigns
+    };
+    // A cheap refusal before any file is read; checked again when the campaign is registered.
+    if full() {
+        return Err(too_many_campaigns(state.options.max_campaigns));
+    }
     let file = match (body.recipients, body.recipients_file) {
         (Some(list), None) if list.is_empty() => {
             return Err(Error::InvalidRequest("no recipients".to_owned()).into());
         }
         (Some(list), None) => state.host.campaign_file(&list)?,
-        (None, Some(path)) => path,
+        (None, Some(name)) => files::resolve(
+            state.options.campaigns_dir.as_deref(),
+            &name,
+            state.options.max_campaign_file_bytes,
+        )?,
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -292,37 +399,53 @@ async fn campaign_start(
     }
     let prepared = state.host.campaign_prepare(spec).await?;
     let id = prepared.id().to_owned();
-    let start = {
-        let mut campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+    let mut campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+    if !campaigns.running.contains_key(&id) {
+        if campaigns.running.len() >= state.options.max_campaigns {
+            return Err(too_many_campaigns(state.options.max_campaigns));
+        }
         campaigns.errors.remove(&id);
-        campaigns.running.insert(id.clone())
-    };
-    if start {
-        let campaigns = state.campaigns.clone();
+        let registry = state.campaigns.clone();
+        let ended = state.campaign_ended.clone();
         let run_id = id.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let result = prepared.run(|_| {}).await;
-            let mut campaigns = campaigns.lock().unwrap_or_else(|p| p.into_inner());
+            let mut campaigns = registry.lock().unwrap_or_else(|p| p.into_inner());
             campaigns.running.remove(&run_id);
             if let Err(error) = result {
                 tracing::error!(campaign = %run_id, %error, "campaign ended early");
                 campaigns.errors.insert(run_id, error.to_string());
             }
+            drop(campaigns);
+            ended.notify_waiters();
         });
+        campaigns.running.insert(id.clone(), task.abort_handle());
+        tracing::info!(campaign = %id, "campaign started");
     }
+    drop(campaigns);
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
+}
+
+fn too_many_campaigns(max: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "overloaded",
+        format!("{max} campaigns are running, the most this server runs at once; retry later"),
+    )
+    .retry_after(RETRY_AFTER_SECS)
 }
 
 /// `GET /v1/campaigns/{id}`: the CLI's `campaign status --json`, plus whether this server is
 /// running it and how its last run ended if it failed.
 async fn campaign_status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Path(id) = id.map_err(bad_path)?;
     let status = state.host.campaign_status(&id).await?;
     let mut value = serde_json::to_value(status).expect("a status serializes");
     let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
-    value["running"] = json!(campaigns.running.contains(&id));
+    value["running"] = json!(campaigns.running.contains_key(&id));
     if let Some(error) = campaigns.errors.get(&id) {
         value["error"] = json!(error);
     }
@@ -342,11 +465,12 @@ struct QueryBody {
 
 async fn send(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let Path(name) = name.map_err(bad_path)?;
     state.known(&name)?;
-    let body: SendBody = parse(body, state.max_body_bytes)?;
+    let body: SendBody = parse(read_body(request, &state).await?)?;
     let request = SendRequest {
         coupon: body.coupon,
         recipients: body.recipients,
@@ -361,11 +485,12 @@ async fn send(
 
 async fn query(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    name: Result<Path<String>, PathRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    let Path(name) = name.map_err(bad_path)?;
     state.known(&name)?;
-    let body: QueryBody = parse(body, state.max_body_bytes)?;
+    let body: QueryBody = parse(read_body(request, &state).await?)?;
     let request = QueryRequest {
         recipient: body.recipient,
         options: body.options.into_iter().collect(),
@@ -435,6 +560,15 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// A path parameter that is not text (percent-encoded bytes that are not UTF-8).
+fn bad_path(rejection: PathRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "bad-path",
+        format!("the path is not valid: {}", rejection.body_text()),
+    )
+}
+
 impl AppState {
     fn known(&self, plugin: &str) -> Result<(), ApiError> {
         // Asked each time: a reload may add or remove plugins.
@@ -446,23 +580,43 @@ impl AppState {
     }
 }
 
-/// Reads a JSON body: `413` over the size limit, `400` when it is not JSON, `422` when it is
-/// JSON of the wrong shape (a wrong type, an unknown or missing field, a bad `KIND:ID`).
-fn parse<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    max_body_bytes: usize,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
+/// Reads a request's body: `413` over `max_body_bytes` (at once when `Content-Length` says
+/// so), `408` when it has not all arrived within `read_timeout`.
+async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
+    let max = state.options.max_body_bytes;
+    // The body limit comes from the `DefaultBodyLimit` layer of `app`.
+    let read = tokio::time::timeout(
+        state.options.read_timeout,
+        Bytes::from_request(request, &()),
+    );
+    match read.await {
+        Err(_elapsed) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-timeout",
+            format!(
+                "the body did not arrive within {} s",
+                state.options.read_timeout.as_secs()
+            ),
+        )),
+        Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
-                format!("the body is larger than {max_body_bytes} bytes"),
-            )
-        } else {
-            ApiError::new(rejection.status(), "bad-body", rejection.body_text())
+                format!("the body is larger than {max} bytes"),
+            ))
         }
-    })?;
+        Ok(Err(rejection)) => Err(ApiError::new(
+            rejection.status(),
+            "bad-body",
+            rejection.body_text(),
+        )),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// Parses a JSON body: `400` when it is not JSON, `422` when it is JSON of the wrong shape (a
+/// wrong type, an unknown or missing field, a bad `KIND:ID`).
+fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(&bytes).map_err(|error| {
         use serde_json::error::Category;
         match error.classify() {
@@ -484,15 +638,20 @@ fn parse<T: DeserializeOwned>(
 ///
 /// | status | `kind` | when |
 /// |---|---|---|
-/// | 400 | `malformed-json` | the body is not JSON |
-/// | 404 | `unknown-plugin`, `not-found` | no such plugin; no such route |
+/// | 400 | `malformed-json`, `bad-path` | the body is not JSON; a path parameter is not UTF-8 |
+/// | 401 | `unauthorized` | no API key, or not a valid one (`WWW-Authenticate: Bearer`) |
+/// | 403 | `forbidden` | the key lacks the route's scope |
+/// | 404 | `unknown-plugin`, `unknown-campaign`, `not-found` | no such plugin, campaign, route |
 /// | 405 | `method-not-allowed` | |
-/// | 413 | `payload-too-large` | the body is over `--max-body-kib` |
+/// | 408 | `request-timeout` | the body did not arrive within `[serve] read_timeout_s` |
+/// | 409 | `campaign-stopped` | |
+/// | 413 | `payload-too-large` | the body is over `--max-body-kib`, a `recipients_file` over `[serve] max_campaign_file_mib` |
 /// | 422 | `invalid-body` | wrong types, unknown or missing fields, a bad `KIND:ID` |
+/// | 422 | `invalid-recipients-file` | a `recipients_file` that is not a regular file inside `[serve] campaigns_dir` |
 /// | 422 | `invalid-request` | the host refused it (empty coupon, duplicate or unsupported recipient, …) |
 /// | 422 | `adapter` | the platform refused it: `class` `invalid-request`, `coupon-unavailable`, `recipient-limit`, `recipient-invalid` — do not retry |
 /// | 429 | `adapter` | `class` `rate-limited`: the platform says slow down (`Retry-After`) |
-/// | 429 | `overloaded` | over `--max-in-flight`; retry after `Retry-After` |
+/// | 429 | `overloaded` | over `--max-in-flight` or `[serve] max_campaigns`; retry after `Retry-After` |
 /// | 502 | `adapter` | `class` `unauthorized`, `auth-expired`, `transient`, `unknown` — the host's credentials or the platform failed |
 /// | 502 | `sandbox` | the adapter trapped, ran out of memory or broke the contract (`kill`) |
 /// | 503 | `shutting-down` | the server is draining |
@@ -667,6 +826,44 @@ mod tests {
                 doc["components"]["schemas"].get(name).is_some(),
                 "dangling $ref {name}"
             );
+        }
+    }
+
+    /// The document is as strict as the server where the host itself judges a body: a blank
+    /// coupon, a recipient listed twice, a key past 128 characters are invalid in both.
+    #[test]
+    fn openapi_holds_bodies_to_what_the_server_takes_and_declares_the_keys() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for request in ["SendRequest", "CampaignRequest"] {
+            let coupon = &schemas[request]["properties"]["coupon"];
+            assert_eq!(coupon["minLength"], 1, "{request}");
+            assert_eq!(coupon["pattern"], "\\S", "{request}");
+            assert_eq!(
+                schemas[request]["properties"]["quantity"]["maximum"],
+                u32::MAX,
+                "{request}"
+            );
+        }
+        let send = &schemas["SendRequest"]["properties"];
+        assert_eq!(send["recipients"]["uniqueItems"], true);
+        assert_eq!(send["idempotency_key"]["maxLength"], 128);
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(doc["security"], json!([{"bearer": []}]));
+        for open in ["/healthz", "/readyz", "/openapi.json"] {
+            assert_eq!(doc["paths"][open]["get"]["security"], json!([]), "{open}");
+        }
+        for (path, method) in [
+            (SEND, "post"),
+            (QUERY, "post"),
+            (PLUGINS, "get"),
+            (CAMPAIGN, "get"),
+        ] {
+            let responses = &doc["paths"][path][method]["responses"];
+            assert!(responses["401"].is_object(), "{method} {path}");
         }
     }
 

@@ -32,7 +32,13 @@ pub(crate) fn write_atomically(file: &Path, bytes: &[u8]) -> std::io::Result<()>
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = file.with_extension(format!("tmp{}", std::process::id()));
+    // A name of its own per write: two writers of the same file at once (two requests posting
+    // the same campaign list) must not write, and rename, the same partial file.
+    let tmp = file.with_extension(format!(
+        "tmp{}-{:016x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, file)
 }

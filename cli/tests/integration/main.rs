@@ -8,6 +8,7 @@ mod conformance;
 mod delivery;
 mod embed;
 mod fleet;
+mod hostile;
 mod platforms;
 mod postgres;
 mod properties;

@@ -349,3 +349,105 @@ fn every_guest_has_a_test() {
         );
     }
 }
+
+/// `component` with `instances` more core instances, and `memories` more linear memories: an
+/// empty core module and a one-memory module are appended and instantiated that many times
+/// (the component's own code and exports are untouched). Components built with
+/// componentize-py have 14 core instances, 38 with `--stub-wasi`; a Rust one about five.
+fn fatten(component: &[u8], instances: u32, memories: u32) -> Vec<u8> {
+    fn leb(mut value: u32, out: &mut Vec<u8>) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(content.len() as u32, out);
+        out.extend_from_slice(content);
+    }
+    // Count the core modules the component defines at its top level (section 1), so the
+    // appended ones get the next indices.
+    let mut modules = 0;
+    let mut at = 8;
+    while at < component.len() {
+        let id = component[at];
+        let (mut size, mut shift, mut len) = (0u32, 0, 1);
+        while component[at + len] & 0x80 != 0 {
+            size |= u32::from(component[at + len] & 0x7f) << shift;
+            shift += 7;
+            len += 1;
+        }
+        size |= u32::from(component[at + len]) << shift;
+        if id == 1 {
+            modules += 1;
+        }
+        at += 1 + len + size as usize;
+    }
+    let mut out = component.to_vec();
+    let header = b"\0asm\x01\0\0\0";
+    section(1, header, &mut out);
+    let mut with_memory = header.to_vec();
+    // A memory section: one memory of one page.
+    with_memory.extend_from_slice(&[0x05, 0x03, 0x01, 0x00, 0x01]);
+    section(1, &with_memory, &mut out);
+    let mut entries = Vec::new();
+    leb(instances + memories, &mut entries);
+    for i in 0..instances + memories {
+        // instantiate (module index) with no arguments
+        entries.push(0x00);
+        leb(modules + u32::from(i >= instances), &mut entries);
+        entries.push(0x00);
+    }
+    section(2, &entries, &mut out);
+    out
+}
+
+/// Components with more core instances and memories than a pool slot holds on average run
+/// many calls at once, side by side: `py` is the size of a componentize-py build (14 core
+/// instances), `fat` of one with `--stub-wasi` (about 45, and an extra memory), on a pool of two
+/// slots. Each call waits for room in the pool; none fails, least of all as `unknown`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_component_larger_than_a_slot_waits_for_room_and_is_never_unknown() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let bytes = std::fs::read(coupon_host_tests::TAOBAO).unwrap();
+    let mut config = std::fs::read_to_string(&env.config_path)
+        .unwrap()
+        .replace("max_instances = 16", "max_instances = 2");
+    let taobao = config[config.find("[plugins.taobao]").unwrap()..].to_owned();
+    let taobao = &taobao[..taobao.find("\n[plugins.").unwrap()];
+    for (name, instances, memories) in [("py", 9, 0), ("fat", 40, 1)] {
+        let file = env.dir.path().join(format!("{name}.wasm"));
+        std::fs::write(&file, fatten(&bytes, instances, memories)).unwrap();
+        config.push_str(
+            &taobao
+                .replace("[plugins.taobao]", &format!("\n[plugins.{name}]"))
+                .replace(coupon_host_tests::TAOBAO, file.to_str().unwrap()),
+        );
+    }
+    std::fs::write(&env.config_path, config).unwrap();
+
+    let host = env.host().await;
+    let mut sends = Vec::new();
+    for i in 0..16 {
+        let host = host.clone();
+        let plugin = if i % 2 == 0 { "py" } else { "fat" };
+        sends.push(tokio::spawn(async move {
+            host.send(
+                plugin,
+                SendRequest::new("48552", vec![Recipient::Nick(format!("胖{i}"))]),
+            )
+            .await
+        }));
+    }
+    for send in sends {
+        let outcome = send.await.unwrap().expect("the send completes");
+        assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+        assert_eq!(outcome.issued.len(), 1);
+    }
+}

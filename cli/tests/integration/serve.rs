@@ -12,26 +12,28 @@ use crate::support::{
 };
 
 /// A running `coupon-host serve` with JSON logs at `info`, its stderr collected.
-struct Server {
-    child: tokio::process::Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: tokio::process::Child,
+    pub(crate) base: String,
     stderr: Arc<Mutex<String>>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
+    /// Sent as `Authorization: Bearer …` with every request.
+    pub(crate) key: Option<String>,
 }
 
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) headers: reqwest::header::HeaderMap,
+    pub(crate) text: String,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
     }
 
     /// Asserts the status and the error kind of a JSON error answer; returns its message.
-    fn error(&self, status: u16, kind: &str) -> String {
+    pub(crate) fn error(&self, status: u16, kind: &str) -> String {
         assert_eq!(self.status, status, "{}", self.text);
         let json = self.json();
         assert_eq!(json["error"]["kind"], kind, "{json}");
@@ -40,12 +42,31 @@ impl Answer {
 }
 
 impl Server {
-    async fn start(env: &TestEnv, args: &[&str]) -> Server {
+    pub(crate) async fn start(env: &TestEnv, args: &[&str]) -> Server {
+        match Server::try_start(env, args).await {
+            Ok(server) => server,
+            Err((status, first, stderr)) => {
+                panic!("serve did not start ({status}): {first:?}\n{stderr}")
+            }
+        }
+    }
+
+    /// Starts `serve`, or returns how it exited, its first stdout line and its stderr.
+    pub(crate) async fn try_start(
+        env: &TestEnv,
+        args: &[&str],
+    ) -> Result<Server, (std::process::ExitStatus, String, String)> {
+        let listen = if args.contains(&"--listen") {
+            Vec::new()
+        } else {
+            vec!["--listen", "127.0.0.1:0"]
+        };
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
         command
             .arg("--config")
             .arg(&env.config_path)
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(["--log-format", "json", "serve"])
+            .args(listen)
             .args(args)
             .env("COUPON_HOST_LOG", "info")
             .envs(env.secrets.iter().map(|(k, v)| (k, v)))
@@ -70,20 +91,41 @@ impl Server {
             .unwrap();
         let Some(base) = first.trim().strip_prefix("coupon-host listening on ") else {
             let status = child.wait().await.unwrap();
-            panic!(
-                "serve did not start ({status}): {first:?}\n{}",
-                stderr.lock().unwrap()
-            );
+            // The stderr reader ends at EOF, which follows the exit.
+            for _ in 0..500 {
+                if Arc::strong_count(&stderr) == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            let text = stderr.lock().unwrap().clone();
+            return Err((status, first, text));
         };
-        Server {
-            base: base.to_owned(),
+        // A wildcard address is reached on loopback.
+        let base = base.replace("0.0.0.0", "127.0.0.1");
+        Ok(Server {
+            base,
             child,
             stderr,
             http: reqwest::Client::new(),
+            key: None,
+        })
+    }
+
+    /// This server, with `key` sent on every request.
+    pub(crate) fn with_key(mut self, key: &str) -> Server {
+        self.key = Some(key.to_owned());
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
         }
     }
 
-    async fn answer(response: reqwest::Response) -> Answer {
+    pub(crate) async fn answer(response: reqwest::Response) -> Answer {
         Answer {
             status: response.status().as_u16(),
             headers: response.headers().clone(),
@@ -91,20 +133,18 @@ impl Server {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         let response = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .authorized(self.http.get(format!("{}{path}", self.base)))
             .send()
             .await
             .unwrap();
         Server::answer(response).await
     }
 
-    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
+    pub(crate) async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> Answer {
         let response = self
-            .http
-            .post(format!("{}{path}", self.base))
+            .authorized(self.http.post(format!("{}{path}", self.base)))
             .header("content-type", "application/json")
             .body(body)
             .send()
@@ -113,23 +153,33 @@ impl Server {
         Server::answer(response).await
     }
 
-    async fn send(&self, plugin: &str, body: Value) -> Answer {
+    pub(crate) async fn send(&self, plugin: &str, body: Value) -> Answer {
         self.post(&format!("/v1/plugins/{plugin}/send"), body.to_string())
             .await
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Sends SIGTERM and waits for the process to exit.
-    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+    /// Sends SIGTERM.
+    pub(crate) fn signal_term(&self) {
         let pid = self.child.id().unwrap().to_string();
         let kill = std::process::Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .unwrap();
         assert!(kill.success());
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub(crate) async fn terminate(self) -> (std::process::ExitStatus, String) {
+        self.signal_term();
+        self.exit().await
+    }
+
+    /// Waits for the process to exit; its status and stderr.
+    pub(crate) async fn exit(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().await.unwrap();
         // The stderr reader ends at EOF, which follows the exit.
         for _ in 0..500 {
@@ -142,7 +192,7 @@ impl Server {
     }
 }
 
-fn assert_no_secret(text: &str) {
+pub(crate) fn assert_no_secret(text: &str) {
     for secret in [APP_SECRET, SESSION, DOUYIN_SECRET] {
         assert!(!text.contains(secret), "a secret leaked: {text}");
     }
@@ -571,11 +621,12 @@ async fn a_campaign_posted_over_http_runs_in_the_background_and_reports_its_stat
         .post("/v1/campaigns", unknown.to_string())
         .await
         .error(404, "unknown-plugin");
-    let missing = json!({"plugin": "taobao", "coupon": "1", "recipients_file": "/no/such/file"});
+    // Without `[serve] campaigns_dir`, no file on the server may be named.
+    let file = json!({"plugin": "taobao", "coupon": "1", "recipients_file": "list.txt"});
     server
-        .post("/v1/campaigns", missing.to_string())
+        .post("/v1/campaigns", file.to_string())
         .await
-        .error(422, "invalid-request");
+        .error(422, "invalid-recipients-file");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,56 +55,39 @@ impl Adapter {
         }
     }
 
-    /// Instantiates it in `store` and runs `op`. A failure says in which phase it happened: a
-    /// failed instantiation ran none of the adapter's exports.
+    /// Instantiates it in `store` (saying so in [`HostState::instantiated`]) and runs `op`.
     pub(crate) async fn run(
         &self,
         store: &mut Store<HostState>,
         op: Op,
-    ) -> Result<Answer, (Phase, wasmtime::Error)> {
-        let instantiating = |e| (Phase::Instantiate, e);
-        let calling = |e| (Phase::Call, e);
+    ) -> wasmtime::Result<Answer> {
         match self {
             Adapter::V0_1(pre) => {
-                let instance = pre
-                    .instantiate_async(&mut *store)
-                    .await
-                    .map_err(instantiating)?;
+                let instance = pre.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated = true;
                 let adapter = instance.coupon_adapter_adapter();
-                let answer = async {
-                    Ok::<_, wasmtime::Error>(match op {
-                        Op::Describe => {
-                            Answer::Describe(adapter.call_describe(&mut *store).await?.into())
-                        }
-                        Op::Send(call) => Answer::Send(
-                            adapter
-                                .call_send_coupon(&mut *store, &call.into())
-                                .await?
-                                .map(Into::into)
-                                .map_err(Into::into),
-                        ),
-                        Op::Query(request) => Answer::Query(
-                            adapter
-                                .call_query_coupons(&mut *store, &(&request).into())
-                                .await?
-                                .map(|coupons| coupons.into_iter().map(Into::into).collect())
-                                .map_err(Into::into),
-                        ),
-                    })
-                };
-                answer.await.map_err(calling)
+                Ok(match op {
+                    Op::Describe => {
+                        Answer::Describe(adapter.call_describe(&mut *store).await?.into())
+                    }
+                    Op::Send(call) => Answer::Send(
+                        adapter
+                            .call_send_coupon(&mut *store, &call.into())
+                            .await?
+                            .map(Into::into)
+                            .map_err(Into::into),
+                    ),
+                    Op::Query(request) => Answer::Query(
+                        adapter
+                            .call_query_coupons(&mut *store, &(&request).into())
+                            .await?
+                            .map(|coupons| coupons.into_iter().map(Into::into).collect())
+                            .map_err(Into::into),
+                    ),
+                })
             }
         }
     }
-}
-
-/// Where a run failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Getting an instance: a pool slot, the component's memories and tables, its start code.
-    Instantiate,
-    /// Running the export.
-    Call,
 }
 
 /// An instance kept across calls: benchmarks only (the host runs every call on a fresh one).

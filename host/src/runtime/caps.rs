@@ -40,6 +40,8 @@ pub(crate) struct HostState {
     pub(crate) kv_ops: u32,
     /// Time this call spent in `signed-http` requests (metrics: host overhead = the rest).
     pub(crate) platform_time: std::time::Duration,
+    /// Whether the adapter's instance came to be (a call that never got one sent nothing).
+    pub(crate) instantiated: bool,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -66,6 +68,7 @@ impl HostState {
             log_bytes: 0,
             kv_ops: 0,
             platform_time: std::time::Duration::ZERO,
+            instantiated: false,
             wasi,
             table: ResourceTable::new(),
         }

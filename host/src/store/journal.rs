@@ -193,6 +193,10 @@ pub(crate) trait Journal: Send + Sync {
     /// Drops a send that had no effect on the platform, so its key can be used again.
     async fn journal_forget(&self, send: &SendKey, lease: &Lease) -> Result<()>;
 
+    /// Gives up every lease `holder` has on pending sends (a process cut short on its way out),
+    /// so another process may take them over at once.
+    async fn journal_release_holder(&self, holder: &str) -> Result<()>;
+
     /// A send's state (`pending`, `done`, `unknown`) and outcome as recorded so far.
     async fn journal_outcome(&self, send: &SendKey) -> Result<Option<(String, SendOutcome)>>;
 }

@@ -126,6 +126,10 @@ pub(crate) trait Ledger: Send + Sync {
         recipients: u64,
     ) -> Result<()>;
 
+    /// Gives every batch `holder` has leased back to the queue (a process cut short on its way
+    /// out), so another process may claim them at once.
+    async fn campaign_release_holder(&self, holder: &str) -> Result<()>;
+
     /// Stops the campaign (no batch is claimed until it is started again), or with `None`
     /// starts it again.
     async fn campaign_stop(&self, id: &str, reason: Option<&str>) -> Result<()>;

@@ -464,6 +464,17 @@ macro_rules! storage_suite {
         }
 
         #[tokio::test]
+        async fn journal_a_holder_cut_short_gives_its_leases_up() {
+            let f = fixture().await;
+            let key = send("k");
+            new_rows(f.storage.journal_begin(&key, "fp", &nicks(1), 1, &lease("cut", 60_000)).await.unwrap());
+            let next = lease("next", 60_000);
+            assert!(matches!(f.storage.journal_begin(&key, "fp", &nicks(1), 1, &next).await.unwrap(), Begin::Busy { .. }));
+            f.storage.journal_release_holder("cut").await.unwrap();
+            assert!(matches!(f.storage.journal_begin(&key, "fp", &nicks(1), 1, &next).await.unwrap(), Begin::Resumed(_)));
+        }
+
+        #[tokio::test]
         async fn journal_resumes_rows_left_in_flight_by_a_crash() {
             let f = fixture().await;
             let key = send("k");
@@ -765,6 +776,19 @@ macro_rules! storage_suite {
                     .unwrap()
                     .is_empty()
             );
+        }
+
+        #[tokio::test]
+        async fn ledger_a_holder_cut_short_gives_its_batches_back() {
+            let f = fixture().await;
+            f.storage.campaign_open(&campaign("c", 2)).await.unwrap();
+            enqueue(&f, "c").await;
+            f.storage.campaign_queue("c", 0).await.unwrap();
+            let far = now_ms() + 60_000;
+            assert!(matches!(f.storage.campaign_claim(Some("c"), "cut", far).await.unwrap(), Claim::Batch(_)));
+            assert_eq!(f.storage.campaign_claim(Some("c"), "next", far).await.unwrap(), Claim::Wait);
+            f.storage.campaign_release_holder("cut").await.unwrap();
+            assert!(matches!(f.storage.campaign_claim(Some("c"), "next", far).await.unwrap(), Claim::Batch(b) if b.index == 0));
         }
 
         #[tokio::test]

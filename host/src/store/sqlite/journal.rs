@@ -71,6 +71,19 @@ impl Journal for Sqlite {
         .await
     }
 
+    async fn journal_release_holder(&self, holder: &str) -> Result<()> {
+        let holder = holder.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE sends SET lease_until_ms = 0 WHERE holder = ?1 AND state = 'pending'",
+            )
+            .and_then(|mut update| update.execute(params![holder]))
+            .map(drop)
+            .doing("cannot give up the sends' leases")
+        })
+        .await
+    }
+
     async fn journal_outcome(&self, send: &SendKey) -> Result<Option<(String, SendOutcome)>> {
         let send = send.clone();
         self.read(move |conn| {

@@ -240,6 +240,20 @@ impl Ledger for Sqlite {
         .await
     }
 
+    async fn campaign_release_holder(&self, holder: &str) -> Result<()> {
+        let holder = holder.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE campaign_batches SET state = 'queued', holder = '', lease_until_ms = 0
+                 WHERE holder = ?1 AND state = 'leased'",
+            )
+            .and_then(|mut update| update.execute(params![holder]))
+            .map(drop)
+            .doing("cannot give the batches back")
+        })
+        .await
+    }
+
     async fn campaign_stop(&self, id: &str, reason: Option<&str>) -> Result<()> {
         let (id, reason) = (id.to_owned(), reason.map(str::to_owned));
         self.write(move |conn| {

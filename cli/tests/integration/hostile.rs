@@ -1,0 +1,812 @@
+//! A hostile client against `coupon-host serve` on loopback: keys, files it must not read,
+//! requests that try to pin the server (slow heads and bodies, huge or deeply nested JSON,
+//! bytes that are not UTF-8, path traversal, a flood of campaign starts), drains that must end,
+//! and an OpenAPI-driven fuzz run (schemathesis) that must find no server error and no answer
+//! the document does not describe.
+
+use std::time::Duration;
+
+use coupon_sim::SimConfig;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::serve::{Answer, Server, assert_no_secret};
+use crate::support::{Options, TAOBAO_COUPON, TAOBAO_SEND_API, TestEnv};
+
+/// The keys [`with_keys`] configures: `engine` (send, query, campaigns), `metrics` (metrics)
+/// and `support` (query).
+const ENGINE_KEY: &str = "engine-0123456789abcdef";
+const METRICS_KEY: &str = "prometheus-fedcba9876543210";
+const QUERY_KEY: &str = "support-desk-5555";
+
+/// Appends `text` to the env's config.
+fn append_config(env: &TestEnv, text: &str) {
+    let mut config = std::fs::read_to_string(&env.config_path).unwrap();
+    config.push_str(text);
+    std::fs::write(&env.config_path, config).unwrap();
+}
+
+/// A `[serve.keys.NAME]` table for `key`.
+fn key_table(name: &str, key: &str, scopes: &[&str]) -> String {
+    format!(
+        "\n[serve.keys.{name}]\nsha256 = {:?}\nscopes = {scopes:?}\n",
+        hex::encode(Sha256::digest(key))
+    )
+}
+
+/// An env whose config has three keys and `serve` (the `[serve]` table's own keys).
+async fn with_keys(serve: &str) -> TestEnv {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    append_config(&env, &format!("\n[serve]\n{serve}\n"));
+    append_config(
+        &env,
+        &key_table("engine", ENGINE_KEY, &["send", "query", "campaigns"]),
+    );
+    append_config(&env, &key_table("metrics", METRICS_KEY, &["metrics"]));
+    append_config(&env, &key_table("support", QUERY_KEY, &["query"]));
+    env
+}
+
+/// A request with an `Authorization` header of `value` (or none).
+async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: &str) -> Answer {
+    let url = format!("{}{path}", server.base);
+    let mut request = match method {
+        "GET" => server.http.get(url),
+        _ => server
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_owned()),
+    };
+    if let Some(value) = auth {
+        request = request.header("authorization", value);
+    }
+    Server::answer(request.send().await.unwrap()).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_route_but_the_probes_needs_a_key_with_its_scope() {
+    let env = with_keys("").await;
+    let server = Server::start(&env, &[]).await;
+    let send = json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:张三"]}).to_string();
+    let query = json!({"recipient": "nick:张三"}).to_string();
+    let campaign =
+        json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients": ["nick:c1"]}).to_string();
+    let routes = [
+        ("POST", "/v1/plugins/taobao/send", send.as_str(), "send"),
+        ("POST", "/v1/plugins/taobao/query", query.as_str(), "query"),
+        ("GET", "/v1/plugins", "", "any"),
+        ("POST", "/v1/campaigns", campaign.as_str(), "campaigns"),
+        ("GET", "/v1/campaigns/c-unknown", "", "campaigns"),
+        ("GET", "/metrics", "", "metrics"),
+    ];
+    let bearer = |key: &str| format!("Bearer {key}");
+    for (method, path, body, scope) in routes {
+        for auth in [
+            None,
+            Some("Bearer".to_owned()),
+            Some(bearer("not-a-key")),
+            Some(format!("Basic {}", ENGINE_KEY)),
+            Some(bearer(&hex::encode(Sha256::digest(ENGINE_KEY)))),
+        ] {
+            let answer = call(&server, method, path, auth.as_deref(), body).await;
+            answer.error(401, "unauthorized");
+            assert_eq!(
+                answer.headers["www-authenticate"], "Bearer realm=\"coupon-host\"",
+                "{method} {path}"
+            );
+        }
+        // Every key is valid; only those with the scope get through.
+        for (name, key, scopes) in [
+            (
+                "engine",
+                ENGINE_KEY,
+                ["send", "query", "campaigns"].as_slice(),
+            ),
+            ("metrics", METRICS_KEY, ["metrics"].as_slice()),
+            ("support", QUERY_KEY, ["query"].as_slice()),
+        ] {
+            let answer = call(&server, method, path, Some(&bearer(key)), body).await;
+            if scope == "any" || scopes.contains(&scope) {
+                assert!(
+                    ![401, 403].contains(&answer.status),
+                    "{name} on {method} {path}: {}",
+                    answer.text
+                );
+            } else {
+                let message = answer.error(403, "forbidden");
+                assert!(
+                    message.contains(name) && message.contains(scope),
+                    "{message}"
+                );
+            }
+        }
+    }
+    // The probes and the API's description stay open.
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert_eq!(
+            call(&server, "GET", path, None, "").await.status,
+            200,
+            "{path}"
+        );
+    }
+    // Nothing was sent without a key with the send scope: the engine's send is the only one.
+    let sends = env
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.api == TAOBAO_SEND_API)
+        .count();
+    assert!(sends <= 2, "{sends} sends (one send and one campaign)");
+
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+    for key in [ENGINE_KEY, METRICS_KEY, QUERY_KEY] {
+        assert!(!stderr.contains(key), "a key leaked into the log");
+    }
+    assert_no_secret(&stderr);
+    // The log names the key that made the send.
+    let sends: Vec<Value> = stderr
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["fields"]["message"] == "close" && line["span"]["name"] == "send")
+        .collect();
+    assert!(!sends.is_empty(), "{stderr}");
+    assert!(
+        sends
+            .iter()
+            .all(|line| line["spans"][0]["name"] == "api" && line["spans"][0]["key"] == "engine"),
+        "{sends:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_refuses_an_open_api_beyond_loopback() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let Err((status, _, stderr)) = Server::try_start(&env, &["--listen", "0.0.0.0:0"]).await else {
+        panic!("serve started on 0.0.0.0 without a key");
+    };
+    assert!(!status.success());
+    assert!(
+        stderr.contains("refusing to serve on 0.0.0.0:0 without API keys"),
+        "{stderr}"
+    );
+
+    // Said on purpose, it serves.
+    let open = Server::start(&env, &["--listen", "0.0.0.0:0", "--insecure-no-auth"]).await;
+    assert_eq!(open.get("/v1/plugins").await.status, 200);
+    let (status, stderr) = open.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+    assert!(stderr.contains("--insecure-no-auth"), "{stderr}");
+
+    // With a key, everywhere: a request without it is refused.
+    append_config(&env, &key_table("engine", ENGINE_KEY, &["send"]));
+    let server = Server::start(&env, &["--listen", "0.0.0.0:0"]).await;
+    server.get("/v1/plugins").await.error(401, "unauthorized");
+    let server = server.with_key(ENGINE_KEY);
+    assert_eq!(server.get("/v1/plugins").await.status, 200);
+}
+
+/// The answer to a campaign naming `file`, which must come at once (a hung request fails the
+/// test instead of hanging it).
+async fn post_file(server: &Server, file: &str) -> Answer {
+    let body = json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients_file": file});
+    let request = server.post("/v1/campaigns", body.to_string());
+    tokio::time::timeout(Duration::from_secs(60), request)
+        .await
+        .unwrap_or_else(|_| panic!("no answer for recipients_file {file:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_reads_only_regular_files_inside_campaigns_dir() {
+    // Without campaigns_dir, no file is taken, however it is named.
+    let env = with_keys("").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    for file in ["/etc/passwd", "/dev/zero", "list.txt"] {
+        post_file(&server, file)
+            .await
+            .error(422, "invalid-recipients-file");
+    }
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+
+    let env = with_keys("campaigns_dir = \"campaigns\"\nmax_campaign_file_mib = 1").await;
+    let dir = env.dir.path().join("campaigns");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("list.txt"), "nick:file-a\nnick:file-b\n").unwrap();
+    std::fs::write(env.dir.path().join("secret.txt"), "nick:outside\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("passwd")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("zero")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", dir.join("escape.txt")).unwrap();
+    let fifo = std::ffi::CString::new(dir.join("fifo").to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    #[expect(unsafe_code, reason = "mkfifo has no safe wrapper in std")]
+    let made = unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) };
+    assert_eq!(made, 0);
+    std::fs::write(dir.join("big.txt"), "nick:x\n".repeat(200_000)).unwrap();
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    for file in [
+        "/etc/passwd",
+        "/dev/zero",
+        "../secret.txt",
+        "sub/../../secret.txt",
+        "passwd",
+        "zero",
+        "escape.txt",
+        "fifo",
+        "sub",
+        "missing.txt",
+        "",
+    ] {
+        let message = post_file(&server, file)
+            .await
+            .error(422, "invalid-recipients-file");
+        assert!(!message.contains("root:"), "{message}");
+    }
+    post_file(&server, "big.txt")
+        .await
+        .error(413, "payload-too-large");
+    assert!(env.sim.calls().is_empty(), "{:?}", env.sim.calls());
+
+    // A file inside the folder is sent.
+    let started = post_file(&server, "list.txt").await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..500 {
+        status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+        if status["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["issued"], 2, "{status}");
+    // The drain is not held by anything those requests started.
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// Serve with the `slow` plugin and `[serve] drain_timeout_s = 1`; a send held at the platform
+/// for a minute is cut at the deadline, the process exits, and the send stays in flight in the
+/// journal: the next send with the same key reconciles it instead of sending twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_ends_at_drain_timeout_and_leaves_the_cut_send_to_the_journal() {
+    let env = with_keys("drain_timeout_s = 1").await;
+    env.add_slow_plugin();
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    env.delay_next_send(60_000);
+    let body =
+        json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:cut"], "idempotency_key": "cut-1"});
+    let request = server
+        .http
+        .post(format!("{}/v1/plugins/slow/send", server.base))
+        .bearer_auth(ENGINE_KEY)
+        .json(&body)
+        .send();
+    let held = tokio::spawn(request);
+    env.wait_for_sends(1).await;
+
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the drain did not finish within 1 s"),
+        "{stderr}"
+    );
+    assert!(
+        held.await.unwrap().is_err(),
+        "the cut request got no answer"
+    );
+
+    // The platform applied the send; the journal still has it in flight, so the same key
+    // asks the platform first and reports it issued, without a second send.
+    let again = env
+        .cli(&[
+            "send",
+            "slow",
+            "--coupon",
+            TAOBAO_COUPON,
+            "--to",
+            "nick:cut",
+            "--idempotency-key",
+            "cut-1",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(again["issued"][0]["recipient"], "nick:cut", "{again}");
+    let sends = env
+        .sim
+        .calls()
+        .iter()
+        .filter(|c| c.api == TAOBAO_SEND_API)
+        .count();
+    assert_eq!(sends, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_sigterm_exits_at_once() {
+    let env = with_keys("drain_timeout_s = 3600").await;
+    env.add_slow_plugin();
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    env.delay_next_send(60_000);
+    let request = server
+        .http
+        .post(format!("{}/v1/plugins/slow/send", server.base))
+        .bearer_auth(ENGINE_KEY)
+        .json(&json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:twice"]}))
+        .send();
+    let _held = tokio::spawn(request);
+    env.wait_for_sends(1).await;
+    server.signal_term();
+    for _ in 0..500 {
+        if server.stderr().contains("draining") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(server.stderr().contains("draining"), "{}", server.stderr());
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("second signal"), "{stderr}");
+}
+
+/// A campaign started over HTTP stops at the drain deadline too, and posting it again to the
+/// next server resumes it: everyone gets the coupon once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_stops_at_the_drain_deadline_and_resumes_on_the_next_server() {
+    let env = with_keys("drain_timeout_s = 1").await;
+    env.add_slow_plugin();
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    env.delay_next_send(60_000);
+    let recipients: Vec<String> = (0..120).map(|i| format!("nick:drained{i:03}")).collect();
+    let body = json!({"plugin": "slow", "coupon": TAOBAO_COUPON, "recipients": recipients, "concurrency": 1});
+    let started = server.post("/v1/campaigns", body.to_string()).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    env.wait_for_sends(1).await;
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("1 campaigns"), "{stderr}");
+
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    let again = server.post("/v1/campaigns", body.to_string()).await;
+    assert_eq!(again.json()["id"], id.as_str());
+    let mut status = Value::Null;
+    for _ in 0..1000 {
+        status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+        if status["state"] == "done" && status["running"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["issued"], 120, "{status}");
+    let issued = recipients
+        .iter()
+        .map(|r| r.trim_start_matches("nick:").to_owned())
+        .collect();
+    env.assert_ledger("taobao", &issued, &Default::default());
+}
+
+/// Connections that send their head a byte at a time, or promise a body and stall, are closed
+/// after `[serve] read_timeout_s`; meanwhile the server answers everyone else, and its drain
+/// is not held by them.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_heads_and_bodies_are_cut_and_pin_nothing() {
+    let env = with_keys("read_timeout_s = 1").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..32 {
+        let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        stream
+            .write_all(b"POST /v1/plugins/taobao/send HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(tokio::spawn(async move {
+            // One header byte every 200 ms, until the server closes the connection.
+            for _ in 0..500 {
+                if stream.write_all(b"x").await.is_err() {
+                    return true;
+                }
+                let mut buffer = [0u8; 256];
+                let read =
+                    tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buffer));
+                if let Ok(Ok(0) | Err(_)) = read.await {
+                    return true;
+                }
+            }
+            false
+        }));
+    }
+    // A body that never comes: 408 as JSON.
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /v1/plugins/taobao/send HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"coupon\""
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+
+    let sent = server
+        .send(
+            "taobao",
+            json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:patient"]}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+
+    let mut answer = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stalled.read_to_string(&mut answer));
+    read.await.expect("the stalled body is answered").unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request-timeout\""), "{answer}");
+    for task in slow {
+        assert!(task.await.unwrap(), "a slow head kept its connection");
+    }
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// Sends raw bytes and returns the answer's status line and body.
+async fn raw(server: &Server, request: &[u8]) -> (String, String) {
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer));
+    read.await.expect("an answer").unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn huge_nested_and_non_utf8_bodies_get_json_errors() {
+    let env = with_keys("").await;
+    let server = Server::start(&env, &["--max-body-kib", "64"]).await;
+    let send = "/v1/plugins/taobao/send";
+    let auth = format!("Bearer {ENGINE_KEY}");
+    let auth = Some(auth.as_str());
+
+    // Over the limit, declared or streamed.
+    let big = format!("{{\"coupon\":\"{}\"}}", "x".repeat(1 << 20));
+    call(&server, "POST", send, auth, &big)
+        .await
+        .error(413, "payload-too-large");
+    // Chunked, with no length declared: cut at the limit all the same.
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {send} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+    for _ in 0..64 {
+        // The server may answer and close before the body ends.
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut answer));
+    let _ = read.await.expect("an answer");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload-too-large"), "{answer}");
+    // Nested 20 000 deep, within the size limit: refused at once, as the wrong shape (the
+    // parser meets an array or object where a string belongs and does not descend into it).
+    for nested in [
+        format!("{}{}", "[".repeat(20_000), "]".repeat(20_000)),
+        format!(
+            "{{\"coupon\":\"1\",\"recipients\":[\"nick:a\"],\"options\":{}1{}}}",
+            "{\"a\":".repeat(10_000),
+            "}".repeat(10_000)
+        ),
+        format!("{{\"coupon\":{}", "{\"a\":[".repeat(10_000)),
+    ] {
+        let answer = call(&server, "POST", send, auth, &nested).await;
+        assert!([400, 422].contains(&answer.status), "{}", answer.text);
+        let kind = answer.json()["error"]["kind"].clone();
+        assert!(kind == "invalid-body" || kind == "malformed-json", "{kind}");
+    }
+    // Bytes that are not UTF-8: in the body, the path and the key.
+    let body = b"{\"coupon\":\"\xff\xfe\",\"recipients\":[\"nick:a\"]}";
+    let mut request = format!(
+        "POST {send} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    request.extend_from_slice(body);
+    let (status, answer) = raw(&server, &request).await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(answer.contains("malformed-json"), "{answer}");
+    let (status, answer) = raw(
+        &server,
+        format!("POST /v1/plugins/%FF%FE/send HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}").as_bytes(),
+    )
+    .await;
+    assert!(status.contains(" 400 "), "{status}");
+    assert!(answer.contains("bad-path"), "{answer}");
+    let (status, answer) = raw(
+        &server,
+        b"GET /v1/plugins HTTP/1.1\r\nhost: x\r\nauthorization: Bearer \xff\xfe\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(status.contains(" 401 "), "{status}");
+    assert!(answer.contains("unauthorized"), "{answer}");
+    assert!(env.sim.calls().is_empty());
+    assert_eq!(server.get("/healthz").await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn path_traversal_in_every_path_parameter_finds_nothing() {
+    let env = with_keys("campaigns_dir = \".\"").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    let body = json!({"coupon": "1", "recipients": ["nick:a"]}).to_string();
+    let query = json!({"recipient": "nick:a"}).to_string();
+    // (`%2E%2E` is left to the raw requests below: the client would resolve it as `..`.)
+    for evil in [
+        "..%2F..%2F..%2Fetc%2Fpasswd",
+        "..%2F..%2Fcoupon-host.toml",
+        "..%5C..%5Cwindows",
+        "taobao%00",
+        "%2Fetc%2Fpasswd",
+    ] {
+        server
+            .post(&format!("/v1/plugins/{evil}/send"), body.clone())
+            .await
+            .error(404, "unknown-plugin");
+        server
+            .post(&format!("/v1/plugins/{evil}/query"), query.clone())
+            .await
+            .error(404, "unknown-plugin");
+        let answer = server.get(&format!("/v1/campaigns/{evil}")).await;
+        let message = answer.error(404, "unknown-campaign");
+        assert!(!message.contains("root:"), "{message}");
+    }
+    // Dot segments the client does not normalise reach no file either.
+    for path in [
+        "/v1/plugins/../../etc/passwd",
+        "/v1/campaigns/../../coupon-host.toml",
+        "/../../../../etc/passwd",
+        "/v1/plugins/%2E%2E/send",
+        "/v1/campaigns/%2E%2E%2F%2E%2E%2Fstate.db",
+    ] {
+        let (status, answer) = raw(
+            &server,
+            format!("GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await;
+        assert!(
+            status.contains(" 404 ") || status.contains(" 405 "),
+            "{path}: {status}"
+        );
+        assert!(
+            !answer.contains("root:") && !answer.contains("[plugins"),
+            "{answer}"
+        );
+    }
+    assert!(env.sim.calls().is_empty());
+}
+
+/// Forty campaign starts at once, past `[serve] max_campaigns`: every answer is `202` or `429`,
+/// never a server error; no more campaigns run than the cap; the same list posted at once
+/// is one campaign; and the server goes on answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_campaign_starts_is_capped_and_answered() {
+    let env = with_keys("max_campaigns = 2").await;
+    env.add_slow_plugin();
+    let server = std::sync::Arc::new(Server::start(&env, &[]).await.with_key(ENGINE_KEY));
+    for _ in 0..4 {
+        env.delay_next_send(2_000);
+    }
+    let mut posts = Vec::new();
+    for i in 0..40 {
+        let server = server.clone();
+        // Ten posts share a list: they are one campaign.
+        let list = if i % 4 == 0 { 999 } else { i };
+        let recipients: Vec<String> = (0..5).map(|j| format!("nick:flood{list}-{j}")).collect();
+        let body = json!({"plugin": "slow", "coupon": TAOBAO_COUPON, "recipients": recipients});
+        posts.push(tokio::spawn(async move {
+            server.post("/v1/campaigns", body.to_string()).await
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let mut refused = 0;
+    for post in posts {
+        let answer = post.await.unwrap();
+        match answer.status {
+            202 => {
+                ids.insert(answer.json()["id"].as_str().unwrap().to_owned());
+            }
+            429 => {
+                let message = answer.error(429, "overloaded");
+                assert!(message.contains("2 campaigns are running"), "{message}");
+                refused += 1;
+            }
+            other => panic!("{other}: {}", answer.text),
+        }
+    }
+    // The first campaigns hold the platform's first sends for two seconds: the rest of the
+    // flood meets the cap.
+    assert!(
+        !ids.is_empty() && refused > 0,
+        "{} started, {refused} refused",
+        ids.len()
+    );
+    assert_eq!(server.get("/healthz").await.status, 200);
+    // Every accepted campaign finishes, and nobody got a coupon twice.
+    for id in &ids {
+        let mut status = Value::Null;
+        for _ in 0..1000 {
+            status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+            if status["state"] == "done" && status["running"] == false {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(status["issued"], 5, "{status}");
+    }
+    assert_eq!(env.sim.duplicate_issuances(), 0);
+}
+
+/// The schemathesis release the fuzz run uses; installed from PyPI into a virtual environment
+/// under the target dir on first use.
+const SCHEMATHESIS: &str = "4.32.5";
+
+/// The `schemathesis` executable, installed if it is not yet. Panics with the reason when it
+/// cannot be installed: a fuzz run that silently did not happen would prove nothing.
+fn schemathesis() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("schemathesis-{SCHEMATHESIS}"));
+    let exe = root.join("bin/schemathesis");
+    let installed = root.join("installed");
+    if installed.is_file() {
+        return exe;
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", program.display()));
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed: {}\n{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(
+        std::path::Path::new("python3"),
+        &["-m", "venv", root.to_str().unwrap()],
+    );
+    run(
+        &root.join("bin/pip"),
+        &[
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            &format!("schemathesis=={SCHEMATHESIS}"),
+        ],
+    );
+    std::fs::write(&installed, SCHEMATHESIS).unwrap();
+    exe
+}
+
+/// A schemathesis check of our own: a body the document calls valid is never refused for its
+/// shape (`invalid-body`, `malformed-json`) nor by the host's own rules (`invalid-request`),
+/// unless the refusal is about what the plugin or the campaign's state allows (a recipient
+/// kind the platform does not take, an id another campaign has). Refusals by the platform
+/// (`adapter`) are the platform's judgement of the content, which no schema can know.
+const HOOKS: &str = r#"
+import schemathesis
+
+PLUGIN_OR_STATE = (" recipients, not ", "choose another id", "has no recipients")
+
+@schemathesis.check
+def host_takes_what_the_document_calls_valid(ctx, response, case):
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive:
+        return None
+    if response.status_code not in (400, 422):
+        return None
+    error = (response.json() or {}).get("error", {})
+    kind, message = error.get("kind"), error.get("message", "")
+    if kind in ("invalid-body", "malformed-json", "bad-path"):
+        raise AssertionError(f"a schema-valid request was refused as {kind}: {message}")
+    if kind == "invalid-request" and not any(part in message for part in PLUGIN_OR_STATE):
+        raise AssertionError(f"a schema-valid request was refused by the host: {message}")
+    return None
+"#;
+
+/// An OpenAPI-driven fuzz run against `serve` with keys: schemathesis generates requests from
+/// `/openapi.json` (valid and invalid ones, every route, sends to a real plugin) and checks
+/// every answer: no server error, every status, header, content type and body as the document
+/// says, invalid data refused, valid data not refused for its shape. It must find nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
+    let schemathesis = schemathesis();
+    let env = with_keys("campaigns_dir = \"campaigns\"\nmax_campaigns = 1000").await;
+    append_config(
+        &env,
+        &key_table(
+            "fuzz",
+            "fuzz-key-0123456789",
+            &["send", "query", "campaigns", "metrics"],
+        ),
+    );
+    let dir = env.dir.path();
+    std::fs::create_dir_all(dir.join("campaigns")).unwrap();
+    std::fs::write(dir.join("campaigns/list.txt"), "nick:fuzz-a\nnick:fuzz-b\n").unwrap();
+    std::fs::write(dir.join("hooks.py"), HOOKS).unwrap();
+    std::fs::write(
+        dir.join("schemathesis.toml"),
+        r#"
+[parameters]
+"path.name" = "taobao"
+
+# A valid body may still be refused by the platform (`422 adapter`: an unknown coupon) or
+# found unknown (`404`): those are judgements of content no schema can know. The host's own
+# refusals are held to the document by the hook's check.
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
+"#,
+    )
+    .unwrap();
+    let server = Server::start(&env, &[]).await;
+    let output = tokio::process::Command::new(&schemathesis)
+        .current_dir(dir)
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", dir)
+        .args([
+            "--config-file",
+            "schemathesis.toml",
+            "run",
+            &format!("{}/openapi.json", server.base),
+            "--header",
+            "Authorization: Bearer fuzz-key-0123456789",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,\
+             response_headers_conformance,response_schema_conformance,negative_data_rejection,\
+             positive_data_acceptance,missing_required_header,unsupported_method,\
+             ignored_auth,host_takes_what_the_document_calls_valid",
+            "--max-examples",
+            "150",
+            "--seed",
+            "15",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "60",
+            "--no-color",
+            "--generation-database",
+            "none",
+        ])
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "schemathesis found problems ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("passed"), "{stdout}");
+    // The summary, for whoever reads the test output.
+    println!("{stdout}");
+    assert_eq!(env.sim.duplicate_issuances(), 0);
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "{status}");
+    assert!(
+        !log.contains("fuzz-key-0123456789"),
+        "the key leaked into the log"
+    );
+}
