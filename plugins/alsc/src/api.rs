@@ -362,22 +362,7 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let customer_id = match recipient {
-        Recipient::CustomerId(id) if !id.trim().is_empty() => id.trim(),
-        Recipient::CustomerId(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the customer-id is empty".to_owned(),
-            ));
-        }
-        Recipient::Nick(_) | Recipient::OpenId(_) => {
-            let message = format!(
-                "{QUERY_METHOD} takes a customer-id recipient, not {}",
-                recipient.kind().as_str()
-            );
-            return Err(invalid("recipient-kind", message));
-        }
-    };
+    let customer_id = recipient.checked(RecipientKind::CustomerId, QUERY_METHOD)?;
     let config = Config::resolve(&Lookup::new(options, settings))?;
     let mut coupons = Vec::new();
     for page_no in 1..=QUERY_PAGES {

@@ -15,6 +15,8 @@
 
 use std::collections::BTreeSet;
 
+use adapter_kit::Lookup;
+use adapter_kit::contract::RecipientKind;
 /// `CouponInfo` is what the platform said about one issued coupon (`data.coupon_info`):
 /// `coupon_id`, `coupon_name`, `discount_amount` and `min_pay_amount` (fen), `valid_begin_time`
 /// and `valid_end_time` (unix seconds); every field is optional. `CouponState` `held` is
@@ -75,6 +77,26 @@ impl AdapterError {
             code: code.into(),
             message: message.into(),
             retry_after_ms: None,
+        }
+    }
+}
+
+/// adapter-kit's error as this adapter's, which has no request id: log ids go with the outcome.
+impl From<adapter_kit::AdapterError> for AdapterError {
+    fn from(error: adapter_kit::AdapterError) -> Self {
+        Self {
+            retry_after_ms: error.retry_after_ms,
+            ..Self::new(error.class, error.code, error.message)
+        }
+    }
+}
+
+/// This adapter's error as the contract's (no request id).
+impl From<AdapterError> for adapter_kit::AdapterError {
+    fn from(error: AdapterError) -> Self {
+        Self {
+            retry_after_ms: error.retry_after_ms,
+            ..Self::new(error.class, error.code, error.message)
         }
     }
 }
@@ -175,12 +197,10 @@ impl Config {
         options: &[(String, String)],
         settings: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, AdapterError> {
-        let value = |key: &str| {
-            let option = options.iter().rev().find(|(name, _)| name == key);
-            let value = option.map(|(_, v)| v.clone()).or_else(|| settings(key));
-            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-        };
-        let base_url = value("base_url").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let lookup = Lookup::new(options, settings);
+        let base_url = lookup
+            .get("base_url")
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = base_url.trim_end_matches('/').to_owned();
         let has_host = ["https://", "http://"]
             .iter()
@@ -190,7 +210,7 @@ impl Config {
                 "settings.base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url:?}"
             )));
         }
-        let app_id = value("app_id").ok_or_else(|| {
+        let app_id = lookup.get("app_id").ok_or_else(|| {
             config_error("settings.app_id is missing: set it to the mini-app appid (tt…)")
         })?;
         Ok(Self { base_url, app_id })
@@ -611,21 +631,12 @@ pub fn send_coupon(
             let recipient = recipient.clone();
             outcome.failed.push(Failed { recipient, error });
         };
-        let open_id = match recipient {
-            Recipient::OpenId(open_id) if open_id.trim().is_empty() => {
-                fail(
-                    &mut outcome,
-                    invalid("recipient-empty", "the open_id is empty"),
-                );
-                continue;
-            }
-            Recipient::OpenId(open_id) => open_id.as_str(),
-            Recipient::Nick(_) | Recipient::CustomerId(_) => {
-                let message = "douyin takes open-id recipients only";
-                fail(&mut outcome, invalid("recipient-kind", message));
-                continue;
-            }
-        };
+        if let Err(error) = recipient.checked(RecipientKind::OpenId, PLATFORM) {
+            fail(&mut outcome, error.into());
+            continue;
+        }
+        // Sent as given, untrimmed: the merchant_coupon_id derives from exactly this text.
+        let open_id = recipient.value();
         if !seen.insert(open_id) {
             let message = format!("open_id {open_id:?} is listed twice; sent once");
             fail(&mut outcome, invalid("recipient-duplicate", message));
@@ -704,16 +715,11 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, AdapterError> {
-    let open_id = match recipient {
-        Recipient::OpenId(open_id) if !open_id.trim().is_empty() => open_id.as_str(),
-        Recipient::OpenId(_) => return Err(invalid("recipient-empty", "the open_id is empty")),
-        Recipient::Nick(_) | Recipient::CustomerId(_) => {
-            return Err(invalid(
-                "recipient-kind",
-                "douyin takes open-id recipients only",
-            ));
-        }
-    };
+    recipient
+        .checked(RecipientKind::OpenId, PLATFORM)
+        .map_err(AdapterError::from)?;
+    // Sent as given, untrimmed, as the send does.
+    let open_id = recipient.value();
     let config = Config::resolve(options, settings)?;
     let (_, answer) = read_answer(http(&build_query_request(&config, open_id)));
     Ok(parse_query_response(&answer?))

@@ -14,10 +14,11 @@ use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
 use serde_json::Value;
+use top_common::contract::RecipientKind;
 pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
 use top_common::{
-    ErrorClass, Idempotence, TopError, as_bool, as_i64, as_text, config_error, field_list,
-    value_to_unix, yuan_to_fen,
+    ErrorClass, Idempotence, Lookup, TopError, as_bool, as_i64, as_text, field_list, value_to_unix,
+    yuan_to_fen,
 };
 pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
@@ -77,53 +78,9 @@ pub struct Outcome {
     pub request_ids: Vec<String>,
 }
 
-/// The plugin settings this adapter reads, after `--option` overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// `gateway`: the TOP gateway URL, e.g. `https://eco.taobao.com/router/rest`. Required.
-    pub gateway: String,
-    /// `simplify`: ask TOP for the simplified JSON shape. Default false.
-    pub simplify: bool,
-}
-
-impl Config {
-    /// Reads `gateway` and `simplify`; an option with the same key overrides the setting.
-    pub fn resolve(
-        options: &[(String, String)],
-        settings: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, TopError> {
-        let value = |key: &str| {
-            let option = options.iter().rev().find(|(name, _)| name == key);
-            option
-                .map(|(_, value)| value.clone())
-                .or_else(|| settings(key))
-        };
-        let gateway = value("gateway")
-            .map(|g| g.trim().to_owned())
-            .unwrap_or_default();
-        if gateway.is_empty() {
-            return Err(config_error(
-                "settings.gateway is missing: set it to the TOP gateway URL, e.g. https://eco.taobao.com/router/rest",
-            ));
-        }
-        if !(gateway.starts_with("https://") || gateway.starts_with("http://")) {
-            return Err(config_error(format!(
-                "settings.gateway must be an http(s) URL, got {gateway:?}"
-            )));
-        }
-        let simplify = match value("simplify").map(|s| s.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(text) if text.is_empty() || text == "false" => false,
-            Some(text) if text == "true" => true,
-            Some(text) => {
-                return Err(config_error(format!(
-                    "settings.simplify must be \"true\" or \"false\", got {text:?}"
-                )));
-            }
-        };
-        Ok(Self { gateway, simplify })
-    }
-}
+/// The plugin settings this adapter reads (`gateway`, `simplify`), after `--option` overrides:
+/// exactly the settings every TOP adapter has.
+pub use top_common::TopConfig as Config;
 
 fn invalid(code: &str, message: String) -> TopError {
     TopError::new(ErrorClass::InvalidRequest, code, message)
@@ -466,7 +423,7 @@ pub fn send_coupon(
         return Err(invalid("quantity", message));
     }
     let coupon_id = parse_coupon_id(&request.coupon)?;
-    let config = Config::resolve(&request.options, settings)?;
+    let config = Config::resolve(&Lookup::new(&request.options, settings))?;
     let plan = plan(&request.recipients);
 
     let mut results: Vec<Option<RecipientResult>> = vec![None; request.recipients.len()];
@@ -537,20 +494,8 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let nick = match recipient {
-        Recipient::Nick(nick) if !nick.trim().is_empty() => nick.trim(),
-        Recipient::Nick(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the buyer_nick is empty".to_owned(),
-            ));
-        }
-        Recipient::OpenId(_) | Recipient::CustomerId(_) => {
-            let message = format!("{QUERY_METHOD} takes a nick recipient only");
-            return Err(invalid("recipient-kind", message));
-        }
-    };
-    let config = Config::resolve(options, settings)?;
+    let nick = recipient.checked(RecipientKind::Nick, QUERY_METHOD)?;
+    let config = Config::resolve(&Lookup::new(options, settings))?;
     let (id, answer) = read_answer(http(&build_query_request(&config, nick)));
     let response = answer?;
     if response.get("is_success").and_then(as_bool) == Some(false) {

@@ -304,22 +304,7 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let open_id = match recipient {
-        Recipient::OpenId(open_id) if !open_id.trim().is_empty() => open_id.trim(),
-        Recipient::OpenId(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the open-id is empty".to_owned(),
-            ));
-        }
-        Recipient::Nick(_) | Recipient::CustomerId(_) => {
-            let message = format!(
-                "{QUERY_METHOD} takes an open-id recipient, not {}",
-                recipient.kind().as_str()
-            );
-            return Err(invalid("recipient-kind", message));
-        }
-    };
+    let open_id = recipient.checked(RecipientKind::OpenId, QUERY_METHOD)?;
     let config = Config::resolve(&Lookup::new(options, settings))?;
     let (id, answer) = read_answer(
         http(&build_query_request(&config, open_id)),

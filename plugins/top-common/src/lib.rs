@@ -33,11 +33,13 @@ mod units;
 #[doc(hidden)]
 pub use adapter_kit as __adapter_kit;
 pub use adapter_kit::contract;
-pub use adapter_kit::{AdapterError as TopError, ErrorClass, HttpError, HttpResponse};
+pub use adapter_kit::{
+    AdapterError as TopError, ErrorClass, HttpError, HttpResponse, Lookup, config_error,
+};
 pub use call::{HttpRequest, Idempotence, http_error, read_answer, stops_later_calls};
 pub use classify::classify;
 pub use envelope::{as_bool, as_i64, as_text, field_list, parse_envelope, request_id, unwrap_list};
 pub use idempotency::recipient_idempotency_id;
 pub use one_by_one::{RecipientCall, send_one_by_one};
-pub use settings::{Lookup, TopConfig, config_error};
+pub use settings::TopConfig;
 pub use units::{gmt8_to_unix, millis_to_unix, value_to_unix, yuan_to_fen};

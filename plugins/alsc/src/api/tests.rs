@@ -1,7 +1,6 @@
 //! Native tests of the alsc mapping, with fixtures shaped as seed 003 and PLATFORMS.md say.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
 use top_common::contract::Issued;
 
 use super::*;
@@ -58,12 +57,6 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
     }
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn param<'a>(call: &'a HttpRequest, name: &str) -> Option<&'a str> {
     call.params
         .iter()
@@ -76,38 +69,27 @@ fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
-        let mut expected = request.recipients.clone();
-        let mut got: Vec<Recipient> = outcome.issued.iter().map(|i| i.recipient.clone()).collect();
-        got.extend(outcome.failed.iter().map(|f| f.recipient.clone()));
-        expected.sort();
-        got.sort();
-        assert_eq!(got, expected, "every recipient exactly once");
+        assert_every_recipient_once(
+            &request.recipients,
+            outcome.issued.iter().map(|i| &i.recipient),
+            outcome.failed.iter().map(|f| &f.recipient),
+        );
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answers: Vec<Answer>,
 ) -> (Result<Vec<Coupon>, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
+    let mut script = Script::new(answers);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
+    (result, script.into_calls())
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Native tests of the douyin mapping, with the seed page's examples (seed 004) as fixtures.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
 use serde_json::{Value, json};
 
 use super::*;
@@ -75,44 +74,28 @@ fn open_ids(ids: &[&str]) -> Vec<Recipient> {
     ids.iter().map(|id| open_id(id)).collect()
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 /// Runs a send against scripted answers; returns the result and the calls made.
 fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, AdapterError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
         assert_every_recipient_once_in_order(request, outcome);
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answer: Answer,
 ) -> (Result<Vec<Coupon>, AdapterError>, Vec<HttpRequest>) {
-    let mut calls = Vec::new();
-    let mut answer = Some(answer);
+    let mut script = Script::new([answer]);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answer
-            .take()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
+    (result, script.into_calls())
 }
 
 /// The contract's invariant: each recipient is issued or failed exactly once (a listed-twice
@@ -125,12 +108,7 @@ fn assert_every_recipient_once_in_order(request: &SendRequest, outcome: &Outcome
         let in_order = list.iter().all(|r| rest.any(|x| x == *r));
         assert!(in_order, "request order: {outcome:?}");
     }
-    let key = |r: &&Recipient| format!("{r:?}");
-    let mut all: Vec<String> = issued.iter().chain(&failed).map(key).collect();
-    let mut expected: Vec<String> = request.recipients.iter().map(|r| key(&r)).collect();
-    all.sort();
-    expected.sort();
-    assert_eq!(all, expected, "every recipient exactly once");
+    assert_every_recipient_once(&request.recipients, issued, failed);
 }
 
 fn failure<'a>(outcome: &'a Outcome, recipient: &Recipient) -> &'a AdapterError {

@@ -1,7 +1,6 @@
 //! Native tests of the tmall-nrt mapping, with fixtures shaped as seed 001 and PLATFORMS.md say.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
 use top_common::contract::Issued;
 
 use super::*;
@@ -61,12 +60,6 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
     }
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn param<'a>(call: &'a HttpRequest, name: &str) -> Option<&'a str> {
     call.params
         .iter()
@@ -79,43 +72,27 @@ fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
-        assert_every_recipient_once(request, outcome);
+        assert_every_recipient_once(
+            &request.recipients,
+            outcome.issued.iter().map(|i| &i.recipient),
+            outcome.failed.iter().map(|f| &f.recipient),
+        );
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answer: Answer,
 ) -> (Result<Vec<Coupon>, TopError>, Vec<HttpRequest>) {
-    let mut calls = Vec::new();
-    let mut answer = Some(answer);
+    let mut script = Script::new([answer]);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answer
-            .take()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
-}
-
-/// The contract's invariant: each recipient of the request is issued or failed, exactly once.
-fn assert_every_recipient_once(request: &SendRequest, outcome: &Outcome) {
-    let mut expected = request.recipients.clone();
-    let mut got: Vec<Recipient> = outcome.issued.iter().map(|i| i.recipient.clone()).collect();
-    got.extend(outcome.failed.iter().map(|f| f.recipient.clone()));
-    expected.sort();
-    got.sort();
-    assert_eq!(got, expected, "every recipient exactly once");
+    (result, script.into_calls())
 }
 
 fn only_failure(result: Result<Outcome, TopError>) -> TopError {
