@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 
-use serde_json::Value;
+use serde::Deserialize;
 use top_common::contract::RecipientKind;
 pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
 use top_common::{
-    ErrorClass, Idempotence, Lookup, TopError, as_bool, as_i64, as_text, field_list, value_to_unix,
-    yuan_to_fen,
+    ErrorClass, Field, Idempotence, Lookup, Obj, TopError, TopList, TopResponse, as_bool, as_i64,
+    as_text, list_keys, non_blank, value_to_unix, yuan_to_fen,
 };
 pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
@@ -182,11 +182,11 @@ pub fn plan(recipients: &[Recipient]) -> Plan {
         (BatchKind::Nick, nicks, MAX_NICKS_PER_CALL),
         (BatchKind::OpenUid, open_uids, MAX_OPEN_UIDS_PER_CALL),
     ] {
-        for chunk in list.chunks(size) {
-            batches.push(Batch {
-                kind,
-                members: chunk.to_vec(),
-            });
+        // Moved into the batches, not copied: each value was copied once already.
+        let mut list = list.into_iter().peekable();
+        while list.peek().is_some() {
+            let members = list.by_ref().take(size).collect();
+            batches.push(Batch { kind, members });
         }
     }
     Plan { batches, refused }
@@ -228,12 +228,70 @@ pub fn build_query_request(config: &Config, nick: &str) -> HttpRequest {
     HttpRequest::top(&config.gateway, QUERY_METHOD, config.simplify).param("buyer_nick", nick)
 }
 
-/// One call's answer: its TOP `request_id`, and the response object or the call's error. The SNS
-/// send has no idempotency key, so a timeout is `unknown` (see [`top_common::http_error`]).
-pub fn read_answer(
-    answer: Result<HttpResponse, HttpError>,
-) -> (Option<String>, Result<Value, TopError>) {
-    top_common::read_answer(answer, Idempotence::NotIdempotent)
+/// One call's answer: its TOP `request_id`, and the response object read as `T` or the call's
+/// error. The SNS send has no idempotency key, so a timeout is `unknown` (see
+/// [`top_common::http_error`]).
+pub fn read_answer<'a, T: TopResponse<'a>>(
+    answer: &'a Result<HttpResponse, HttpError>,
+) -> (Option<String>, Result<T, TopError>) {
+    top_common::read_answer_as(answer, Idempotence::NotIdempotent)
+}
+
+list_keys!(
+    CouponResultKey = "coupon_result",
+    ErrorMessageKey = "error_message",
+    CouponInfoDoKey = "coupon_info_do",
+);
+
+/// What this adapter reads of a `taobao.promotion.coupon.sns.send` response; every field is
+/// optional and may come as any JSON type.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendResponse<'a> {
+    /// Who got a coupon (`CouponResult`).
+    #[serde(borrow, default)]
+    pub coupon_results: TopList<Obj<SendEntry<'a>>, CouponResultKey>,
+    /// Who did not (`ErrorMessage`).
+    #[serde(borrow, default)]
+    pub failure_buyers: TopList<Obj<SendEntry<'a>>, ErrorMessageKey>,
+    /// Whether the call as a whole succeeded.
+    #[serde(borrow, default)]
+    pub is_success: Field<'a>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+impl<'a> TopResponse<'a> for SendResponse<'a> {
+    fn request_id(&self) -> Option<String> {
+        non_blank(&self.request_id)
+    }
+}
+
+/// One `CouponResult` or `ErrorMessage` of a send response.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendEntry<'a> {
+    /// The buyer, when the call carried nicks.
+    #[serde(borrow, default)]
+    pub buyer_nick: Field<'a>,
+    /// The buyer, when the call carried open ids.
+    #[serde(borrow, default)]
+    pub open_uid: Field<'a>,
+    /// The issued coupon's number (`CouponResult`).
+    #[serde(borrow, default)]
+    pub coupon_number: Field<'a>,
+    /// Why the buyer got nothing (`ErrorMessage`).
+    #[serde(borrow, default)]
+    pub reason: Field<'a>,
+}
+
+impl<'a> SendEntry<'a> {
+    /// The field that names the buyer in a call of `kind`.
+    fn buyer(&self, kind: BatchKind) -> &Field<'a> {
+        match kind {
+            BatchKind::Nick => &self.buyer_nick,
+            BatchKind::OpenUid => &self.open_uid,
+        }
+    }
 }
 
 /// What one recipient of a call got.
@@ -247,21 +305,20 @@ pub type RecipientResult = Result<Option<String>, TopError>;
 /// as `unknown` / `not-reported`. Entries naming no member are ignored. `request_id` is copied
 /// into the errors.
 pub fn parse_send_response(
-    response: &Value,
+    response: &SendResponse<'_>,
     batch: &Batch,
     request_id: Option<&str>,
 ) -> Vec<RecipientResult> {
-    let field = batch.kind.result_field();
     let position: BTreeMap<&str, usize> = batch
         .members
         .iter()
         .enumerate()
         .map(|(position, (_, value))| (value.as_str(), position))
         .collect();
-    let find = |item: &Value| match item.get(field)? {
-        // Borrowed, not copied: the usual case is a string.
-        Value::String(key) => position.get(key.trim()).copied(),
-        other => position.get(as_text(other)?.trim()).copied(),
+    // Borrowed, not copied, when the buyer is a string (the usual case).
+    let find = |entry: &SendEntry<'_>| {
+        let buyer = entry.buyer(batch.kind).text()?;
+        position.get(buyer.trim()).copied()
     };
     let with_id = |mut error: TopError| {
         error.request_id = request_id.map(str::to_owned);
@@ -269,19 +326,29 @@ pub fn parse_send_response(
     };
 
     let mut results: Vec<Option<RecipientResult>> = vec![None; batch.members.len()];
-    for item in field_list(response, "coupon_results", "coupon_result") {
-        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+    for entry in response
+        .coupon_results
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
+    {
+        if let Some(slot) = find(entry).and_then(|at| results.get_mut(at))
             && slot.is_none()
         {
-            let coupon_id = item.get("coupon_number").and_then(as_text);
+            let coupon_id = as_text(&entry.coupon_number);
             *slot = Some(Ok(coupon_id.filter(|id| !id.trim().is_empty())));
         }
     }
-    for item in field_list(response, "failure_buyers", "error_message") {
-        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+    for entry in response
+        .failure_buyers
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
+    {
+        if let Some(slot) = find(entry).and_then(|at| results.get_mut(at))
             && slot.is_none()
         {
-            let reason = item.get("reason").and_then(as_text).unwrap_or_default();
+            let reason = entry.reason.text().unwrap_or_default();
             let reason = reason.trim();
             let message = if reason.is_empty() {
                 "the platform gave no reason"
@@ -297,7 +364,7 @@ pub fn parse_send_response(
         }
     }
     let not_reported = || {
-        let success = response.get("is_success").and_then(as_bool);
+        let success = as_bool(&response.is_success);
         format!(
             "the platform reported neither success nor failure for this recipient (is_success {}); the coupon may or may not have been issued: check with query-coupons before resending",
             success.map_or("absent", |s| if s { "true" } else { "false" })
@@ -440,9 +507,10 @@ pub fn send_coupon(
             error.message = format!("not sent because an earlier call failed: {}", error.message);
             vec![Err(error); batch.members.len()]
         } else {
-            let (id, answer) = read_answer(http(&build_send_request(&config, &coupon_id, batch)));
+            let answer = http(&build_send_request(&config, &coupon_id, batch));
+            let (id, response) = read_answer::<SendResponse<'_>>(&answer);
             request_ids.extend(id.clone());
-            match answer {
+            match response {
                 Ok(response) => parse_send_response(&response, batch, id.as_deref()),
                 Err(error) if call == 0 => return Err(error),
                 Err(error) => {
@@ -496,9 +564,10 @@ pub fn query_coupons(
 ) -> Result<Vec<Coupon>, TopError> {
     let nick = recipient.checked(RecipientKind::Nick, QUERY_METHOD)?;
     let config = Config::resolve(&Lookup::new(options, settings))?;
-    let (id, answer) = read_answer(http(&build_query_request(&config, nick)));
-    let response = answer?;
-    if response.get("is_success").and_then(as_bool) == Some(false) {
+    let answer = http(&build_query_request(&config, nick));
+    let (id, response) = read_answer::<QueryResponse<'_>>(&answer);
+    let response = response?;
+    if as_bool(&response.is_success) == Some(false) {
         let suffix = id
             .as_ref()
             .map_or_else(String::new, |id| format!(" (request_id {id})"));
@@ -512,37 +581,91 @@ pub fn query_coupons(
     Ok(parse_query_response(&response))
 }
 
-/// The coupons of a `taobao.qianniu.coupon.buyer.get` response object; items that are not objects
-/// are skipped, and every field is optional.
-pub fn parse_query_response(response: &Value) -> Vec<Coupon> {
-    field_list(response, "coupons", "coupon_info_do")
-        .into_iter()
-        .filter(|item| item.is_object())
+/// What this adapter reads of a `taobao.qianniu.coupon.buyer.get` response.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryResponse<'a> {
+    /// The coupons (`CouponInfoDo`).
+    #[serde(borrow, default)]
+    pub coupons: TopList<Obj<QueryCoupon<'a>>, CouponInfoDoKey>,
+    /// Whether the call succeeded.
+    #[serde(borrow, default)]
+    pub is_success: Field<'a>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+impl<'a> TopResponse<'a> for QueryResponse<'a> {
+    fn request_id(&self) -> Option<String> {
+        non_blank(&self.request_id)
+    }
+}
+
+/// One `CouponInfoDo`; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryCoupon<'a> {
+    /// The coupon instance id.
+    #[serde(borrow, default)]
+    pub id: Field<'a>,
+    /// The template it was issued from.
+    #[serde(borrow, default)]
+    pub template_id: Field<'a>,
+    /// Its name.
+    #[serde(borrow, default)]
+    pub title: Field<'a>,
+    /// 1 held, 0 claimable.
+    #[serde(borrow, default)]
+    pub status: Field<'a>,
+    /// Face value in yuan.
+    #[serde(borrow, default)]
+    pub amount: Field<'a>,
+    /// Minimum spend in yuan.
+    #[serde(borrow, default)]
+    pub start_fee: Field<'a>,
+    /// Start of validity (GMT+8 text or epoch).
+    #[serde(borrow, default)]
+    pub start_time: Field<'a>,
+    /// End of validity.
+    #[serde(borrow, default)]
+    pub end_time: Field<'a>,
+    /// Where the buyer claims it.
+    #[serde(borrow, default)]
+    pub apply_url: Field<'a>,
+}
+
+/// The coupons of a `taobao.qianniu.coupon.buyer.get` response; items that are not objects are
+/// skipped, and every field is optional.
+pub fn parse_query_response(response: &QueryResponse<'_>) -> Vec<Coupon> {
+    response
+        .coupons
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
         .map(parse_coupon)
         .collect()
 }
 
-fn parse_coupon(item: &Value) -> Coupon {
-    let text = |key: &str| {
-        item.get(key)
-            .and_then(as_text)
+fn parse_coupon(item: &QueryCoupon<'_>) -> Coupon {
+    let text = |field: &Field<'_>| {
+        field
+            .text()
             .map(|text| text.trim().to_owned())
             .filter(|text| !text.is_empty())
     };
-    let state = match item.get("status").and_then(as_i64) {
+    let state = match as_i64(&item.status) {
         Some(1) => CouponState::Held,
         Some(0) => CouponState::Claimable,
         _ => CouponState::Unknown,
     };
     Coupon {
-        id: text("id").unwrap_or_default(),
-        template_id: text("template_id"),
-        title: text("title"),
+        id: text(&item.id).unwrap_or_default(),
+        template_id: text(&item.template_id),
+        title: text(&item.title),
         state,
-        amount_fen: item.get("amount").and_then(yuan_to_fen),
-        threshold_fen: item.get("start_fee").and_then(yuan_to_fen),
-        valid_from: item.get("start_time").and_then(value_to_unix),
-        valid_until: item.get("end_time").and_then(value_to_unix),
-        claim_url: text("apply_url"),
+        amount_fen: yuan_to_fen(&item.amount),
+        threshold_fen: yuan_to_fen(&item.start_fee),
+        valid_from: value_to_unix(&item.start_time),
+        valid_until: value_to_unix(&item.end_time),
+        claim_url: text(&item.apply_url),
     }
 }

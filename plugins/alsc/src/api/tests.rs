@@ -1,6 +1,7 @@
 //! Native tests of the alsc mapping, with fixtures shaped as seed 003 and PLATFORMS.md say.
 
 use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
+use serde_json::Value;
 use top_common::contract::Issued;
 
 use super::*;
@@ -606,4 +607,24 @@ fn query_errors_are_classified() {
     assert!(calls.is_empty());
     let (result, _) = query(customer(""), vec![]);
     assert_eq!(result.unwrap_err().code, "recipient-empty");
+}
+
+/// A key given twice counts by its last value, as it did when answers were read into a
+/// `serde_json::Value`; `biz_success` as a string is still a boolean.
+#[test]
+fn repeated_keys_and_strings_read_as_before() {
+    let body = r#"{"alibaba_alsc_crm_voucher_send_response":{"result":{"biz_success":true,"biz_success":"false","result_code":"EXCEED_LIMIT"},"request_id":"alsc-1"}}"#;
+    let (result, _) = send(&request(vec![customer("c1")]), vec![ok(body)]);
+    let outcome = result.unwrap();
+    assert!(outcome.issued.is_empty());
+    assert_eq!(
+        (
+            outcome.failed[0].error.class,
+            outcome.failed[0].error.code.as_str()
+        ),
+        (ErrorClass::RecipientLimit, "EXCEED_LIMIT")
+    );
+    let body = r#"{"alibaba_alsc_crm_voucher_send_response":{"result":{"biz_success":"true"},"request_id":"alsc-2"}}"#;
+    let (result, _) = send(&request(vec![customer("c1")]), vec![ok(body)]);
+    assert_eq!(result.unwrap().issued.len(), 1);
 }

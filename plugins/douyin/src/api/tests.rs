@@ -1177,3 +1177,35 @@ fn no_answer_makes_it_panic() {
         }
     }
 }
+
+/// A success is read without a `serde_json::Value`, except when it has a key given twice (the
+/// last counts) or escapes: every such answer still means what the `Value` reader made of it.
+#[test]
+fn typed_reading_means_what_the_value_reader_meant() {
+    let bodies = [
+        r#"{"err_no":0,"log_id":"L1","data":{"coupon_info":{"coupon_id":"1","coupon_id":"2","discount_amount":"300"}}}"#,
+        r#"{"err_no":"0","log_id":"L2","data":{"coupon_info":{"coupon_id":"\u0031\u0032","coupon_name":"\u5238"}}}"#,
+        r#"{"err_no":0,"err_no":28001008,"log_id":"L3","data":{}}"#,
+        r#"{"err_no":0,"log_id":"L4","data":null}"#,
+        r#"{"err_no":0,"log_id":"L5"}"#,
+        r#"{"err_no":0,"log_id":"L6","data":{"coupon_info":[1,2]}}"#,
+    ];
+    for body in bodies {
+        let (value_ids, value) = read_answer(ok(body));
+        let (result, _) = send(&request(vec![open_id("u1")]), vec![ok(body)]);
+        match value {
+            Ok(data) => {
+                let outcome = result.unwrap();
+                assert_eq!(outcome.request_ids, value_ids, "{body}");
+                assert_eq!(outcome.issued[0].coupon, parse_coupon_info(&data), "{body}");
+            }
+            // The one error here (28001008) holds for every recipient: the request fails.
+            Err(error) => assert_eq!(result.unwrap_err(), error, "{body}"),
+        }
+    }
+    let (_, result) = read_answer(ok(bodies[0]));
+    assert_eq!(
+        parse_coupon_info(&result.unwrap()).coupon_id.as_deref(),
+        Some("2")
+    );
+}

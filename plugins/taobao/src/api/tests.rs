@@ -780,3 +780,32 @@ fn query_errors_are_returned() {
     );
     assert_eq!(error.request_id.as_deref(), Some("q2"));
 }
+
+/// The typed reader refuses what a `serde_json::Value` takes silently (a key given twice, where
+/// the last counts) and borrows only unescaped strings; both kinds of answer must mean what they
+/// meant when answers were read into a `Value`.
+#[test]
+fn repeated_keys_and_escapes_read_as_before() {
+    let body = r#"{"promotion_coupon_sns_send_response":{"coupon_results":{"coupon_result":[{"buyer_nick":"a","coupon_number":1,"coupon_number":"2"},{"buyer_nick":"\u5f20\u4e09","coupon_number":3}]},"failure_buyers":{"error_message":[{"buyer_nick":12,"reason":"\u5df2\u9886\u53d6"}]},"is_success":true,"request_id":"r1","request_id":"r2"}}"#;
+    let req = request(vec![nick("a"), nick("张三"), nick("12")]);
+    let (result, _) = send(&req, vec![ok(body)]);
+    let outcome = result.unwrap();
+    let issued: Vec<(Recipient, Option<String>)> = outcome
+        .issued
+        .iter()
+        .map(|i| (i.recipient.clone(), i.coupon_id.clone()))
+        .collect();
+    assert_eq!(
+        issued,
+        [
+            (nick("a"), Some("2".to_owned())),
+            (nick("张三"), Some("3".to_owned()))
+        ]
+    );
+    let error = failure(&outcome, &nick("12"));
+    assert_eq!(
+        (error.class, error.message.as_str()),
+        (ErrorClass::RecipientLimit, "已领取")
+    );
+    assert_eq!(outcome.request_ids, ["r2"]);
+}

@@ -1,6 +1,7 @@
 //! Native tests of the tmall-nrt mapping, with fixtures shaped as seed 001 and PLATFORMS.md say.
 
 use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
+use serde_json::Value;
 use top_common::contract::Issued;
 
 use super::*;
@@ -740,4 +741,23 @@ fn the_query_takes_an_open_id_only() {
     assert!(calls.is_empty());
     let (result, _) = query(open_id(" "), ok(QUERY_SEED));
     assert_eq!(result.unwrap_err().code, "recipient-empty");
+}
+
+/// A key given twice counts by its last value, as it did when answers were read into a
+/// `serde_json::Value`; escaped strings read as their text.
+#[test]
+fn repeated_keys_and_escapes_read_as_before() {
+    let body = r#"{"tmall_nrt_coupon_send_response":{"model":{"coupon_instance_id":"1","coupon_instance_id":"2","coupon_name":"\u5238","discount":100},"request_id":"nrt-1"}}"#;
+    let (outcome, _) = send(&request(vec![open_id("o1")]), vec![ok(body)]);
+    let outcome = outcome.unwrap();
+    assert_eq!(
+        outcome.issued[0].coupon,
+        IssuedCoupon {
+            coupon_id: Some("2".to_owned()),
+            name: Some("券".to_owned()),
+            amount_fen: Some(100),
+            ..IssuedCoupon::default()
+        }
+    );
+    assert_eq!(outcome.request_ids, ["nrt-1"]);
 }
