@@ -20,8 +20,8 @@ use top_common::contract::{
 };
 use top_common::{
     ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
-    RecipientCall, TopConfig, TopError, TopList, TopResponse, as_bool, list_keys, non_blank,
-    read_answer_as, recipient_idempotency_id, send_one_by_one, value_to_unix, yuan_to_fen,
+    RecipientCall, TopConfig, TopError, TopList, as_bool, list_keys, read_answer_as,
+    recipient_idempotency_id, send_one_by_one, top_response, value_to_unix, yuan_to_fen,
 };
 
 #[cfg(test)]
@@ -250,11 +250,7 @@ pub struct Response<'a> {
     pub request_id: Field<'a>,
 }
 
-impl<'a> TopResponse<'a> for Response<'a> {
-    fn request_id(&self) -> Option<String> {
-        non_blank(&self.request_id)
-    }
-}
+top_response!(Response);
 
 /// One voucher of the query; every field is optional.
 #[derive(Debug, Default, Deserialize)]

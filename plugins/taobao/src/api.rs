@@ -18,7 +18,7 @@ use top_common::contract::RecipientKind;
 pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
 use top_common::{
     ErrorClass, Field, Idempotence, Lookup, Obj, TopError, TopList, TopResponse, as_bool, as_i64,
-    as_text, list_keys, non_blank, value_to_unix, yuan_to_fen,
+    as_text, list_keys, top_response, value_to_unix, yuan_to_fen,
 };
 pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
@@ -261,11 +261,7 @@ pub struct SendResponse<'a> {
     pub request_id: Field<'a>,
 }
 
-impl<'a> TopResponse<'a> for SendResponse<'a> {
-    fn request_id(&self) -> Option<String> {
-        non_blank(&self.request_id)
-    }
-}
+top_response!(SendResponse);
 
 /// One `CouponResult` or `ErrorMessage` of a send response.
 #[derive(Debug, Default, Deserialize)]
@@ -595,11 +591,7 @@ pub struct QueryResponse<'a> {
     pub request_id: Field<'a>,
 }
 
-impl<'a> TopResponse<'a> for QueryResponse<'a> {
-    fn request_id(&self) -> Option<String> {
-        non_blank(&self.request_id)
-    }
-}
+top_response!(QueryResponse);
 
 /// One `CouponInfoDo`; every field is optional.
 #[derive(Debug, Default, Deserialize)]

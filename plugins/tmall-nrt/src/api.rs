@@ -21,8 +21,8 @@ use top_common::contract::{
 };
 use top_common::{
     ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
-    RecipientCall, TopConfig, TopError, TopList, TopResponse, as_i64, config_error, list_keys,
-    millis_to_unix, non_blank, read_answer_as, recipient_idempotency_id, send_one_by_one,
+    RecipientCall, TopConfig, TopError, TopList, as_i64, config_error, list_keys, millis_to_unix,
+    read_answer_as, recipient_idempotency_id, send_one_by_one, top_response,
 };
 
 #[cfg(test)]
@@ -224,11 +224,7 @@ pub struct SendResponse<'a> {
     pub request_id: Field<'a>,
 }
 
-impl<'a> TopResponse<'a> for SendResponse<'a> {
-    fn request_id(&self) -> Option<String> {
-        non_blank(&self.request_id)
-    }
-}
+top_response!(SendResponse);
 
 /// A coupon instance: the send's `model`, or one of the query's `models`. Every field is
 /// optional.
@@ -377,11 +373,7 @@ pub struct QueryResponse<'a> {
     pub request_id: Field<'a>,
 }
 
-impl<'a> TopResponse<'a> for QueryResponse<'a> {
-    fn request_id(&self) -> Option<String> {
-        non_blank(&self.request_id)
-    }
-}
+top_response!(QueryResponse);
 
 /// The query's `result`.
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,21 @@ pub trait TopResponse<'a>: Deserialize<'a> {
     fn request_id(&self) -> Option<String>;
 }
 
+/// Implements [`TopResponse`] for response structs (each with a lifetime `'a`) whose
+/// `request_id: Field<'a>` is the response's own: `top_common::top_response!(SendResponse);`
+#[macro_export]
+macro_rules! top_response {
+    ($($name:ident),* $(,)?) => {
+        $(
+            impl<'a> $crate::TopResponse<'a> for $name<'a> {
+                fn request_id(&self) -> ::core::option::Option<::std::string::String> {
+                    $crate::non_blank(&self.request_id)
+                }
+            }
+        )*
+    };
+}
+
 /// The untyped response of [`parse_envelope`].
 impl TopResponse<'_> for Value {
     fn request_id(&self) -> Option<String> {
@@ -398,11 +413,7 @@ mod tests {
         request_id: Field<'a>,
     }
 
-    impl<'a> TopResponse<'a> for Response<'a> {
-        fn request_id(&self) -> Option<String> {
-            non_blank(&self.request_id)
-        }
-    }
+    top_response!(Response);
 
     #[derive(Debug, Deserialize, PartialEq)]
     struct Item<'a> {
