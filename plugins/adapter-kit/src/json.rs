@@ -67,10 +67,24 @@ impl Field<'_> {
     pub fn text(&self) -> Option<Cow<'_, str>> {
         match self {
             Self::Text(text) => Some(Cow::Borrowed(text)),
-            Self::Number(number) => Some(Cow::Owned(number.to_string())),
+            Self::Number(number) => Some(Cow::Owned(number_text(number))),
             Self::Bool(flag) => Some(Cow::Borrowed(if *flag { "true" } else { "false" })),
             Self::Null | Self::Nested => None,
         }
+    }
+}
+
+/// A number as `serde_json` prints it. Integers (the usual case: ids, amounts) are written with
+/// itoa into a string of their exact length; `to_string` grows the string as it writes, which in
+/// wasm is a realloc each time.
+fn number_text(number: &Number) -> String {
+    let mut buffer = itoa::Buffer::new();
+    if let Some(n) = number.as_u64() {
+        buffer.format(n).to_owned()
+    } else if let Some(n) = number.as_i64() {
+        buffer.format(n).to_owned()
+    } else {
+        number.to_string()
     }
 }
 

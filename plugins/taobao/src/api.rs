@@ -10,8 +10,9 @@
 //! * Query: `taobao.qianniu.coupon.buyer.get` for one nick.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::hash_map::Entry;
+
+use rustc_hash::FxHashMap;
 
 use serde::Deserialize;
 use top_common::contract::RecipientKind;
@@ -87,7 +88,7 @@ fn invalid(code: &str, message: String) -> TopError {
 }
 
 /// Which list parameter a call carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BatchKind {
     /// `buyer_nick`, matched back by `buyer_nick`.
     Nick,
@@ -138,7 +139,10 @@ pub fn plan(recipients: &[Recipient]) -> Plan {
     let mut nicks = Vec::new();
     let mut open_uids = Vec::new();
     let mut refused = Vec::new();
-    let mut seen: BTreeMap<(BatchKind, &str), usize> = BTreeMap::new();
+    // A hash map: a B-tree's string compares are a byte loop in wasm, and std's HashMap would
+    // ask WASI for a random seed.
+    let mut seen: FxHashMap<(BatchKind, &str), usize> = FxHashMap::default();
+    seen.reserve(recipients.len());
     for (index, recipient) in recipients.iter().enumerate() {
         let (kind, value, list) = match recipient {
             Recipient::Nick(nick) => (BatchKind::Nick, nick, &mut nicks),
@@ -305,16 +309,28 @@ pub fn parse_send_response(
     batch: &Batch,
     request_id: Option<&str>,
 ) -> Vec<RecipientResult> {
-    let position: BTreeMap<&str, usize> = batch
-        .members
-        .iter()
-        .enumerate()
-        .map(|(position, (_, value))| (value.as_str(), position))
-        .collect();
-    // Borrowed, not copied, when the buyer is a string (the usual case).
-    let find = |entry: &SendEntry<'_>| {
+    // The platform lists buyers in the order they were sent, so each entry is first compared
+    // with the member after the last one found; an index of every member is built only when
+    // that misses. Members are distinct (`plan` refuses repeats).
+    let mut expected = 0;
+    let mut index: Option<FxHashMap<&str, usize>> = None;
+    let mut find = |entry: &SendEntry<'_>| {
+        // Borrowed, not copied, when the buyer is a string (the usual case).
         let buyer = entry.buyer(batch.kind).text()?;
-        position.get(buyer.trim()).copied()
+        let buyer = buyer.trim();
+        let at = match batch.members.get(expected) {
+            Some((_, member)) if member == buyer => expected,
+            _ => *index
+                .get_or_insert_with(|| {
+                    let members = batch.members.iter().enumerate();
+                    members
+                        .map(|(at, (_, member))| (member.as_str(), at))
+                        .collect()
+                })
+                .get(buyer)?,
+        };
+        expected = at + 1;
+        Some(at)
     };
     let with_id = |mut error: TopError| {
         error.request_id = request_id.map(str::to_owned);

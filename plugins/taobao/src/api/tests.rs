@@ -809,3 +809,26 @@ fn repeated_keys_and_escapes_read_as_before() {
     );
     assert_eq!(outcome.request_ids, ["r2"]);
 }
+
+/// Entries are matched to the batch whatever their order: the usual in-order answer and a
+/// shuffled one with a buyer nobody sent to give the same outcome.
+#[test]
+fn entries_match_their_buyers_in_any_order() {
+    let req = request(vec![nick("a"), nick("b"), nick("c")]);
+    let in_order = r#"{"coupon_results":[{"buyer_nick":"a","coupon_number":1},{"buyer_nick":"b","coupon_number":2}],"failure_buyers":[{"buyer_nick":"c","reason":"库存不足"}],"request_id":"r"}"#;
+    let shuffled = r#"{"coupon_results":[{"buyer_nick":"zz","coupon_number":9},{"buyer_nick":" b ","coupon_number":2},{"buyer_nick":"a","coupon_number":1}],"failure_buyers":[{"buyer_nick":"c","reason":"库存不足"}],"request_id":"r"}"#;
+    let (first, _) = send(&req, vec![ok(in_order)]);
+    let (second, _) = send(&req, vec![ok(shuffled)]);
+    let first = first.unwrap();
+    assert_eq!(first, second.unwrap());
+    let issued: Vec<Option<&str>> = first
+        .issued
+        .iter()
+        .map(|i| i.coupon_id.as_deref())
+        .collect();
+    assert_eq!(issued, [Some("1"), Some("2")]);
+    assert_eq!(
+        failure(&first, &nick("c")).class,
+        ErrorClass::CouponUnavailable
+    );
+}
