@@ -10,9 +10,10 @@
 //! * Query: `taobao.qianniu.coupon.buyer.get` for one nick.
 #![forbid(unsafe_code)]
 
+use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxBuildHasher;
 
 use serde::Deserialize;
 use top_common::contract::RecipientKind;
@@ -25,6 +26,10 @@ pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
 #[cfg(test)]
 mod tests;
+
+/// A hash map with rustc's Fx hash: no random seed, which std's default would ask WASI for in
+/// every fresh instance.
+type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
 /// The platform name for `describe`.
 pub const PLATFORM: &str = "taobao";
