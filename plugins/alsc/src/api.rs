@@ -20,8 +20,8 @@ use top_common::contract::{
 };
 use top_common::{
     ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
-    RecipientCall, TopConfig, TopError, TopList, as_bool, list_keys, read_answer_as,
-    recipient_idempotency_id, send_one_by_one, top_response, value_to_unix, yuan_to_fen,
+    RecipientCall, ResultResponse, TopConfig, TopError, TopList, as_bool, list_keys,
+    read_answer_as, recipient_idempotency_id, send_one_by_one, value_to_unix, yuan_to_fen,
 };
 
 #[cfg(test)]
@@ -240,17 +240,7 @@ pub struct VoucherResult<'a> {
 list_keys!(VoucherOpenInfoKey = "voucher_open_info");
 
 /// A response of either API: its `result`.
-#[derive(Debug, Default, Deserialize)]
-pub struct Response<'a> {
-    /// The answer proper.
-    #[serde(borrow, default)]
-    pub result: Obj<VoucherResult<'a>>,
-    /// The TOP request id.
-    #[serde(borrow, default)]
-    pub request_id: Field<'a>,
-}
-
-top_response!(Response);
+pub type Response<'a> = ResultResponse<'a, VoucherResult<'a>>;
 
 /// One voucher of the query; every field is optional.
 #[derive(Debug, Default, Deserialize)]

@@ -21,8 +21,8 @@ use top_common::contract::{
 };
 use top_common::{
     ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
-    RecipientCall, TopConfig, TopError, TopList, as_i64, config_error, list_keys, millis_to_unix,
-    read_answer_as, recipient_idempotency_id, send_one_by_one, top_response,
+    RecipientCall, ResultResponse, TopConfig, TopError, TopList, as_i64, config_error, list_keys,
+    millis_to_unix, read_answer_as, recipient_idempotency_id, send_one_by_one, top_response,
 };
 
 #[cfg(test)]
@@ -363,17 +363,7 @@ pub fn query_coupons(
 list_keys!(StringKey = "string");
 
 /// What this adapter reads of a `tmall.nrt.coupon.instance.query` response.
-#[derive(Debug, Default, Deserialize)]
-pub struct QueryResponse<'a> {
-    /// The answer proper.
-    #[serde(borrow, default)]
-    pub result: Obj<QueryResult<'a>>,
-    /// The TOP request id.
-    #[serde(borrow, default)]
-    pub request_id: Field<'a>,
-}
-
-top_response!(QueryResponse);
+pub type QueryResponse<'a> = ResultResponse<'a, QueryResult<'a>>;
 
 /// The query's `result`.
 #[derive(Debug, Default, Deserialize)]

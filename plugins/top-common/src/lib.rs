@@ -47,5 +47,5 @@ pub use envelope::{as_bool, as_i64, as_text, field_list, parse_envelope, request
 pub use idempotency::recipient_idempotency_id;
 pub use one_by_one::{RecipientCall, send_one_by_one};
 pub use settings::TopConfig;
-pub use typed::{ListKey, TopList, TopResponse, non_blank, parse_envelope_as};
+pub use typed::{ListKey, ResultResponse, TopList, TopResponse, non_blank, parse_envelope_as};
 pub use units::{gmt8_to_unix, millis_to_unix, value_to_unix, yuan_to_fen};

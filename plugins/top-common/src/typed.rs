@@ -47,6 +47,23 @@ macro_rules! top_response {
     };
 }
 
+/// A response whose answer proper is one `result` object (Tmall nrt's query, ALSC's APIs).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ResultResponse<'a, T> {
+    /// The answer proper; `None` when the response has no `result` object.
+    #[serde(default = "Obj::default")]
+    pub result: Obj<T>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+impl<'a, T: Deserialize<'a>> TopResponse<'a> for ResultResponse<'a, T> {
+    fn request_id(&self) -> Option<String> {
+        non_blank(&self.request_id)
+    }
+}
+
 /// The untyped response of [`parse_envelope`].
 impl TopResponse<'_> for Value {
     fn request_id(&self) -> Option<String> {
