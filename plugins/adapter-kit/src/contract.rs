@@ -55,6 +55,42 @@ impl Recipient {
             Self::Nick(value) | Self::OpenId(value) | Self::CustomerId(value) => value,
         }
     }
+
+    /// The nick or id, trimmed, of a recipient that must be of `kind`; otherwise the
+    /// `invalid-request` error every adapter reports for it without a call: `recipient-kind`
+    /// ("`who` takes open-id recipients, not nick") or `recipient-empty` ("the open-id is
+    /// empty"). `who` names the platform or API in the message.
+    ///
+    /// ```
+    /// use adapter_kit::contract::{Recipient, RecipientKind};
+    ///
+    /// let open_id = Recipient::OpenId(" o-1 ".into());
+    /// assert_eq!(open_id.checked(RecipientKind::OpenId, "douyin").unwrap(), "o-1");
+    /// let error = open_id.checked(RecipientKind::Nick, "taobao").unwrap_err();
+    /// assert_eq!(error.code, "recipient-kind");
+    /// assert_eq!(error.message, "taobao takes nick recipients, not open-id");
+    /// ```
+    pub fn checked(&self, kind: RecipientKind, who: &str) -> Result<&str, AdapterError> {
+        let invalid = |code: &str, message: String| {
+            AdapterError::new(crate::ErrorClass::InvalidRequest, code, message)
+        };
+        if self.kind() != kind {
+            let message = format!(
+                "{who} takes {} recipients, not {}",
+                kind.as_str(),
+                self.kind().as_str()
+            );
+            return Err(invalid("recipient-kind", message));
+        }
+        let value = self.value().trim();
+        if value.is_empty() {
+            return Err(invalid(
+                "recipient-empty",
+                format!("the {} is empty", kind.as_str()),
+            ));
+        }
+        Ok(value)
+    }
 }
 
 /// The WIT `adapter-info`, as a constant each adapter declares.
@@ -200,5 +236,32 @@ mod tests {
             assert_eq!(kind.as_str(), name);
         }
         assert_eq!(Recipient::Nick("张三".into()).value(), "张三");
+    }
+
+    #[test]
+    fn checked_refuses_other_kinds_and_blanks() {
+        let nick = Recipient::Nick(" 张三 ".into());
+        assert_eq!(nick.checked(RecipientKind::Nick, "taobao"), Ok("张三"));
+        let error = nick.checked(RecipientKind::CustomerId, "alsc").unwrap_err();
+        assert_eq!(
+            (error.class, error.code.as_str(), error.message.as_str()),
+            (
+                crate::ErrorClass::InvalidRequest,
+                "recipient-kind",
+                "alsc takes customer-id recipients, not nick"
+            )
+        );
+        let blank = Recipient::OpenId("  ".into());
+        let error = blank.checked(RecipientKind::OpenId, "douyin").unwrap_err();
+        assert_eq!(
+            (error.class, error.code.as_str(), error.message.as_str()),
+            (
+                crate::ErrorClass::InvalidRequest,
+                "recipient-empty",
+                "the open-id is empty"
+            )
+        );
+        let error = blank.checked(RecipientKind::Nick, "taobao").unwrap_err();
+        assert_eq!(error.code, "recipient-kind", "the kind is checked first");
     }
 }

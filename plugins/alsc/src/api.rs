@@ -14,15 +14,14 @@
 //! Both APIs are called without a session (seed 003); the host adds one only if configured.
 #![forbid(unsafe_code)]
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use top_common::contract::{
     AdapterInfo, Coupon, CouponState, IssuedCoupon, Outcome, Recipient, RecipientKind, SendRequest,
 };
 use top_common::{
-    ErrorClass, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, RecipientCall,
-    TopConfig, TopError, as_bool, as_text, field_list, read_answer, recipient_idempotency_id,
-    send_one_by_one, value_to_unix, yuan_to_fen,
+    ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
+    RecipientCall, ResultResponse, TopConfig, TopError, TopList, as_bool, list_keys,
+    read_answer_as, recipient_idempotency_id, send_one_by_one, value_to_unix, yuan_to_fen,
 };
 
 #[cfg(test)]
@@ -202,8 +201,8 @@ pub fn result_code_class(code: &str) -> ErrorClass {
 }
 
 /// A text field, trimmed, or a number as text; `None` when absent or blank.
-fn text(object: &Value, key: &str) -> Option<String> {
-    let value = object.get(key).and_then(as_text)?;
+fn text(field: &Field<'_>) -> Option<String> {
+    let value = field.text()?;
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_owned())
 }
@@ -215,14 +214,71 @@ fn with_request_id(error: TopError, request_id: Option<&str>) -> TopError {
     }
 }
 
+/// The `result` object of both APIs' responses, as far as this adapter reads it.
+#[derive(Debug, Default, Deserialize)]
+pub struct VoucherResult<'a> {
+    /// Whether the business call succeeded.
+    #[serde(borrow, default)]
+    pub biz_success: Field<'a>,
+    /// Why not (docs/PLATFORMS.md lists the codes).
+    #[serde(borrow, default)]
+    pub result_code: Field<'a>,
+    /// For people.
+    #[serde(borrow, default)]
+    pub result_desc: Field<'a>,
+    /// For people, when there is no `result_desc`.
+    #[serde(borrow, default)]
+    pub result_view: Field<'a>,
+    /// The query's vouchers (`VoucherOpenInfo`).
+    #[serde(borrow, default)]
+    pub result_list: TopList<Obj<Voucher<'a>>, VoucherOpenInfoKey>,
+    /// Whether the query has another page.
+    #[serde(borrow, default)]
+    pub has_next_page: Field<'a>,
+}
+
+list_keys!(VoucherOpenInfoKey = "voucher_open_info");
+
+/// A response of either API: its `result`.
+pub type Response<'a> = ResultResponse<'a, VoucherResult<'a>>;
+
+/// One voucher of the query; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct Voucher<'a> {
+    /// The voucher id.
+    #[serde(borrow, default)]
+    pub voucher_id: Field<'a>,
+    /// Its template.
+    #[serde(borrow, default)]
+    pub voucher_template_id: Field<'a>,
+    /// Its name.
+    #[serde(borrow, default)]
+    pub title: Field<'a>,
+    /// `NORMAL`, `ISUSED` or `DELETED`.
+    #[serde(borrow, default)]
+    pub status: Field<'a>,
+    /// Face value, yuan.
+    #[serde(borrow, default)]
+    pub amount: Field<'a>,
+    /// Minimum spend, yuan.
+    #[serde(borrow, default)]
+    pub start_fee: Field<'a>,
+    /// Start of validity, GMT+8 text.
+    #[serde(borrow, default)]
+    pub start_time: Field<'a>,
+    /// End of validity, GMT+8 text.
+    #[serde(borrow, default)]
+    pub end_time: Field<'a>,
+}
+
 /// The error a `result` with `biz_success` not true reports: classed by its `result_code`
 /// (code `biz-failure` when it has none), with `result_desc` / `result_view` for people.
-fn business_error(method: &str, result: &Value, request_id: Option<&str>) -> TopError {
-    let code = text(result, "result_code");
+fn business_error(method: &str, result: &VoucherResult<'_>, request_id: Option<&str>) -> TopError {
+    let code = text(&result.result_code);
     let class = code
         .as_deref()
         .map_or(ErrorClass::Unknown, result_code_class);
-    let desc = text(result, "result_desc").or_else(|| text(result, "result_view"));
+    let desc = text(&result.result_desc).or_else(|| text(&result.result_view));
     let mut message = format!(
         "{method} failed: {}",
         desc.as_deref().unwrap_or("the platform gave no reason")
@@ -241,21 +297,18 @@ fn business_error(method: &str, result: &Value, request_id: Option<&str>) -> Top
 }
 
 /// The `result` object of a response, or a `transient` `bad-response` error.
-fn result_object<'a>(
+fn result_object<'r, 'a>(
     method: &str,
-    response: &'a Value,
+    response: &'r Response<'a>,
     request_id: Option<&str>,
-) -> Result<&'a Value, TopError> {
-    response
-        .get("result")
-        .filter(|result| result.is_object())
-        .ok_or_else(|| {
-            let message = format!("{method} answered without a result object");
-            with_request_id(
-                TopError::new(ErrorClass::Transient, "bad-response", message),
-                request_id,
-            )
-        })
+) -> Result<&'r VoucherResult<'a>, TopError> {
+    response.result.0.as_ref().ok_or_else(|| {
+        let message = format!("{method} answered without a result object");
+        with_request_id(
+            TopError::new(ErrorClass::Transient, "bad-response", message),
+            request_id,
+        )
+    })
 }
 
 /// What a send answer says about the one customer it was for.
@@ -265,14 +318,14 @@ fn result_object<'a>(
 /// says neither (no `result`, or neither `biz_success` nor `result_code`) is `transient`
 /// `bad-response`: resending with the same `request_id` is safe.
 pub fn parse_send_response(
-    response: &Value,
+    response: &Response<'_>,
     request_id: Option<&str>,
 ) -> Result<IssuedCoupon, TopError> {
     let result = result_object(SEND_METHOD, response, request_id)?;
-    match result.get("biz_success").and_then(as_bool) {
+    match as_bool(&result.biz_success) {
         Some(true) => Ok(IssuedCoupon::default()),
         Some(false) => Err(business_error(SEND_METHOD, result, request_id)),
-        None if text(result, "result_code").is_some() => {
+        None if text(&result.result_code).is_some() => {
             Err(business_error(SEND_METHOD, result, request_id))
         }
         None => {
@@ -337,7 +390,9 @@ pub fn send_coupon(
                     };
                 }
             };
-            let (request_id, answer) = read_answer(http(&call), Idempotence::Idempotent);
+            let answer = http(&call);
+            let (request_id, answer) =
+                read_answer_as::<Response<'_>>(&answer, Idempotence::Idempotent);
             let result =
                 answer.and_then(|response| parse_send_response(&response, request_id.as_deref()));
             RecipientCall { request_id, result }
@@ -362,27 +417,13 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let customer_id = match recipient {
-        Recipient::CustomerId(id) if !id.trim().is_empty() => id.trim(),
-        Recipient::CustomerId(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the customer-id is empty".to_owned(),
-            ));
-        }
-        Recipient::Nick(_) | Recipient::OpenId(_) => {
-            let message = format!(
-                "{QUERY_METHOD} takes a customer-id recipient, not {}",
-                recipient.kind().as_str()
-            );
-            return Err(invalid("recipient-kind", message));
-        }
-    };
+    let customer_id = recipient.checked(RecipientKind::CustomerId, QUERY_METHOD)?;
     let config = Config::resolve(&Lookup::new(options, settings))?;
     let mut coupons = Vec::new();
     for page_no in 1..=QUERY_PAGES {
         let call = build_query_request(&config, customer_id, page_no)?;
-        let (id, answer) = read_answer(http(&call), Idempotence::Idempotent);
+        let answer = http(&call);
+        let (id, answer) = read_answer_as::<Response<'_>>(&answer, Idempotence::Idempotent);
         let page = parse_query_response(&answer?, id.as_deref())?;
         let more = page.has_next_page && !page.coupons.is_empty();
         coupons.extend(page.coupons);
@@ -399,17 +440,22 @@ pub fn query_coupons(
 /// `transient` `bad-response`. `result_list` is a plain array (simplified) or wrapped as
 /// `{"voucher_open_info": [...]}`; items that are not objects are skipped and every field is
 /// optional.
-pub fn parse_query_response(response: &Value, request_id: Option<&str>) -> Result<Page, TopError> {
+pub fn parse_query_response(
+    response: &Response<'_>,
+    request_id: Option<&str>,
+) -> Result<Page, TopError> {
     let result = result_object(QUERY_METHOD, response, request_id)?;
-    if result.get("biz_success").and_then(as_bool) == Some(false) {
+    if as_bool(&result.biz_success) == Some(false) {
         return Err(business_error(QUERY_METHOD, result, request_id));
     }
-    let coupons = field_list(result, "result_list", "voucher_open_info")
-        .into_iter()
-        .filter(|item| item.is_object())
+    let coupons = result
+        .result_list
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
         .map(parse_voucher)
         .collect();
-    let has_next_page = result.get("has_next_page").and_then(as_bool) == Some(true);
+    let has_next_page = as_bool(&result.has_next_page) == Some(true);
     Ok(Page {
         coupons,
         has_next_page,
@@ -417,8 +463,8 @@ pub fn parse_query_response(response: &Value, request_id: Option<&str>) -> Resul
 }
 
 /// One voucher: amounts are yuan strings, times GMT+8 text.
-fn parse_voucher(item: &Value) -> Coupon {
-    let state = match text(item, "status")
+fn parse_voucher(item: &Voucher<'_>) -> Coupon {
+    let state = match text(&item.status)
         .map(|s| s.to_ascii_uppercase())
         .as_deref()
     {
@@ -428,14 +474,14 @@ fn parse_voucher(item: &Value) -> Coupon {
         _ => CouponState::Unknown,
     };
     Coupon {
-        id: text(item, "voucher_id").unwrap_or_default(),
-        template_id: text(item, "voucher_template_id"),
-        title: text(item, "title"),
+        id: text(&item.voucher_id).unwrap_or_default(),
+        template_id: text(&item.voucher_template_id),
+        title: text(&item.title),
         state,
-        amount_fen: item.get("amount").and_then(yuan_to_fen),
-        threshold_fen: item.get("start_fee").and_then(yuan_to_fen),
-        valid_from: item.get("start_time").and_then(value_to_unix),
-        valid_until: item.get("end_time").and_then(value_to_unix),
+        amount_fen: yuan_to_fen(&item.amount),
+        threshold_fen: yuan_to_fen(&item.start_fee),
+        valid_from: value_to_unix(&item.start_time),
+        valid_until: value_to_unix(&item.end_time),
         claim_url: None,
     }
 }

@@ -15,14 +15,17 @@
 
 use std::collections::BTreeSet;
 
+use adapter_kit::Lookup;
+use adapter_kit::contract::RecipientKind;
 /// `CouponInfo` is what the platform said about one issued coupon (`data.coupon_info`):
 /// `coupon_id`, `coupon_name`, `discount_amount` and `min_pay_amount` (fen), `valid_begin_time`
 /// and `valid_end_time` (unix seconds); every field is optional. `CouponState` `held` is
 /// `coupon_status` 10 (待使用), `used` 20 and `expired` 30 (convention); `claimable` is not
 /// reported by this API.
 pub use adapter_kit::contract::{CouponState, IssuedCoupon as CouponInfo, Recipient, SendRequest};
+use adapter_kit::json::{Field, Items, Obj, from_value};
 pub use adapter_kit::{ErrorClass, HttpError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -75,6 +78,26 @@ impl AdapterError {
             code: code.into(),
             message: message.into(),
             retry_after_ms: None,
+        }
+    }
+}
+
+/// adapter-kit's error as this adapter's, which has no request id: log ids go with the outcome.
+impl From<adapter_kit::AdapterError> for AdapterError {
+    fn from(error: adapter_kit::AdapterError) -> Self {
+        Self {
+            retry_after_ms: error.retry_after_ms,
+            ..Self::new(error.class, error.code, error.message)
+        }
+    }
+}
+
+/// This adapter's error as the contract's (no request id).
+impl From<AdapterError> for adapter_kit::AdapterError {
+    fn from(error: AdapterError) -> Self {
+        Self {
+            retry_after_ms: error.retry_after_ms,
+            ..Self::new(error.class, error.code, error.message)
         }
     }
 }
@@ -175,12 +198,10 @@ impl Config {
         options: &[(String, String)],
         settings: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, AdapterError> {
-        let value = |key: &str| {
-            let option = options.iter().rev().find(|(name, _)| name == key);
-            let value = option.map(|(_, v)| v.clone()).or_else(|| settings(key));
-            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
-        };
-        let base_url = value("base_url").unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let lookup = Lookup::new(options, settings);
+        let base_url = lookup
+            .get("base_url")
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
         let base_url = base_url.trim_end_matches('/').to_owned();
         let has_host = ["https://", "http://"]
             .iter()
@@ -190,7 +211,7 @@ impl Config {
                 "settings.base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {base_url:?}"
             )));
         }
-        let app_id = value("app_id").ok_or_else(|| {
+        let app_id = lookup.get("app_id").ok_or_else(|| {
             config_error("settings.app_id is missing: set it to the mini-app appid (tt…)")
         })?;
         Ok(Self { base_url, app_id })
@@ -393,13 +414,71 @@ pub fn http_error(error: HttpError) -> AdapterError {
 pub fn read_answer(
     answer: Result<HttpResponse, HttpError>,
 ) -> (Vec<String>, Result<Value, AdapterError>) {
+    read_answer_as(&answer)
+}
+
+/// [`read_answer`], with the envelope's `data` read as the adapter's own `D` (see
+/// [`adapter_kit::json`]), borrowing from the answer.
+///
+/// A success (HTTP 200, a JSON object with `err_no` 0) is read in one pass without building a
+/// `serde_json::Value`; every other answer, and one the typed read leaves open (a key given
+/// twice, an escaped key), goes through the `Value` reader, so both mean the same.
+pub fn read_answer_as<'a, D: Deserialize<'a>>(
+    answer: &'a Result<HttpResponse, HttpError>,
+) -> (Vec<String>, Result<D, AdapterError>) {
     let response = match answer {
         Ok(response) => response,
-        Err(error) => return (Vec::new(), Err(http_error(error))),
+        Err(error) => return (Vec::new(), Err(http_error(error.clone()))),
     };
-    let json = serde_json::from_slice::<Value>(&response.body).ok();
+    if let Some(read) = read_success(response) {
+        return read;
+    }
+    let (log_ids, data) = read_value(response);
+    let data = data.and_then(|data| {
+        from_value::<D>(data).map_err(|error| {
+            let message = format!("the answer's data does not have the expected shape ({error})");
+            AdapterError::new(ErrorClass::Transient, "bad-response", message)
+        })
+    });
+    (log_ids, data)
+}
+
+/// The envelope of a success, with `data` read as `D`.
+#[derive(Deserialize)]
+struct Envelope<'a, D> {
+    #[serde(borrow, default)]
+    err_no: Field<'a>,
+    #[serde(borrow, default)]
+    log_id: Field<'a>,
+    /// Missing reads as `None` (serde's rule for `Option` fields).
+    data: Option<D>,
+}
+
+/// The fast path of [`read_answer_as`]: `None` for anything but a success it reads alone.
+fn read_success<'a, D: Deserialize<'a>>(
+    response: &'a HttpResponse,
+) -> Option<(Vec<String>, Result<D, AdapterError>)> {
+    if response.status != 200 {
+        return None;
+    }
+    // Through `Obj`: a derived struct would also take an array, field by field.
+    let Obj(envelope) = serde_json::from_slice::<Obj<Envelope<'a, D>>>(&response.body).ok()?;
+    let envelope = envelope?;
+    if as_i64(&envelope.err_no) != Some(0) {
+        return None;
+    }
+    let data = match envelope.data {
+        Some(data) => data,
+        // `data` absent or null reads as `null`, as the `Value` reader has it.
+        None => from_value(Value::Null).ok()?,
+    };
+    let log_ids = log_ids(field_text(&envelope.log_id), response);
+    Some((log_ids, Ok(data)))
+}
+
+/// The body's `log_id`, then the `X-Tt-Logid` header when it differs.
+fn log_ids(body_id: Option<String>, response: &HttpResponse) -> Vec<String> {
     let mut log_ids: Vec<String> = Vec::new();
-    let body_id = json.as_ref().and_then(|v| text(v, "log_id"));
     let header_id = response
         .headers
         .iter()
@@ -411,6 +490,14 @@ pub fn read_answer(
             log_ids.push(id);
         }
     }
+    log_ids
+}
+
+/// [`read_answer`] through a `serde_json::Value`: every answer, success or not.
+fn read_value(response: &HttpResponse) -> (Vec<String>, Result<Value, AdapterError>) {
+    let json = serde_json::from_slice::<Value>(&response.body).ok();
+    let body_id = json.as_ref().and_then(|v| text(v, "log_id"));
+    let log_ids = log_ids(body_id, response);
     let log_id = log_ids.first().cloned();
     let with_log_id = |message: String| match &log_id {
         Some(id) => format!("{message} (log_id {id})"),
@@ -477,16 +564,17 @@ fn snippet(body: &[u8]) -> String {
     }
 }
 
-/// An integer from a JSON number (integral floats too) or a decimal string.
-pub fn as_i64(value: &Value) -> Option<i64> {
+/// An integer from a JSON number (integral floats too) or a decimal string. Takes a `Value`
+/// or a typed [`Field`].
+pub fn as_i64<'a>(value: impl Into<Field<'a>>) -> Option<i64> {
     let float = |f: f64| {
         // Integral and within i64 (2^63 is exactly representable, so `<` excludes it).
         let in_range = f.is_finite() && f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0;
         in_range.then_some(f as i64)
     };
-    match value {
-        Value::Number(number) => number.as_i64().or_else(|| number.as_f64().and_then(float)),
-        Value::String(text) => {
+    match value.into() {
+        Field::Number(number) => number.as_i64().or_else(|| number.as_f64().and_then(float)),
+        Field::Text(text) => {
             let text = text.trim();
             text.parse::<i64>()
                 .ok()
@@ -497,21 +585,26 @@ pub fn as_i64(value: &Value) -> Option<i64> {
 }
 
 /// A non-empty trimmed string from a JSON string or number field.
-fn text(object: &Value, key: &str) -> Option<String> {
-    let text = match object.get(key)? {
-        Value::String(text) => text.trim().to_owned(),
-        Value::Number(number) => number.to_string(),
+fn field_text(field: &Field<'_>) -> Option<String> {
+    let text = match field {
+        Field::Text(text) => text.trim().to_owned(),
+        Field::Number(number) => number.to_string(),
         _ => return None,
     };
     (!text.is_empty()).then_some(text)
+}
+
+/// [`field_text`] of `object[key]`.
+fn text(object: &Value, key: &str) -> Option<String> {
+    field_text(&object.get(key)?.into())
 }
 
 /// Epoch numbers at or above this are milliseconds (10^11 s is the year 5138).
 const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 
 /// Unix seconds from a number or numeric string; milliseconds are tolerated and converted.
-fn unix(object: &Value, key: &str) -> Option<i64> {
-    let time = object.get(key).and_then(as_i64)?;
+fn unix(field: &Field<'_>) -> Option<i64> {
+    let time = as_i64(field)?;
     Some(if time >= MILLIS_THRESHOLD {
         time / 1000
     } else {
@@ -519,20 +612,68 @@ fn unix(object: &Value, key: &str) -> Option<i64> {
     })
 }
 
-fn amount(object: &Value, key: &str) -> Option<i64> {
-    object.get(key).and_then(as_i64)
+/// What this adapter reads of a coupon: the send's `data.coupon_info`, or one item of the
+/// query's `data.coupon_receive_list`. Every field is optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct CouponFields<'a> {
+    /// The coupon id.
+    #[serde(borrow, default)]
+    pub coupon_id: Field<'a>,
+    /// Its name.
+    #[serde(borrow, default)]
+    pub coupon_name: Field<'a>,
+    /// 10 held, 20 used, 30 expired (query only).
+    #[serde(borrow, default)]
+    pub coupon_status: Field<'a>,
+    /// Face value in fen.
+    #[serde(borrow, default)]
+    pub discount_amount: Field<'a>,
+    /// Minimum spend in fen.
+    #[serde(borrow, default)]
+    pub min_pay_amount: Field<'a>,
+    /// Start of validity, unix seconds (milliseconds tolerated).
+    #[serde(borrow, default)]
+    pub valid_begin_time: Field<'a>,
+    /// End of validity.
+    #[serde(borrow, default)]
+    pub valid_end_time: Field<'a>,
+}
+
+/// A send answer's `data`.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendData<'a> {
+    /// The issued coupon.
+    #[serde(borrow, default)]
+    pub coupon_info: Obj<CouponFields<'a>>,
+}
+
+/// A query answer's `data`.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryData<'a> {
+    /// The coupons; items that are not objects are skipped.
+    #[serde(borrow, default)]
+    pub coupon_receive_list: Items<Obj<CouponFields<'a>>>,
 }
 
 /// The coupon of a send answer's `data` (`data.coupon_info`); every field is optional.
 pub fn parse_coupon_info(data: &Value) -> CouponInfo {
-    let info = data.get("coupon_info").unwrap_or(&Value::Null);
+    // Reading a struct of tolerant fields from a `Value` cannot fail.
+    let data = Obj::<SendData<'_>>::deserialize(data).unwrap_or_default();
+    coupon_info(&data)
+}
+
+/// [`parse_coupon_info`] of a typed `data` (`null` or not an object: a coupon with no fields).
+fn coupon_info(data: &Obj<SendData<'_>>) -> CouponInfo {
+    let Some(info) = data.0.as_ref().and_then(|data| data.coupon_info.0.as_ref()) else {
+        return CouponInfo::default();
+    };
     CouponInfo {
-        coupon_id: text(info, "coupon_id"),
-        name: text(info, "coupon_name"),
-        amount_fen: amount(info, "discount_amount"),
-        threshold_fen: amount(info, "min_pay_amount"),
-        valid_from: unix(info, "valid_begin_time"),
-        valid_until: unix(info, "valid_end_time"),
+        coupon_id: field_text(&info.coupon_id),
+        name: field_text(&info.coupon_name),
+        amount_fen: as_i64(&info.discount_amount),
+        threshold_fen: as_i64(&info.min_pay_amount),
+        valid_from: unix(&info.valid_begin_time),
+        valid_until: unix(&info.valid_end_time),
     }
 }
 
@@ -611,21 +752,12 @@ pub fn send_coupon(
             let recipient = recipient.clone();
             outcome.failed.push(Failed { recipient, error });
         };
-        let open_id = match recipient {
-            Recipient::OpenId(open_id) if open_id.trim().is_empty() => {
-                fail(
-                    &mut outcome,
-                    invalid("recipient-empty", "the open_id is empty"),
-                );
-                continue;
-            }
-            Recipient::OpenId(open_id) => open_id.as_str(),
-            Recipient::Nick(_) | Recipient::CustomerId(_) => {
-                let message = "douyin takes open-id recipients only";
-                fail(&mut outcome, invalid("recipient-kind", message));
-                continue;
-            }
-        };
+        if let Err(error) = recipient.checked(RecipientKind::OpenId, PLATFORM) {
+            fail(&mut outcome, error.into());
+            continue;
+        }
+        // Sent as given, untrimmed: the merchant_coupon_id derives from exactly this text.
+        let open_id = recipient.value();
         if !seen.insert(open_id) {
             let message = format!("open_id {open_id:?} is listed twice; sent once");
             fail(&mut outcome, invalid("recipient-duplicate", message));
@@ -645,11 +777,12 @@ pub fn send_coupon(
             let call = build_send_request(&config, activity_id, open_id, &id);
             let first_call = calls == 0;
             calls += 1;
-            let (log_ids, answer) = read_answer(http(&call));
+            let answer = http(&call);
+            let (log_ids, data) = read_answer_as::<Obj<SendData<'_>>>(&answer);
             outcome.request_ids.extend(log_ids);
-            match answer {
+            match data {
                 Ok(data) => {
-                    units.push(parse_coupon_info(&data));
+                    units.push(coupon_info(&data));
                     issued_any = true;
                 }
                 Err(error) => {
@@ -704,47 +837,52 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, AdapterError> {
-    let open_id = match recipient {
-        Recipient::OpenId(open_id) if !open_id.trim().is_empty() => open_id.as_str(),
-        Recipient::OpenId(_) => return Err(invalid("recipient-empty", "the open_id is empty")),
-        Recipient::Nick(_) | Recipient::CustomerId(_) => {
-            return Err(invalid(
-                "recipient-kind",
-                "douyin takes open-id recipients only",
-            ));
-        }
-    };
+    recipient
+        .checked(RecipientKind::OpenId, PLATFORM)
+        .map_err(AdapterError::from)?;
+    // Sent as given, untrimmed, as the send does.
+    let open_id = recipient.value();
     let config = Config::resolve(options, settings)?;
-    let (_, answer) = read_answer(http(&build_query_request(&config, open_id)));
-    Ok(parse_query_response(&answer?))
+    let answer = http(&build_query_request(&config, open_id));
+    let (_, data) = read_answer_as::<Obj<QueryData<'_>>>(&answer);
+    Ok(query_coupons_of(&data?))
 }
 
 /// The coupons of a query answer's `data.coupon_receive_list`; items that are not objects are
 /// skipped, every field is optional, and extra fields are ignored.
 pub fn parse_query_response(data: &Value) -> Vec<Coupon> {
-    let Some(list) = data.get("coupon_receive_list").and_then(Value::as_array) else {
+    // Reading a struct of tolerant fields from a `Value` cannot fail.
+    let data = Obj::<QueryData<'_>>::deserialize(data).unwrap_or_default();
+    query_coupons_of(&data)
+}
+
+/// [`parse_query_response`] of a typed `data`.
+fn query_coupons_of(data: &Obj<QueryData<'_>>) -> Vec<Coupon> {
+    let Some(data) = &data.0 else {
         return Vec::new();
     };
-    list.iter()
-        .filter(|item| item.is_object())
+    data.coupon_receive_list
+        .0
+        .iter()
+        .filter_map(|item| item.0.as_ref())
         .map(parse_coupon)
         .collect()
 }
 
-fn parse_coupon(item: &Value) -> Coupon {
-    let state = match item.get("coupon_status").and_then(as_i64) {
+fn parse_coupon(item: &CouponFields<'_>) -> Coupon {
+    let state = match as_i64(&item.coupon_status) {
         Some(10) => CouponState::Held,
         Some(20) => CouponState::Used,
         Some(30) => CouponState::Expired,
         _ => CouponState::Unknown,
     };
     Coupon {
-        id: text(item, "coupon_id").unwrap_or_default(),
-        title: text(item, "coupon_name"),
+        id: field_text(&item.coupon_id).unwrap_or_default(),
+        title: field_text(&item.coupon_name),
         state,
-        amount_fen: amount(item, "discount_amount"),
-        threshold_fen: amount(item, "min_pay_amount"),
-        valid_from: unix(item, "valid_begin_time"),
-        valid_until: unix(item, "valid_end_time"),
+        amount_fen: as_i64(&item.discount_amount),
+        threshold_fen: as_i64(&item.min_pay_amount),
+        valid_from: unix(&item.valid_begin_time),
+        valid_until: unix(&item.valid_end_time),
     }
 }

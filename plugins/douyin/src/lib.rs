@@ -72,15 +72,8 @@ impl Guest for Douyin {
     }
 }
 
-fn contract_error(error: api::AdapterError) -> adapter_kit::AdapterError {
-    adapter_kit::AdapterError {
-        retry_after_ms: error.retry_after_ms,
-        ..adapter_kit::AdapterError::new(error.class, error.code, error.message)
-    }
-}
-
 fn to_wit_error(error: api::AdapterError) -> t::AdapterError {
-    glue::error_to_wit(contract_error(error))
+    glue::error_to_wit(error.into())
 }
 
 fn contract_outcome(outcome: api::Outcome) -> c::Outcome {
@@ -99,7 +92,7 @@ fn contract_outcome(outcome: api::Outcome) -> c::Outcome {
     });
     let failed = outcome.failed.into_iter().map(|f| c::Failed {
         recipient: f.recipient,
-        error: contract_error(f.error),
+        error: f.error.into(),
     });
     c::Outcome {
         issued: issued.collect(),

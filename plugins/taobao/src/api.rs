@@ -10,19 +10,26 @@
 //! * Query: `taobao.qianniu.coupon.buyer.get` for one nick.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
-use serde_json::Value;
+use rustc_hash::FxBuildHasher;
+
+use serde::Deserialize;
+use top_common::contract::RecipientKind;
 pub use top_common::contract::{Coupon, CouponState, Failed, Recipient};
 use top_common::{
-    ErrorClass, Idempotence, TopError, as_bool, as_i64, as_text, config_error, field_list,
-    value_to_unix, yuan_to_fen,
+    ErrorClass, Field, Idempotence, Lookup, Obj, TopError, TopList, TopResponse, as_bool, as_i64,
+    as_text, list_keys, top_response, value_to_unix, yuan_to_fen,
 };
 pub use top_common::{HttpError, HttpRequest, HttpResponse};
 
 #[cfg(test)]
 mod tests;
+
+/// A hash map with rustc's Fx hash: no random seed, which std's default would ask WASI for in
+/// every fresh instance.
+type FxHashMap<K, V> = HashMap<K, V, FxBuildHasher>;
 
 /// The platform name for `describe`.
 pub const PLATFORM: &str = "taobao";
@@ -77,60 +84,16 @@ pub struct Outcome {
     pub request_ids: Vec<String>,
 }
 
-/// The plugin settings this adapter reads, after `--option` overrides.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
-    /// `gateway`: the TOP gateway URL, e.g. `https://eco.taobao.com/router/rest`. Required.
-    pub gateway: String,
-    /// `simplify`: ask TOP for the simplified JSON shape. Default false.
-    pub simplify: bool,
-}
-
-impl Config {
-    /// Reads `gateway` and `simplify`; an option with the same key overrides the setting.
-    pub fn resolve(
-        options: &[(String, String)],
-        settings: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Self, TopError> {
-        let value = |key: &str| {
-            let option = options.iter().rev().find(|(name, _)| name == key);
-            option
-                .map(|(_, value)| value.clone())
-                .or_else(|| settings(key))
-        };
-        let gateway = value("gateway")
-            .map(|g| g.trim().to_owned())
-            .unwrap_or_default();
-        if gateway.is_empty() {
-            return Err(config_error(
-                "settings.gateway is missing: set it to the TOP gateway URL, e.g. https://eco.taobao.com/router/rest",
-            ));
-        }
-        if !(gateway.starts_with("https://") || gateway.starts_with("http://")) {
-            return Err(config_error(format!(
-                "settings.gateway must be an http(s) URL, got {gateway:?}"
-            )));
-        }
-        let simplify = match value("simplify").map(|s| s.trim().to_ascii_lowercase()) {
-            None => false,
-            Some(text) if text.is_empty() || text == "false" => false,
-            Some(text) if text == "true" => true,
-            Some(text) => {
-                return Err(config_error(format!(
-                    "settings.simplify must be \"true\" or \"false\", got {text:?}"
-                )));
-            }
-        };
-        Ok(Self { gateway, simplify })
-    }
-}
+/// The plugin settings this adapter reads (`gateway`, `simplify`), after `--option` overrides:
+/// exactly the settings every TOP adapter has.
+pub use top_common::TopConfig as Config;
 
 fn invalid(code: &str, message: String) -> TopError {
     TopError::new(ErrorClass::InvalidRequest, code, message)
 }
 
 /// Which list parameter a call carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BatchKind {
     /// `buyer_nick`, matched back by `buyer_nick`.
     Nick,
@@ -181,7 +144,10 @@ pub fn plan(recipients: &[Recipient]) -> Plan {
     let mut nicks = Vec::new();
     let mut open_uids = Vec::new();
     let mut refused = Vec::new();
-    let mut seen: BTreeMap<(BatchKind, &str), usize> = BTreeMap::new();
+    // A hash map: a B-tree's string compares are a byte loop in wasm, and std's HashMap would
+    // ask WASI for a random seed.
+    let mut seen: FxHashMap<(BatchKind, &str), usize> = FxHashMap::default();
+    seen.reserve(recipients.len());
     for (index, recipient) in recipients.iter().enumerate() {
         let (kind, value, list) = match recipient {
             Recipient::Nick(nick) => (BatchKind::Nick, nick, &mut nicks),
@@ -225,11 +191,11 @@ pub fn plan(recipients: &[Recipient]) -> Plan {
         (BatchKind::Nick, nicks, MAX_NICKS_PER_CALL),
         (BatchKind::OpenUid, open_uids, MAX_OPEN_UIDS_PER_CALL),
     ] {
-        for chunk in list.chunks(size) {
-            batches.push(Batch {
-                kind,
-                members: chunk.to_vec(),
-            });
+        // Moved into the batches, not copied: each value was copied once already.
+        let mut list = list.into_iter().peekable();
+        while list.peek().is_some() {
+            let members = list.by_ref().take(size).collect();
+            batches.push(Batch { kind, members });
         }
     }
     Plan { batches, refused }
@@ -271,12 +237,66 @@ pub fn build_query_request(config: &Config, nick: &str) -> HttpRequest {
     HttpRequest::top(&config.gateway, QUERY_METHOD, config.simplify).param("buyer_nick", nick)
 }
 
-/// One call's answer: its TOP `request_id`, and the response object or the call's error. The SNS
-/// send has no idempotency key, so a timeout is `unknown` (see [`top_common::http_error`]).
-pub fn read_answer(
-    answer: Result<HttpResponse, HttpError>,
-) -> (Option<String>, Result<Value, TopError>) {
-    top_common::read_answer(answer, Idempotence::NotIdempotent)
+/// One call's answer: its TOP `request_id`, and the response object read as `T` or the call's
+/// error. The SNS send has no idempotency key, so a timeout is `unknown` (see
+/// [`top_common::http_error`]).
+pub fn read_answer<'a, T: TopResponse<'a>>(
+    answer: &'a Result<HttpResponse, HttpError>,
+) -> (Option<String>, Result<T, TopError>) {
+    top_common::read_answer_as(answer, Idempotence::NotIdempotent)
+}
+
+list_keys!(
+    CouponResultKey = "coupon_result",
+    ErrorMessageKey = "error_message",
+    CouponInfoDoKey = "coupon_info_do",
+);
+
+/// What this adapter reads of a `taobao.promotion.coupon.sns.send` response; every field is
+/// optional and may come as any JSON type.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendResponse<'a> {
+    /// Who got a coupon (`CouponResult`).
+    #[serde(borrow, default)]
+    pub coupon_results: TopList<Obj<SendEntry<'a>>, CouponResultKey>,
+    /// Who did not (`ErrorMessage`).
+    #[serde(borrow, default)]
+    pub failure_buyers: TopList<Obj<SendEntry<'a>>, ErrorMessageKey>,
+    /// Whether the call as a whole succeeded.
+    #[serde(borrow, default)]
+    pub is_success: Field<'a>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+top_response!(SendResponse);
+
+/// One `CouponResult` or `ErrorMessage` of a send response.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendEntry<'a> {
+    /// The buyer, when the call carried nicks.
+    #[serde(borrow, default)]
+    pub buyer_nick: Field<'a>,
+    /// The buyer, when the call carried open ids.
+    #[serde(borrow, default)]
+    pub open_uid: Field<'a>,
+    /// The issued coupon's number (`CouponResult`).
+    #[serde(borrow, default)]
+    pub coupon_number: Field<'a>,
+    /// Why the buyer got nothing (`ErrorMessage`).
+    #[serde(borrow, default)]
+    pub reason: Field<'a>,
+}
+
+impl<'a> SendEntry<'a> {
+    /// The field that names the buyer in a call of `kind`.
+    fn buyer(&self, kind: BatchKind) -> &Field<'a> {
+        match kind {
+            BatchKind::Nick => &self.buyer_nick,
+            BatchKind::OpenUid => &self.open_uid,
+        }
+    }
 }
 
 /// What one recipient of a call got.
@@ -290,21 +310,32 @@ pub type RecipientResult = Result<Option<String>, TopError>;
 /// as `unknown` / `not-reported`. Entries naming no member are ignored. `request_id` is copied
 /// into the errors.
 pub fn parse_send_response(
-    response: &Value,
+    response: &SendResponse<'_>,
     batch: &Batch,
     request_id: Option<&str>,
 ) -> Vec<RecipientResult> {
-    let field = batch.kind.result_field();
-    let position: BTreeMap<&str, usize> = batch
-        .members
-        .iter()
-        .enumerate()
-        .map(|(position, (_, value))| (value.as_str(), position))
-        .collect();
-    let find = |item: &Value| match item.get(field)? {
-        // Borrowed, not copied: the usual case is a string.
-        Value::String(key) => position.get(key.trim()).copied(),
-        other => position.get(as_text(other)?.trim()).copied(),
+    // The platform lists buyers in the order they were sent, so each entry is first compared
+    // with the member after the last one found; an index of every member is built only when
+    // that misses. Members are distinct (`plan` refuses repeats).
+    let mut expected = 0;
+    let mut index: Option<FxHashMap<&str, usize>> = None;
+    let mut find = |entry: &SendEntry<'_>| {
+        // Borrowed, not copied, when the buyer is a string (the usual case).
+        let buyer = entry.buyer(batch.kind).text()?;
+        let buyer = buyer.trim();
+        let at = match batch.members.get(expected) {
+            Some((_, member)) if member == buyer => expected,
+            _ => *index
+                .get_or_insert_with(|| {
+                    let members = batch.members.iter().enumerate();
+                    members
+                        .map(|(at, (_, member))| (member.as_str(), at))
+                        .collect()
+                })
+                .get(buyer)?,
+        };
+        expected = at + 1;
+        Some(at)
     };
     let with_id = |mut error: TopError| {
         error.request_id = request_id.map(str::to_owned);
@@ -312,19 +343,29 @@ pub fn parse_send_response(
     };
 
     let mut results: Vec<Option<RecipientResult>> = vec![None; batch.members.len()];
-    for item in field_list(response, "coupon_results", "coupon_result") {
-        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+    for entry in response
+        .coupon_results
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
+    {
+        if let Some(slot) = find(entry).and_then(|at| results.get_mut(at))
             && slot.is_none()
         {
-            let coupon_id = item.get("coupon_number").and_then(as_text);
+            let coupon_id = as_text(&entry.coupon_number);
             *slot = Some(Ok(coupon_id.filter(|id| !id.trim().is_empty())));
         }
     }
-    for item in field_list(response, "failure_buyers", "error_message") {
-        if let Some(slot) = find(item).and_then(|at| results.get_mut(at))
+    for entry in response
+        .failure_buyers
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
+    {
+        if let Some(slot) = find(entry).and_then(|at| results.get_mut(at))
             && slot.is_none()
         {
-            let reason = item.get("reason").and_then(as_text).unwrap_or_default();
+            let reason = entry.reason.text().unwrap_or_default();
             let reason = reason.trim();
             let message = if reason.is_empty() {
                 "the platform gave no reason"
@@ -340,7 +381,7 @@ pub fn parse_send_response(
         }
     }
     let not_reported = || {
-        let success = response.get("is_success").and_then(as_bool);
+        let success = as_bool(&response.is_success);
         format!(
             "the platform reported neither success nor failure for this recipient (is_success {}); the coupon may or may not have been issued: check with query-coupons before resending",
             success.map_or("absent", |s| if s { "true" } else { "false" })
@@ -466,7 +507,7 @@ pub fn send_coupon(
         return Err(invalid("quantity", message));
     }
     let coupon_id = parse_coupon_id(&request.coupon)?;
-    let config = Config::resolve(&request.options, settings)?;
+    let config = Config::resolve(&Lookup::new(&request.options, settings))?;
     let plan = plan(&request.recipients);
 
     let mut results: Vec<Option<RecipientResult>> = vec![None; request.recipients.len()];
@@ -483,9 +524,10 @@ pub fn send_coupon(
             error.message = format!("not sent because an earlier call failed: {}", error.message);
             vec![Err(error); batch.members.len()]
         } else {
-            let (id, answer) = read_answer(http(&build_send_request(&config, &coupon_id, batch)));
+            let answer = http(&build_send_request(&config, &coupon_id, batch));
+            let (id, response) = read_answer::<SendResponse<'_>>(&answer);
             request_ids.extend(id.clone());
-            match answer {
+            match response {
                 Ok(response) => parse_send_response(&response, batch, id.as_deref()),
                 Err(error) if call == 0 => return Err(error),
                 Err(error) => {
@@ -537,23 +579,12 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let nick = match recipient {
-        Recipient::Nick(nick) if !nick.trim().is_empty() => nick.trim(),
-        Recipient::Nick(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the buyer_nick is empty".to_owned(),
-            ));
-        }
-        Recipient::OpenId(_) | Recipient::CustomerId(_) => {
-            let message = format!("{QUERY_METHOD} takes a nick recipient only");
-            return Err(invalid("recipient-kind", message));
-        }
-    };
-    let config = Config::resolve(options, settings)?;
-    let (id, answer) = read_answer(http(&build_query_request(&config, nick)));
-    let response = answer?;
-    if response.get("is_success").and_then(as_bool) == Some(false) {
+    let nick = recipient.checked(RecipientKind::Nick, QUERY_METHOD)?;
+    let config = Config::resolve(&Lookup::new(options, settings))?;
+    let answer = http(&build_query_request(&config, nick));
+    let (id, response) = read_answer::<QueryResponse<'_>>(&answer);
+    let response = response?;
+    if as_bool(&response.is_success) == Some(false) {
         let suffix = id
             .as_ref()
             .map_or_else(String::new, |id| format!(" (request_id {id})"));
@@ -567,37 +598,87 @@ pub fn query_coupons(
     Ok(parse_query_response(&response))
 }
 
-/// The coupons of a `taobao.qianniu.coupon.buyer.get` response object; items that are not objects
-/// are skipped, and every field is optional.
-pub fn parse_query_response(response: &Value) -> Vec<Coupon> {
-    field_list(response, "coupons", "coupon_info_do")
-        .into_iter()
-        .filter(|item| item.is_object())
+/// What this adapter reads of a `taobao.qianniu.coupon.buyer.get` response.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryResponse<'a> {
+    /// The coupons (`CouponInfoDo`).
+    #[serde(borrow, default)]
+    pub coupons: TopList<Obj<QueryCoupon<'a>>, CouponInfoDoKey>,
+    /// Whether the call succeeded.
+    #[serde(borrow, default)]
+    pub is_success: Field<'a>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+top_response!(QueryResponse);
+
+/// One `CouponInfoDo`; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryCoupon<'a> {
+    /// The coupon instance id.
+    #[serde(borrow, default)]
+    pub id: Field<'a>,
+    /// The template it was issued from.
+    #[serde(borrow, default)]
+    pub template_id: Field<'a>,
+    /// Its name.
+    #[serde(borrow, default)]
+    pub title: Field<'a>,
+    /// 1 held, 0 claimable.
+    #[serde(borrow, default)]
+    pub status: Field<'a>,
+    /// Face value in yuan.
+    #[serde(borrow, default)]
+    pub amount: Field<'a>,
+    /// Minimum spend in yuan.
+    #[serde(borrow, default)]
+    pub start_fee: Field<'a>,
+    /// Start of validity (GMT+8 text or epoch).
+    #[serde(borrow, default)]
+    pub start_time: Field<'a>,
+    /// End of validity.
+    #[serde(borrow, default)]
+    pub end_time: Field<'a>,
+    /// Where the buyer claims it.
+    #[serde(borrow, default)]
+    pub apply_url: Field<'a>,
+}
+
+/// The coupons of a `taobao.qianniu.coupon.buyer.get` response; items that are not objects are
+/// skipped, and every field is optional.
+pub fn parse_query_response(response: &QueryResponse<'_>) -> Vec<Coupon> {
+    response
+        .coupons
+        .items
+        .iter()
+        .filter_map(|item| item.0.as_ref())
         .map(parse_coupon)
         .collect()
 }
 
-fn parse_coupon(item: &Value) -> Coupon {
-    let text = |key: &str| {
-        item.get(key)
-            .and_then(as_text)
+fn parse_coupon(item: &QueryCoupon<'_>) -> Coupon {
+    let text = |field: &Field<'_>| {
+        field
+            .text()
             .map(|text| text.trim().to_owned())
             .filter(|text| !text.is_empty())
     };
-    let state = match item.get("status").and_then(as_i64) {
+    let state = match as_i64(&item.status) {
         Some(1) => CouponState::Held,
         Some(0) => CouponState::Claimable,
         _ => CouponState::Unknown,
     };
     Coupon {
-        id: text("id").unwrap_or_default(),
-        template_id: text("template_id"),
-        title: text("title"),
+        id: text(&item.id).unwrap_or_default(),
+        template_id: text(&item.template_id),
+        title: text(&item.title),
         state,
-        amount_fen: item.get("amount").and_then(yuan_to_fen),
-        threshold_fen: item.get("start_fee").and_then(yuan_to_fen),
-        valid_from: item.get("start_time").and_then(value_to_unix),
-        valid_until: item.get("end_time").and_then(value_to_unix),
-        claim_url: text("apply_url"),
+        amount_fen: yuan_to_fen(&item.amount),
+        threshold_fen: yuan_to_fen(&item.start_fee),
+        valid_from: value_to_unix(&item.start_time),
+        valid_until: value_to_unix(&item.end_time),
+        claim_url: text(&item.apply_url),
     }
 }

@@ -11,15 +11,18 @@
 //! * Query: `tmall.nrt.coupon.instance.query` for one open id.
 #![forbid(unsafe_code)]
 
-use serde::Serialize;
-use serde_json::Value;
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use top_common::contract::{
     AdapterInfo, Coupon, CouponState, IssuedCoupon, Outcome, Recipient, RecipientKind, SendRequest,
 };
 use top_common::{
-    ErrorClass, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, RecipientCall,
-    TopConfig, TopError, as_i64, as_text, config_error, millis_to_unix, read_answer,
-    recipient_idempotency_id, send_one_by_one, unwrap_list,
+    ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
+    RecipientCall, ResultResponse, TopConfig, TopError, TopList, as_i64, config_error, list_keys,
+    millis_to_unix, read_answer_as, recipient_idempotency_id, send_one_by_one, top_response,
 };
 
 #[cfg(test)]
@@ -204,10 +207,53 @@ pub fn classify_nrt(error: TopError) -> TopError {
 }
 
 /// A text field, trimmed, or a number as text; `None` when absent or blank.
-fn text(object: &Value, key: &str) -> Option<String> {
-    let value = object.get(key).and_then(as_text)?;
+fn text(field: &Field<'_>) -> Option<String> {
+    let value = field.text()?;
     let value = value.trim();
     (!value.is_empty()).then(|| value.to_owned())
+}
+
+/// What this adapter reads of a `tmall.nrt.coupon.send` response.
+#[derive(Debug, Default, Deserialize)]
+pub struct SendResponse<'a> {
+    /// The issued coupon (`null` in the seed's sample).
+    #[serde(borrow, default)]
+    pub model: Obj<Model<'a>>,
+    /// The TOP request id.
+    #[serde(borrow, default)]
+    pub request_id: Field<'a>,
+}
+
+top_response!(SendResponse);
+
+/// A coupon instance: the send's `model`, or one of the query's `models`. Every field is
+/// optional.
+#[derive(Debug, Default, Deserialize)]
+pub struct Model<'a> {
+    /// The instance id.
+    #[serde(borrow, default)]
+    pub coupon_instance_id: Field<'a>,
+    /// The template it was issued from (query only).
+    #[serde(borrow, default)]
+    pub coupon_template_id: Field<'a>,
+    /// Its name.
+    #[serde(borrow, default)]
+    pub coupon_name: Field<'a>,
+    /// 1 held, 2 used, 3 expired (query only).
+    #[serde(borrow, default)]
+    pub status: Field<'a>,
+    /// Face value in fen.
+    #[serde(borrow, default)]
+    pub discount: Field<'a>,
+    /// Minimum spend in fen.
+    #[serde(borrow, default)]
+    pub start_fee: Field<'a>,
+    /// Start of validity, epoch milliseconds.
+    #[serde(borrow, default)]
+    pub start_time: Field<'a>,
+    /// End of validity, epoch milliseconds.
+    #[serde(borrow, default)]
+    pub end_time: Field<'a>,
 }
 
 /// The coupon a successful send answer (`model`) describes.
@@ -216,10 +262,10 @@ fn text(object: &Value, key: &str) -> Option<String> {
 /// coupon: `transient` with code `no-model`, since resending with the same `out_id` is safe and
 /// returns the first answer.
 pub fn parse_send_response(
-    response: &Value,
+    response: &SendResponse<'_>,
     request_id: Option<&str>,
 ) -> Result<IssuedCoupon, TopError> {
-    let Some(model) = response.get("model").filter(|model| model.is_object()) else {
+    let Some(model) = &response.model.0 else {
         let message = format!(
             "{SEND_METHOD} answered without a model, so whether the coupon was issued is not known; resending with the same out_id is safe"
         );
@@ -230,12 +276,12 @@ pub fn parse_send_response(
         });
     };
     Ok(IssuedCoupon {
-        coupon_id: text(model, "coupon_instance_id"),
-        name: text(model, "coupon_name"),
-        amount_fen: model.get("discount").and_then(as_i64),
-        threshold_fen: model.get("start_fee").and_then(as_i64),
-        valid_from: model.get("start_time").and_then(millis_to_unix),
-        valid_until: model.get("end_time").and_then(millis_to_unix),
+        coupon_id: text(&model.coupon_instance_id),
+        name: text(&model.coupon_name),
+        amount_fen: as_i64(&model.discount),
+        threshold_fen: as_i64(&model.start_fee),
+        valid_from: millis_to_unix(&model.start_time),
+        valid_until: millis_to_unix(&model.end_time),
     })
 }
 
@@ -287,8 +333,10 @@ pub fn send_coupon(
                     };
                 }
             };
-            let (request_id, answer) = read_answer(http(&call), Idempotence::Idempotent);
-            let result = answer
+            let answer = http(&call);
+            let (request_id, response) =
+                read_answer_as::<SendResponse<'_>>(&answer, Idempotence::Idempotent);
+            let result = response
                 .map_err(classify_nrt)
                 .and_then(|response| parse_send_response(&response, request_id.as_deref()));
             RecipientCall { request_id, result }
@@ -304,29 +352,89 @@ pub fn query_coupons(
     settings: &dyn Fn(&str) -> Option<String>,
     mut http: impl FnMut(&HttpRequest) -> Result<HttpResponse, HttpError>,
 ) -> Result<Vec<Coupon>, TopError> {
-    let open_id = match recipient {
-        Recipient::OpenId(open_id) if !open_id.trim().is_empty() => open_id.trim(),
-        Recipient::OpenId(_) => {
-            return Err(invalid(
-                "recipient-empty",
-                "the open-id is empty".to_owned(),
-            ));
-        }
-        Recipient::Nick(_) | Recipient::CustomerId(_) => {
-            let message = format!(
-                "{QUERY_METHOD} takes an open-id recipient, not {}",
-                recipient.kind().as_str()
-            );
-            return Err(invalid("recipient-kind", message));
-        }
-    };
+    let open_id = recipient.checked(RecipientKind::OpenId, QUERY_METHOD)?;
     let config = Config::resolve(&Lookup::new(options, settings))?;
-    let (id, answer) = read_answer(
-        http(&build_query_request(&config, open_id)),
-        Idempotence::Idempotent,
-    );
-    let response = answer.map_err(classify_nrt)?;
+    let answer = http(&build_query_request(&config, open_id));
+    let (id, response) = read_answer_as::<QueryResponse<'_>>(&answer, Idempotence::Idempotent);
+    let response = response.map_err(classify_nrt)?;
     parse_query_response(&response, id.as_deref())
+}
+
+list_keys!(StringKey = "string");
+
+/// What this adapter reads of a `tmall.nrt.coupon.instance.query` response.
+pub type QueryResponse<'a> = ResultResponse<'a, QueryResult<'a>>;
+
+/// The query's `result`.
+#[derive(Debug, Default, Deserialize)]
+pub struct QueryResult<'a> {
+    /// `"0"` on success, else one of the seed's numbers.
+    #[serde(borrow, default)]
+    pub code: Field<'a>,
+    /// For people.
+    #[serde(borrow, default)]
+    pub message: Field<'a>,
+    /// The coupon instances, each a JSON text of a [`Model`] (or the object itself).
+    #[serde(default)]
+    pub models: TopList<ModelCoupon, StringKey>,
+}
+
+/// One of the query's `models`, read into a coupon: a JSON text of an object, or the object;
+/// `None` for anything else.
+#[derive(Debug, Default)]
+pub struct ModelCoupon(pub Option<Coupon>);
+
+impl<'de> Deserialize<'de> for ModelCoupon {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ModelVisitor;
+
+        impl<'de> Visitor<'de> for ModelVisitor {
+            type Value = ModelCoupon;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a model: a JSON text of an object, or the object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ModelCoupon, A::Error> {
+                let model = Model::deserialize(MapAccessDeserializer::new(map))?;
+                Ok(ModelCoupon(Some(parse_model(&model))))
+            }
+
+            fn visit_str<E: de::Error>(self, json: &str) -> Result<ModelCoupon, E> {
+                // Text that is not JSON, or JSON that is not an object, is no model.
+                let model = adapter_kit::json::from_slice::<Obj<Model<'_>>>(json.as_bytes());
+                let model = model.ok().and_then(|model| model.0);
+                Ok(ModelCoupon(model.map(|model| parse_model(&model))))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ModelCoupon, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(ModelCoupon(None))
+            }
+
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<ModelCoupon, E> {
+                Ok(ModelCoupon(None))
+            }
+
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<ModelCoupon, E> {
+                Ok(ModelCoupon(None))
+            }
+
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<ModelCoupon, E> {
+                Ok(ModelCoupon(None))
+            }
+
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<ModelCoupon, E> {
+                Ok(ModelCoupon(None))
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<ModelCoupon, E> {
+                Ok(ModelCoupon(None))
+            }
+        }
+
+        deserializer.deserialize_any(ModelVisitor)
+    }
 }
 
 /// The coupons of a `tmall.nrt.coupon.instance.query` response object.
@@ -336,14 +444,14 @@ pub fn query_coupons(
 /// `models` is a list of JSON texts (a plain array, or wrapped as `{"string": [...]}`); a model
 /// that is already an object is taken too, and one that is neither is skipped.
 pub fn parse_query_response(
-    response: &Value,
+    response: &QueryResponse<'_>,
     request_id: Option<&str>,
 ) -> Result<Vec<Coupon>, TopError> {
     let with_id = |error: TopError| TopError {
         request_id: request_id.map(str::to_owned),
         ..error
     };
-    let Some(result) = response.get("result").filter(|result| result.is_object()) else {
+    let Some(result) = &response.result.0 else {
         let message = format!("{QUERY_METHOD} answered without a result object");
         return Err(with_id(TopError::new(
             ErrorClass::Transient,
@@ -351,48 +459,39 @@ pub fn parse_query_response(
             message,
         )));
     };
-    if let Some(code) = text(result, "code")
+    if let Some(code) = text(&result.code)
         && code != "0"
     {
         let class = nrt_class(&code).unwrap_or(ErrorClass::InvalidRequest);
-        let what = text(result, "message").unwrap_or_else(|| "no message".to_owned());
+        let what = text(&result.message).unwrap_or_else(|| "no message".to_owned());
         let message = format!("{QUERY_METHOD} failed: {what} (result code {code})");
         return Err(with_id(TopError::new(class, code, message)));
     }
-    let models = result
-        .get("models")
-        .map_or_else(Vec::new, |models| unwrap_list(models, "string"));
-    Ok(models.into_iter().filter_map(parse_model).collect())
+    Ok(result
+        .models
+        .items
+        .iter()
+        .filter_map(|model| model.0.clone())
+        .collect())
 }
 
-/// One model: a JSON text of an object (or the object itself).
-fn parse_model(item: &Value) -> Option<Coupon> {
-    let parsed;
-    let model = match item {
-        Value::String(json) => {
-            parsed = serde_json::from_str::<Value>(json).ok()?;
-            &parsed
-        }
-        other => other,
-    };
-    if !model.is_object() {
-        return None;
-    }
-    let state = match model.get("status").and_then(as_i64) {
+/// One model as a coupon.
+fn parse_model(model: &Model<'_>) -> Coupon {
+    let state = match as_i64(&model.status) {
         Some(1) => CouponState::Held,
         Some(2) => CouponState::Used,
         Some(3) => CouponState::Expired,
         _ => CouponState::Unknown,
     };
-    Some(Coupon {
-        id: text(model, "coupon_instance_id").unwrap_or_default(),
-        template_id: text(model, "coupon_template_id"),
-        title: text(model, "coupon_name"),
+    Coupon {
+        id: text(&model.coupon_instance_id).unwrap_or_default(),
+        template_id: text(&model.coupon_template_id),
+        title: text(&model.coupon_name),
         state,
-        amount_fen: model.get("discount").and_then(as_i64),
-        threshold_fen: model.get("start_fee").and_then(as_i64),
-        valid_from: model.get("start_time").and_then(millis_to_unix),
-        valid_until: model.get("end_time").and_then(millis_to_unix),
+        amount_fen: as_i64(&model.discount),
+        threshold_fen: as_i64(&model.start_fee),
+        valid_from: millis_to_unix(&model.start_time),
+        valid_until: millis_to_unix(&model.end_time),
         claim_url: None,
-    })
+    }
 }

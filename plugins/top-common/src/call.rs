@@ -7,7 +7,9 @@
 use serde_json::Value;
 
 use crate::classify::rule_for;
-use crate::{ErrorClass, HttpError, HttpResponse, TopError, parse_envelope, request_id};
+use crate::{
+    ErrorClass, HttpError, HttpResponse, TopError, TopResponse, parse_envelope_as, request_id,
+};
 
 /// One call for `signed-http.send`: always a POST of form `params`, no body, no extra headers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +105,18 @@ pub fn read_answer(
     answer: Result<HttpResponse, HttpError>,
     idempotence: Idempotence,
 ) -> (Option<String>, Result<Value, TopError>) {
+    read_answer_as(&answer, idempotence)
+}
+
+/// [`read_answer`], with the response object read as the adapter's own `T` (see
+/// [`parse_envelope_as`]), borrowing from the answer.
+pub fn read_answer_as<'a, T: TopResponse<'a>>(
+    answer: &'a Result<HttpResponse, HttpError>,
+    idempotence: Idempotence,
+) -> (Option<String>, Result<T, TopError>) {
     let response = match answer {
         Ok(response) => response,
-        Err(error) => return (None, Err(http_error(error, idempotence))),
+        Err(error) => return (None, Err(http_error(error.clone(), idempotence))),
     };
     if response.status != 200 {
         let id = serde_json::from_slice::<Value>(&response.body)
@@ -122,8 +133,8 @@ pub fn read_answer(
             }),
         );
     }
-    match parse_envelope(&response.body) {
-        Ok(value) => (request_id(&value), Ok(value)),
+    match parse_envelope_as(&response.body) {
+        Ok((typed, id)) => (id, Ok(typed)),
         Err(error) => (error.request_id.clone(), Err(error)),
     }
 }

@@ -1,5 +1,8 @@
 //! The TOP JSON response envelope (PROTOCOLS.md §1.6) and tolerant field access.
 
+use std::borrow::Cow;
+
+use adapter_kit::json::Field;
 use serde_json::{Map, Value};
 
 use crate::classify::rule_for;
@@ -103,7 +106,7 @@ fn error_from(error: &Map<String, Value>) -> TopError {
     }
 }
 
-fn bad_response(what: &str, body: &[u8]) -> TopError {
+pub(crate) fn bad_response(what: &str, body: &[u8]) -> TopError {
     TopError::new(
         ErrorClass::Transient,
         "bad-response",
@@ -194,39 +197,36 @@ pub fn field_list<'a>(object: &'a Value, list_key: &str, wrapper_key: &str) -> V
 }
 
 /// A string field as text, or a number or boolean rendered as text; `None` for null, arrays and
-/// objects.
-pub fn as_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        _ => None,
-    }
+/// objects. Takes a `Value` or a typed [`Field`].
+pub fn as_text<'a>(value: impl Into<Field<'a>>) -> Option<String> {
+    value.into().text().map(Cow::into_owned)
 }
 
 /// An integer given as a JSON integer, an integral float, or a decimal string (`"12"`, `" 12 "`).
-pub fn as_i64(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(number) => number.as_i64().or_else(|| {
+/// Takes a `Value` or a typed [`Field`].
+pub fn as_i64<'a>(value: impl Into<Field<'a>>) -> Option<i64> {
+    match value.into() {
+        Field::Number(number) => number.as_i64().or_else(|| {
             let float = number.as_f64()?;
             // Only integral floats in i64 range; `as` would saturate silently.
             (float.fract() == 0.0 && float.abs() < 9.0e18).then_some(float as i64)
         }),
-        Value::String(text) => text.trim().parse().ok(),
+        Field::Text(text) => text.trim().parse().ok(),
         _ => None,
     }
 }
 
 /// A boolean given as `true`/`false`, the strings `"true"`/`"false"` (any case), or `1`/`0`.
-pub fn as_bool(value: &Value) -> Option<bool> {
-    match value {
-        Value::Bool(flag) => Some(*flag),
-        Value::String(text) => match text.trim().to_ascii_lowercase().as_str() {
+/// Takes a `Value` or a typed [`Field`].
+pub fn as_bool<'a>(value: impl Into<Field<'a>>) -> Option<bool> {
+    match value.into() {
+        Field::Bool(flag) => Some(flag),
+        Field::Text(text) => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" => Some(true),
             "false" | "0" => Some(false),
             _ => None,
         },
-        Value::Number(_) => match as_i64(value)? {
+        number @ Field::Number(_) => match as_i64(number)? {
             1 => Some(true),
             0 => Some(false),
             _ => None,

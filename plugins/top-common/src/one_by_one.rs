@@ -39,44 +39,37 @@ pub fn send_one_by_one(
     let mut stopped: Option<TopError> = None;
     let mut calls = 0usize;
     for (index, recipient) in recipients.iter().enumerate() {
-        let value = recipient.value().trim();
-        let result = if recipient.kind() != kind {
-            let message = format!(
-                "{platform} takes {} recipients, not {}",
-                kind.as_str(),
-                recipient.kind().as_str()
-            );
-            Err(invalid("recipient-kind", message))
-        } else if value.is_empty() {
-            Err(invalid(
-                "recipient-empty",
-                format!("the {} is empty", kind.as_str()),
-            ))
-        } else if let Some(first) = seen.get(value) {
-            let message = format!(
-                "{} {value:?} repeats recipient {first} of the request; sent once",
-                kind.as_str()
-            );
-            Err(invalid("recipient-duplicate", message))
-        } else {
-            seen.insert(value, index);
-            match &stopped {
-                Some(error) => Err(not_sent(error)),
-                None => {
-                    let RecipientCall { request_id, result } = call(value);
-                    calls += 1;
-                    outcome.request_ids.extend(request_id);
-                    if let Err(error) = &result
-                        && stops_later_calls(error)
-                    {
-                        if calls == 1 {
-                            return Err(error.clone());
-                        }
-                        stopped = Some(error.clone());
-                    }
-                    result
+        let result = match recipient.checked(kind, platform) {
+            Err(error) => Err(error),
+            Ok(value) => match seen.get(value) {
+                Some(first) => {
+                    let message = format!(
+                        "{} {value:?} repeats recipient {first} of the request; sent once",
+                        kind.as_str()
+                    );
+                    Err(invalid("recipient-duplicate", message))
                 }
-            }
+                None => {
+                    seen.insert(value, index);
+                    match &stopped {
+                        Some(error) => Err(not_sent(error)),
+                        None => {
+                            let RecipientCall { request_id, result } = call(value);
+                            calls += 1;
+                            outcome.request_ids.extend(request_id);
+                            if let Err(error) = &result
+                                && stops_later_calls(error)
+                            {
+                                if calls == 1 {
+                                    return Err(error.clone());
+                                }
+                                stopped = Some(error.clone());
+                            }
+                            result
+                        }
+                    }
+                }
+            },
         };
         let recipient = recipient.clone();
         match result {

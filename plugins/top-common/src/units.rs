@@ -3,7 +3,7 @@
 //! Both conversions parse text instead of going through floats, so `"0.29"` yuan is exactly 29 fen,
 //! and both use no clock and no time-zone database (the wasm stays small and deterministic).
 
-use serde_json::Value;
+use adapter_kit::json::Field;
 
 use crate::as_i64;
 
@@ -28,15 +28,15 @@ const MILLIS_THRESHOLD: i64 = 100_000_000_000;
 /// assert_eq!(yuan_to_fen(&json!(0.29)), Some(29));
 /// assert_eq!(yuan_to_fen(&json!("abc")), None);
 /// ```
-pub fn yuan_to_fen(value: &Value) -> Option<i64> {
-    match value {
-        Value::Number(number) => match number.as_i64() {
+pub fn yuan_to_fen<'a>(value: impl Into<Field<'a>>) -> Option<i64> {
+    match value.into() {
+        Field::Number(number) => match number.as_i64() {
             Some(yuan) => yuan.checked_mul(100),
             // serde_json prints floats in their shortest round-trip form ("10.5", "1e20"), so
             // the text is the decimal the platform meant.
             None => decimal_to_fen(&number.to_string()),
         },
-        Value::String(text) => decimal_to_fen(text.trim()),
+        Field::Text(text) => decimal_to_fen(text.trim()),
         _ => None,
     }
 }
@@ -145,10 +145,10 @@ pub fn gmt8_to_unix(text: &str) -> Option<i64> {
 }
 
 /// A TOP time given as a string ([`gmt8_to_unix`]) or as an epoch number (ms or s).
-pub fn value_to_unix(value: &Value) -> Option<i64> {
-    match value {
-        Value::String(text) => gmt8_to_unix(text),
-        Value::Number(_) => as_i64(value).map(epoch_seconds),
+pub fn value_to_unix<'a>(value: impl Into<Field<'a>>) -> Option<i64> {
+    match value.into() {
+        Field::Text(text) => gmt8_to_unix(&text),
+        number @ Field::Number(_) => as_i64(number).map(epoch_seconds),
         _ => None,
     }
 }
@@ -165,7 +165,7 @@ pub fn value_to_unix(value: &Value) -> Option<i64> {
 /// assert_eq!(millis_to_unix(&json!("123345")), Some(123));
 /// assert_eq!(millis_to_unix(&json!("2026-01-01")), None);
 /// ```
-pub fn millis_to_unix(value: &Value) -> Option<i64> {
+pub fn millis_to_unix<'a>(value: impl Into<Field<'a>>) -> Option<i64> {
     as_i64(value).map(|ms| ms.div_euclid(1000))
 }
 

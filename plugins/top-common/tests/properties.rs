@@ -4,7 +4,10 @@
 use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Map, Number, Value};
-use top_common::{ErrorClass, HttpResponse, Idempotence, parse_envelope, read_answer};
+use top_common::{
+    ErrorClass, HttpResponse, Idempotence, parse_envelope, parse_envelope_as, read_answer,
+    request_id,
+};
 
 fn cases() -> ProptestConfig {
     ProptestConfig {
@@ -117,5 +120,21 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// The typed reader's fast path means by every answer what the `Value` reader means: the same
+    /// response, request id and error. Keys given twice are spliced in, which only the text shows.
+    #[test]
+    fn the_typed_reader_reads_as_the_value_reader(value in json(), twice in any::<bool>()) {
+        let mut body = serde_json::to_string(&value).unwrap();
+        if twice && body.starts_with("{\"") {
+            body = body.replacen('{', r#"{"request_id":"dup","x_response":{"a":1},"#, 1);
+        }
+        let typed = parse_envelope_as::<Value>(body.as_bytes());
+        let reference = parse_envelope(body.as_bytes()).map(|value| {
+            let id = request_id(&value);
+            (value, id)
+        });
+        prop_assert_eq!(typed, reference, "{}", body);
     }
 }

@@ -1,7 +1,7 @@
 //! Native tests of the alsc mapping, with fixtures shaped as seed 003 and PLATFORMS.md say.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
+use serde_json::Value;
 use top_common::contract::Issued;
 
 use super::*;
@@ -58,12 +58,6 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
     }
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn param<'a>(call: &'a HttpRequest, name: &str) -> Option<&'a str> {
     call.params
         .iter()
@@ -76,38 +70,27 @@ fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
-        let mut expected = request.recipients.clone();
-        let mut got: Vec<Recipient> = outcome.issued.iter().map(|i| i.recipient.clone()).collect();
-        got.extend(outcome.failed.iter().map(|f| f.recipient.clone()));
-        expected.sort();
-        got.sort();
-        assert_eq!(got, expected, "every recipient exactly once");
+        assert_every_recipient_once(
+            &request.recipients,
+            outcome.issued.iter().map(|i| &i.recipient),
+            outcome.failed.iter().map(|f| &f.recipient),
+        );
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answers: Vec<Answer>,
 ) -> (Result<Vec<Coupon>, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
+    let mut script = Script::new(answers);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
+    (result, script.into_calls())
 }
 
 #[test]
@@ -624,4 +607,24 @@ fn query_errors_are_classified() {
     assert!(calls.is_empty());
     let (result, _) = query(customer(""), vec![]);
     assert_eq!(result.unwrap_err().code, "recipient-empty");
+}
+
+/// A key given twice counts by its last value, as it did when answers were read into a
+/// `serde_json::Value`; `biz_success` as a string is still a boolean.
+#[test]
+fn repeated_keys_and_strings_read_as_before() {
+    let body = r#"{"alibaba_alsc_crm_voucher_send_response":{"result":{"biz_success":true,"biz_success":"false","result_code":"EXCEED_LIMIT"},"request_id":"alsc-1"}}"#;
+    let (result, _) = send(&request(vec![customer("c1")]), vec![ok(body)]);
+    let outcome = result.unwrap();
+    assert!(outcome.issued.is_empty());
+    assert_eq!(
+        (
+            outcome.failed[0].error.class,
+            outcome.failed[0].error.code.as_str()
+        ),
+        (ErrorClass::RecipientLimit, "EXCEED_LIMIT")
+    );
+    let body = r#"{"alibaba_alsc_crm_voucher_send_response":{"result":{"biz_success":"true"},"request_id":"alsc-2"}}"#;
+    let (result, _) = send(&request(vec![customer("c1")]), vec![ok(body)]);
+    assert_eq!(result.unwrap().issued.len(), 1);
 }

@@ -1,7 +1,6 @@
 //! Native tests of the douyin mapping, with the seed page's examples (seed 004) as fixtures.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
 use serde_json::{Value, json};
 
 use super::*;
@@ -75,44 +74,28 @@ fn open_ids(ids: &[&str]) -> Vec<Recipient> {
     ids.iter().map(|id| open_id(id)).collect()
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 /// Runs a send against scripted answers; returns the result and the calls made.
 fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, AdapterError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
         assert_every_recipient_once_in_order(request, outcome);
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answer: Answer,
 ) -> (Result<Vec<Coupon>, AdapterError>, Vec<HttpRequest>) {
-    let mut calls = Vec::new();
-    let mut answer = Some(answer);
+    let mut script = Script::new([answer]);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answer
-            .take()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
+    (result, script.into_calls())
 }
 
 /// The contract's invariant: each recipient is issued or failed exactly once (a listed-twice
@@ -125,12 +108,7 @@ fn assert_every_recipient_once_in_order(request: &SendRequest, outcome: &Outcome
         let in_order = list.iter().all(|r| rest.any(|x| x == *r));
         assert!(in_order, "request order: {outcome:?}");
     }
-    let key = |r: &&Recipient| format!("{r:?}");
-    let mut all: Vec<String> = issued.iter().chain(&failed).map(key).collect();
-    let mut expected: Vec<String> = request.recipients.iter().map(|r| key(&r)).collect();
-    all.sort();
-    expected.sort();
-    assert_eq!(all, expected, "every recipient exactly once");
+    assert_every_recipient_once(&request.recipients, issued, failed);
 }
 
 fn failure<'a>(outcome: &'a Outcome, recipient: &Recipient) -> &'a AdapterError {
@@ -1198,4 +1176,36 @@ fn no_answer_makes_it_panic() {
             }
         }
     }
+}
+
+/// A success is read without a `serde_json::Value`, except when it has a key given twice (the
+/// last counts) or escapes: every such answer still means what the `Value` reader made of it.
+#[test]
+fn typed_reading_means_what_the_value_reader_meant() {
+    let bodies = [
+        r#"{"err_no":0,"log_id":"L1","data":{"coupon_info":{"coupon_id":"1","coupon_id":"2","discount_amount":"300"}}}"#,
+        r#"{"err_no":"0","log_id":"L2","data":{"coupon_info":{"coupon_id":"\u0031\u0032","coupon_name":"\u5238"}}}"#,
+        r#"{"err_no":0,"err_no":28001008,"log_id":"L3","data":{}}"#,
+        r#"{"err_no":0,"log_id":"L4","data":null}"#,
+        r#"{"err_no":0,"log_id":"L5"}"#,
+        r#"{"err_no":0,"log_id":"L6","data":{"coupon_info":[1,2]}}"#,
+    ];
+    for body in bodies {
+        let (value_ids, value) = read_answer(ok(body));
+        let (result, _) = send(&request(vec![open_id("u1")]), vec![ok(body)]);
+        match value {
+            Ok(data) => {
+                let outcome = result.unwrap();
+                assert_eq!(outcome.request_ids, value_ids, "{body}");
+                assert_eq!(outcome.issued[0].coupon, parse_coupon_info(&data), "{body}");
+            }
+            // The one error here (28001008) holds for every recipient: the request fails.
+            Err(error) => assert_eq!(result.unwrap_err(), error, "{body}"),
+        }
+    }
+    let (_, result) = read_answer(ok(bodies[0]));
+    assert_eq!(
+        parse_coupon_info(&result.unwrap()).coupon_id.as_deref(),
+        Some("2")
+    );
 }

@@ -1,7 +1,6 @@
 //! Native tests of the taobao mapping, with fixtures taken from the seed pages.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as params};
 use serde_json::json;
 
 use super::*;
@@ -51,10 +50,11 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
     }
 }
 
-fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+fn resolve(
+    options: &[(String, String)],
+    settings: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, TopError> {
+    Config::resolve(&Lookup::new(options, settings))
 }
 
 /// Runs a send against scripted answers; returns the result and the calls made.
@@ -62,51 +62,27 @@ fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
-        assert_every_recipient_once(request, outcome);
+        assert_every_recipient_once(
+            &request.recipients,
+            outcome.issued.iter().map(|i| &i.recipient),
+            outcome.failed.iter().map(|f| &f.recipient),
+        );
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answer: Answer,
 ) -> (Result<Vec<Coupon>, TopError>, Vec<HttpRequest>) {
-    let mut calls = Vec::new();
-    let mut answer = Some(answer);
+    let mut script = Script::new([answer]);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answer
-            .take()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
-}
-
-/// The contract's invariant: each recipient of the request is issued or failed, exactly once.
-fn assert_every_recipient_once(request: &SendRequest, outcome: &Outcome) {
-    let mut expected: Vec<String> = request
-        .recipients
-        .iter()
-        .map(|r| format!("{r:?}"))
-        .collect();
-    let mut got: Vec<String> = outcome
-        .issued
-        .iter()
-        .map(|i| format!("{:?}", i.recipient))
-        .collect();
-    got.extend(outcome.failed.iter().map(|f| format!("{:?}", f.recipient)));
-    expected.sort();
-    got.sort();
-    assert_eq!(got, expected, "every recipient exactly once");
+    (result, script.into_calls())
 }
 
 fn failure<'a>(outcome: &'a Outcome, recipient: &Recipient) -> &'a TopError {
@@ -127,7 +103,7 @@ fn describes_the_adapter() {
 
 #[test]
 fn config_needs_a_gateway() {
-    let error = Config::resolve(&[], &no_settings).unwrap_err();
+    let error = resolve(&[], &no_settings).unwrap_err();
     assert_eq!(
         (error.class, error.code.as_str()),
         (ErrorClass::InvalidRequest, "config")
@@ -138,10 +114,10 @@ fn config_needs_a_gateway() {
         error.message
     );
     let blank = |_: &str| Some("  ".to_owned());
-    assert_eq!(Config::resolve(&[], &blank).unwrap_err().code, "config");
+    assert_eq!(resolve(&[], &blank).unwrap_err().code, "config");
     let ftp = |_: &str| Some("ftp://x".to_owned());
     assert!(
-        Config::resolve(&[], &ftp)
+        resolve(&[], &ftp)
             .unwrap_err()
             .message
             .contains("http(s) URL")
@@ -150,7 +126,7 @@ fn config_needs_a_gateway() {
 
 #[test]
 fn options_override_settings() {
-    let config = Config::resolve(&[], &settings).unwrap();
+    let config = resolve(&[], &settings).unwrap();
     assert_eq!(
         config,
         Config {
@@ -162,7 +138,7 @@ fn options_override_settings() {
         ("simplify", "TRUE"),
         ("gateway", "http://127.0.0.1:8080/router/rest"),
     ]);
-    let config = Config::resolve(&options, &settings).unwrap();
+    let config = resolve(&options, &settings).unwrap();
     assert_eq!(
         config,
         Config {
@@ -172,10 +148,10 @@ fn options_override_settings() {
     );
     let options = params(&[("simplify", "true"), ("simplify", "false")]);
     assert!(
-        !Config::resolve(&options, &settings).unwrap().simplify,
+        !resolve(&options, &settings).unwrap().simplify,
         "the last option wins"
     );
-    let error = Config::resolve(&params(&[("simplify", "yes")]), &settings).unwrap_err();
+    let error = resolve(&params(&[("simplify", "yes")]), &settings).unwrap_err();
     assert_eq!(error.code, "config");
 }
 
@@ -803,4 +779,56 @@ fn query_errors_are_returned() {
         (ErrorClass::Transient, "not-success")
     );
     assert_eq!(error.request_id.as_deref(), Some("q2"));
+}
+
+/// The typed reader refuses what a `serde_json::Value` takes silently (a key given twice, where
+/// the last counts) and borrows only unescaped strings; both kinds of answer must mean what they
+/// meant when answers were read into a `Value`.
+#[test]
+fn repeated_keys_and_escapes_read_as_before() {
+    let body = r#"{"promotion_coupon_sns_send_response":{"coupon_results":{"coupon_result":[{"buyer_nick":"a","coupon_number":1,"coupon_number":"2"},{"buyer_nick":"\u5f20\u4e09","coupon_number":3}]},"failure_buyers":{"error_message":[{"buyer_nick":12,"reason":"\u5df2\u9886\u53d6"}]},"is_success":true,"request_id":"r1","request_id":"r2"}}"#;
+    let req = request(vec![nick("a"), nick("张三"), nick("12")]);
+    let (result, _) = send(&req, vec![ok(body)]);
+    let outcome = result.unwrap();
+    let issued: Vec<(Recipient, Option<String>)> = outcome
+        .issued
+        .iter()
+        .map(|i| (i.recipient.clone(), i.coupon_id.clone()))
+        .collect();
+    assert_eq!(
+        issued,
+        [
+            (nick("a"), Some("2".to_owned())),
+            (nick("张三"), Some("3".to_owned()))
+        ]
+    );
+    let error = failure(&outcome, &nick("12"));
+    assert_eq!(
+        (error.class, error.message.as_str()),
+        (ErrorClass::RecipientLimit, "已领取")
+    );
+    assert_eq!(outcome.request_ids, ["r2"]);
+}
+
+/// Entries are matched to the batch whatever their order: the usual in-order answer and a
+/// shuffled one with a buyer nobody sent to give the same outcome.
+#[test]
+fn entries_match_their_buyers_in_any_order() {
+    let req = request(vec![nick("a"), nick("b"), nick("c")]);
+    let in_order = r#"{"coupon_results":[{"buyer_nick":"a","coupon_number":1},{"buyer_nick":"b","coupon_number":2}],"failure_buyers":[{"buyer_nick":"c","reason":"库存不足"}],"request_id":"r"}"#;
+    let shuffled = r#"{"coupon_results":[{"buyer_nick":"zz","coupon_number":9},{"buyer_nick":" b ","coupon_number":2},{"buyer_nick":"a","coupon_number":1}],"failure_buyers":[{"buyer_nick":"c","reason":"库存不足"}],"request_id":"r"}"#;
+    let (first, _) = send(&req, vec![ok(in_order)]);
+    let (second, _) = send(&req, vec![ok(shuffled)]);
+    let first = first.unwrap();
+    assert_eq!(first, second.unwrap());
+    let issued: Vec<Option<&str>> = first
+        .issued
+        .iter()
+        .map(|i| i.coupon_id.as_deref())
+        .collect();
+    assert_eq!(issued, [Some("1"), Some("2")]);
+    assert_eq!(
+        failure(&first, &nick("c")).class,
+        ErrorClass::CouponUnavailable
+    );
 }

@@ -1,7 +1,7 @@
 //! Native tests of the tmall-nrt mapping, with fixtures shaped as seed 001 and PLATFORMS.md say.
 
-use std::collections::VecDeque;
-
+use adapter_kit::test_support::{Script, assert_every_recipient_once, pairs as options};
+use serde_json::Value;
 use top_common::contract::Issued;
 
 use super::*;
@@ -61,12 +61,6 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
     }
 }
 
-fn options(list: &[(&str, &str)]) -> Vec<(String, String)> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
 fn param<'a>(call: &'a HttpRequest, name: &str) -> Option<&'a str> {
     call.params
         .iter()
@@ -79,43 +73,27 @@ fn send(
     request: &SendRequest,
     answers: Vec<Answer>,
 ) -> (Result<Outcome, TopError>, Vec<HttpRequest>) {
-    let mut answers = VecDeque::from(answers);
-    let mut calls = Vec::new();
-    let result = send_coupon(request, &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answers
-            .pop_front()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
-    });
+    let mut script = Script::new(answers);
+    let result = send_coupon(request, &settings, |call: &HttpRequest| script.answer(call));
     if let Ok(outcome) = &result {
-        assert_every_recipient_once(request, outcome);
+        assert_every_recipient_once(
+            &request.recipients,
+            outcome.issued.iter().map(|i| &i.recipient),
+            outcome.failed.iter().map(|f| &f.recipient),
+        );
     }
-    (result, calls)
+    (result, script.into_calls())
 }
 
 fn query(
     recipient: Recipient,
     answer: Answer,
 ) -> (Result<Vec<Coupon>, TopError>, Vec<HttpRequest>) {
-    let mut calls = Vec::new();
-    let mut answer = Some(answer);
+    let mut script = Script::new([answer]);
     let result = query_coupons(&recipient, &[], &settings, |call: &HttpRequest| {
-        calls.push(call.clone());
-        answer
-            .take()
-            .unwrap_or(Err(HttpError::Other("no scripted answer".to_owned())))
+        script.answer(call)
     });
-    (result, calls)
-}
-
-/// The contract's invariant: each recipient of the request is issued or failed, exactly once.
-fn assert_every_recipient_once(request: &SendRequest, outcome: &Outcome) {
-    let mut expected = request.recipients.clone();
-    let mut got: Vec<Recipient> = outcome.issued.iter().map(|i| i.recipient.clone()).collect();
-    got.extend(outcome.failed.iter().map(|f| f.recipient.clone()));
-    expected.sort();
-    got.sort();
-    assert_eq!(got, expected, "every recipient exactly once");
+    (result, script.into_calls())
 }
 
 fn only_failure(result: Result<Outcome, TopError>) -> TopError {
@@ -763,4 +741,23 @@ fn the_query_takes_an_open_id_only() {
     assert!(calls.is_empty());
     let (result, _) = query(open_id(" "), ok(QUERY_SEED));
     assert_eq!(result.unwrap_err().code, "recipient-empty");
+}
+
+/// A key given twice counts by its last value, as it did when answers were read into a
+/// `serde_json::Value`; escaped strings read as their text.
+#[test]
+fn repeated_keys_and_escapes_read_as_before() {
+    let body = r#"{"tmall_nrt_coupon_send_response":{"model":{"coupon_instance_id":"1","coupon_instance_id":"2","coupon_name":"\u5238","discount":100},"request_id":"nrt-1"}}"#;
+    let (outcome, _) = send(&request(vec![open_id("o1")]), vec![ok(body)]);
+    let outcome = outcome.unwrap();
+    assert_eq!(
+        outcome.issued[0].coupon,
+        IssuedCoupon {
+            coupon_id: Some("2".to_owned()),
+            name: Some("券".to_owned()),
+            amount_fen: Some(100),
+            ..IssuedCoupon::default()
+        }
+    );
+    assert_eq!(outcome.request_ids, ["nrt-1"]);
 }
