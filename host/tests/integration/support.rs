@@ -35,6 +35,9 @@ pub struct Options {
     pub extra_toml: String,
     /// The `retry = { … }` of every plugin (fast backoffs by default, so tests stay quick).
     pub retry: String,
+    /// Also configure the JavaScript adapters (`douyin-js`, like `douyin`). Off by default, so
+    /// that only the tests about them load a ~12 MB component.
+    pub javascript: bool,
 }
 
 /// Retries as configured for tests unless a test says otherwise.
@@ -49,6 +52,7 @@ impl Default for Options {
             extra_plugin_toml: String::new(),
             extra_toml: String::new(),
             retry: FAST_RETRY.to_owned(),
+            javascript: false,
         }
     }
 }
@@ -99,8 +103,26 @@ limits = {{ http_timeout_ms = 2000 }}
 settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
 retry = {{ {retry} }}
 
+{javascript}
 {extra_toml}
 "#,
+            javascript = if options.javascript {
+                format!(
+                    r#"[plugins.douyin-js]
+component = {douyin_js:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
+retry = {{ {retry} }}
+"#,
+                    douyin_js = coupon_host_tests::DOUYIN_JS,
+                    origin = sim.base_url(),
+                    retry = options.retry,
+                )
+            } else {
+                String::new()
+            },
             extra_toml = options.extra_toml,
             retry = options.retry,
             tmall = coupon_host_tests::TMALL_NRT,
