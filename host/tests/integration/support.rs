@@ -62,6 +62,21 @@ impl TestEnv {
         let sim = Sim::start(sim_config).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("coupon-host.toml");
+        // The Douyin adapters, in Rust and in JavaScript, are configured alike.
+        let douyin = |name: &str, component: &str| {
+            format!(
+                r#"[plugins.{name}]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
+retry = {{ {retry} }}
+"#,
+                origin = sim.base_url(),
+                retry = options.retry,
+            )
+        };
         let config = format!(
             r#"[storage]
 path = "state.db"
@@ -95,31 +110,13 @@ limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 retry = {{ {retry} }}
 
-[plugins.douyin]
-component = {douyin:?}
-allowed_hosts = [{origin:?}]
-auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
-limits = {{ http_timeout_ms = 2000 }}
-settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
-retry = {{ {retry} }}
-
-{javascript}
+{douyin}
+{douyin_js}
 {extra_toml}
 "#,
-            javascript = if options.javascript {
-                format!(
-                    r#"[plugins.douyin-js]
-component = {douyin_js:?}
-allowed_hosts = [{origin:?}]
-auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
-limits = {{ http_timeout_ms = 2000 }}
-settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
-retry = {{ {retry} }}
-"#,
-                    douyin_js = coupon_host_tests::DOUYIN_JS,
-                    origin = sim.base_url(),
-                    retry = options.retry,
-                )
+            douyin = douyin("douyin", coupon_host_tests::DOUYIN),
+            douyin_js = if options.javascript {
+                douyin("douyin-js", coupon_host_tests::DOUYIN_JS)
             } else {
                 String::new()
             },
@@ -127,7 +124,6 @@ retry = {{ {retry} }}
             retry = options.retry,
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,
-            douyin = coupon_host_tests::DOUYIN,
             cache = cache_dir().display().to_string(),
             component = coupon_host_tests::TAOBAO,
             origin = sim.base_url(),
