@@ -4,26 +4,39 @@
 //!
 //! The nested cargo uses its own target dir under `OUT_DIR`, because the outer cargo holds the
 //! lock on the workspace's.
+//!
+//! JavaScript adapters (a folder under `plugins/` with a `package.json` and a `build.mjs`) are
+//! built with their own pinned componentize-js: `npm ci` when `node_modules` is missing or the
+//! lockfile changed since it was installed, then `node build.mjs OUT.wasm` (js_adapters.rs).
+
+#[path = "js_adapters.rs"]
+mod js_adapters;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use js_adapters::{build_js_adapter, is_js_adapter, js_adapters_in, js_artifact};
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest_dir.parent().unwrap().to_owned();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR").unwrap());
 
-    for dir in ["plugins", "tests/guests", "wit"] {
+    for dir in ["tests/guests", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.toml").display()
-    );
+    for path in watched_plugin_paths(&root.join("plugins")) {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    // A new plugin crate shows in the lockfile (the workspace's members are a glob).
+    for file in ["Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", root.join(file).display());
+    }
 
     let mut plugins = components_in(&root.join("plugins"));
     plugins.sort();
+    let js_plugins = js_adapters_in(&root.join("plugins"));
     let mut guests = components_in(&root.join("tests/guests"));
     guests.sort();
 
@@ -51,14 +64,28 @@ fn main() {
         );
     }
 
+    let js_dir = out_dir.join("js");
+    for (name, dir) in &js_plugins {
+        if let Err(error) = build_js_adapter(dir, &js_artifact(&js_dir, name)) {
+            panic!("building the JavaScript adapter {name} failed: {error}");
+        }
+    }
+
     let artifact = |crate_name: &str| {
+        if js_plugins.iter().any(|(name, _)| name == crate_name) {
+            return js_artifact(&js_dir, crate_name);
+        }
         target_dir
             .join("wasm32-wasip2/wasm")
             .join(format!("{}.wasm", crate_name.replace('-', "_")))
     };
     let mut code = String::new();
     let mut list = |title: &str, items: &[(String, PathBuf)]| {
-        writeln!(code, "/// Every {title}: (crate name, component path).").unwrap();
+        writeln!(
+            code,
+            "/// Every {title}: (crate or JavaScript adapter folder name, component path)."
+        )
+        .unwrap();
         writeln!(
             code,
             "pub const {}: &[(&str, &str)] = &[",
@@ -81,7 +108,10 @@ fn main() {
             .unwrap();
         }
     };
-    list("plugins", &plugins);
+    let mut every_plugin = plugins.clone();
+    every_plugin.extend(js_plugins.iter().cloned());
+    every_plugin.sort();
+    list("plugins", &every_plugin);
     list("guests", &guests);
     std::fs::write(out_dir.join("artifacts.rs"), code).unwrap();
 }
@@ -113,4 +143,25 @@ fn components_in(dir: &Path) -> Vec<(String, PathBuf)> {
         found.push((name, entry.path()));
     }
     found
+}
+
+/// What a change under `plugins/` must rebuild from: every entry, except that a JavaScript
+/// adapter is watched by its sources and lockfile only. Its `node_modules` (thousands of files,
+/// rewritten by `npm ci` during this very build) would otherwise make every later build rerun.
+/// A new JavaScript adapter folder is noticed once anything else watched changes.
+fn watched_plugin_paths(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return vec![dir.to_owned()];
+    };
+    let mut paths = Vec::new();
+    for path in entries.flatten().map(|entry| entry.path()) {
+        if is_js_adapter(&path) {
+            for file in ["package.json", "package-lock.json", "build.mjs", "src"] {
+                paths.push(path.join(file));
+            }
+        } else {
+            paths.push(path);
+        }
+    }
+    paths
 }

@@ -1,6 +1,46 @@
 //! Paths of the wasm components built from this workspace's sources by `build.rs`.
 //!
-//! `PLUGINS` lists every platform adapter (`plugins/*`), `GUESTS` every test guest
-//! (`tests/guests/*`); each also has its own constant, e.g. [`TAOBAO`].
+//! `PLUGINS` lists every platform adapter (`plugins/*`: Rust crates and JavaScript adapters),
+//! `GUESTS` every test guest (`tests/guests/*`); each also has its own constant, e.g. [`TAOBAO`]
+//! or [`DOUYIN_JS`].
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    /// The JavaScript adapters' own unit tests (`node --test`), which hold their platform mapping
+    /// to the Rust adapters' fixtures. `build.rs` has installed their tools already, and cannot
+    /// have succeeded without `node`.
+    #[test]
+    fn javascript_adapters_pass_their_unit_tests() {
+        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let mut ran = 0;
+        for entry in std::fs::read_dir(&plugins).unwrap().flatten() {
+            let dir = entry.path();
+            if !dir.join("package.json").is_file() || !dir.join("test").is_dir() {
+                continue;
+            }
+            let output = Command::new("node")
+                .args(["--test", "test/"])
+                .current_dir(&dir)
+                .output()
+                .expect("node runs");
+            assert!(
+                output.status.success(),
+                "node --test failed in {}:\n{}{}",
+                dir.display(),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            ran += 1;
+        }
+        assert!(
+            ran > 0,
+            "no JavaScript adapter with tests under {}",
+            plugins.display()
+        );
+    }
+}

@@ -1,9 +1,13 @@
 //! `cargo xtask demo` — builds the adapters, starts the simulator, sends and queries through
 //! every adapter with `examples/sandbox.toml`, and prints what happened.
-//! `cargo xtask plugins` — builds release components and prints their sha256 for config pins.
+//! `cargo xtask plugins` — builds release components (the JavaScript adapters too, which need
+//! Node.js and npm) and prints their sha256 for config pins.
 //! `cargo xtask loadtest` — drives `coupon-host serve` with concurrent sends against the
 //! simulator and writes the numbers into docs/BENCHMARKS.md (see loadtest.rs).
 
+// The same JavaScript adapter build the tests run (tests/build.rs includes it too).
+#[path = "../../tests/js_adapters.rs"]
+mod js_adapters;
 mod loadtest;
 
 use std::io::{BufRead, BufReader};
@@ -37,6 +41,13 @@ const DEMO: &[(&str, &str, &[&str], &str)] = &[
         "7218070000005644204",
         &["open-id:ba253642-0590-40bc-demo", "open-id:inactive-user"],
         "open-id:ba253642-0590-40bc-demo",
+    ),
+    // The same platform through the adapter written in JavaScript (plugins/douyin-js).
+    (
+        "douyin-js",
+        "7218070000005644204",
+        &["open-id:js-demo-user", "open-id:inactive-user"],
+        "open-id:js-demo-user",
     ),
 ];
 
@@ -91,8 +102,13 @@ pub(crate) fn run(command: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The demo's adapters that are Rust crates (the others are JavaScript adapter folders).
 fn adapter_crates() -> Vec<&'static str> {
-    DEMO.iter().map(|(plugin, ..)| *plugin).collect()
+    let js = js_adapters::js_adapters_in(&root().join("plugins"));
+    DEMO.iter()
+        .map(|(plugin, ..)| *plugin)
+        .filter(|plugin| !js.iter().any(|(name, _)| name == plugin))
+        .collect()
 }
 
 /// Pads to `width` terminal columns, counting CJK characters as two.
@@ -115,10 +131,31 @@ pub(crate) fn build_components() -> anyhow::Result<PathBuf> {
     Ok(root().join("target/wasm32-wasip2/wasm"))
 }
 
+/// Builds every JavaScript adapter under `plugins/` into `target/js/` (where
+/// `examples/sandbox.toml` looks); returns (name, component path) of each.
+fn build_js_components() -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let out = root().join("target/js");
+    let mut built = Vec::new();
+    for (name, dir) in js_adapters::js_adapters_in(&root().join("plugins")) {
+        eprintln!("==> building the JavaScript adapter {name} (componentize-js)");
+        let path = js_adapters::js_artifact(&out, &name);
+        js_adapters::build_js_adapter(&dir, &path).map_err(anyhow::Error::msg)?;
+        built.push((name, path));
+    }
+    Ok(built)
+}
+
 fn plugins() -> anyhow::Result<()> {
     let dir = build_components()?;
-    for name in adapter_crates() {
-        let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    let mut components: Vec<(String, PathBuf)> = adapter_crates()
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+            (name.to_owned(), path)
+        })
+        .collect();
+    components.extend(build_js_components()?);
+    for (name, path) in components {
         let bytes = std::fs::read(&path)?;
         let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
         println!("{name}\t{}\tsha256 = \"{digest}\"", path.display());
@@ -137,6 +174,7 @@ impl Drop for KillOnDrop {
 
 fn demo() -> anyhow::Result<()> {
     build_components()?;
+    build_js_components()?;
     eprintln!("==> building coupon-host and the simulator");
     run(cargo().args([
         "build",

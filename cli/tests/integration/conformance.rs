@@ -1,5 +1,6 @@
 //! The conformance kit: every adapter in the workspace must pass the same checks against the
-//! simulator. A new adapter gets the whole kit by being added to `conformance!` at the bottom.
+//! simulator. A new adapter gets the whole kit by being added to `conformance!` at the bottom,
+//! whatever language it is written in.
 
 use coupon_host::{
     CouponState, Error, ErrorClass, Host, QueryRequest, Recipient, SendOutcome, SendRequest,
@@ -7,6 +8,15 @@ use coupon_host::{
 use coupon_sim::{Fault, SimConfig};
 
 use crate::support::{Options, TestEnv};
+
+/// How the platform authenticates, which decides what an expired credential looks like.
+#[derive(PartialEq, Eq)]
+pub enum Auth {
+    /// TOP: a session the seller renews; an expired one is `auth-expired`.
+    Top,
+    /// Douyin: a client token the host refreshes by itself.
+    Douyin,
+}
 
 /// What the kit needs to know about a platform: its plugin name, a coupon the simulator's demo
 /// seed has, and how its recipients and errors look.
@@ -21,6 +31,10 @@ pub struct Platform {
     pub amount_fen: i64,
     /// A platform answer that says "too frequent".
     pub rate_limited_body: &'static str,
+    pub auth: Auth,
+    /// Built with componentize-js: configured only where asked for (`Options::javascript`), and
+    /// compiled once for the whole run (see [`host`]).
+    pub javascript: bool,
 }
 
 const TOP_RATE_LIMITED: &str = r#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"isv.access-limited-by-app-access-count","sub_msg":"This ban will last 1 more seconds","request_id":"conformance"}}"#;
@@ -33,6 +47,8 @@ pub const TAOBAO: Platform = Platform {
     recipient: Recipient::Nick,
     amount_fen: 1000,
     rate_limited_body: TOP_RATE_LIMITED,
+    auth: Auth::Top,
+    javascript: false,
 };
 
 pub const TMALL_NRT: Platform = Platform {
@@ -43,6 +59,8 @@ pub const TMALL_NRT: Platform = Platform {
     recipient: Recipient::OpenId,
     amount_fen: 1000,
     rate_limited_body: TOP_RATE_LIMITED,
+    auth: Auth::Top,
+    javascript: false,
 };
 
 pub const ALSC: Platform = Platform {
@@ -53,7 +71,12 @@ pub const ALSC: Platform = Platform {
     recipient: Recipient::CustomerId,
     amount_fen: 1000,
     rate_limited_body: TOP_RATE_LIMITED,
+    auth: Auth::Top,
+    javascript: false,
 };
+
+const DOUYIN_RATE_LIMITED: &str =
+    r#"{"err_no":29005012,"err_msg":"尝试过于频繁","log_id":"conformance"}"#;
 
 pub const DOUYIN: Platform = Platform {
     plugin: "douyin",
@@ -62,7 +85,16 @@ pub const DOUYIN: Platform = Platform {
     unknown_coupon: "no-such-activity",
     recipient: Recipient::OpenId,
     amount_fen: 1000,
-    rate_limited_body: r#"{"err_no":29005012,"err_msg":"尝试过于频繁","log_id":"conformance"}"#,
+    rate_limited_body: DOUYIN_RATE_LIMITED,
+    auth: Auth::Douyin,
+    javascript: false,
+};
+
+/// The Douyin adapter in JavaScript (plugins/douyin-js), configured like `douyin`.
+pub const DOUYIN_JS: Platform = Platform {
+    plugin: "douyin-js",
+    javascript: true,
+    ..DOUYIN
 };
 
 /// The classes a send ended with: the whole-request error's, or each failed recipient's.
@@ -80,6 +112,19 @@ fn recipients(platform: &Platform, ids: &[&str]) -> Vec<Recipient> {
         .collect()
 }
 
+/// Starts `env`'s host. A JavaScript component takes seconds to compile, so the first test that
+/// loads one compiles it into the run's shared cache while the others wait for that, instead of
+/// each compiling it at the same time; from then on every host loads the cached artifact.
+async fn host(env: &TestEnv, platform: &Platform) -> Host {
+    static JAVASCRIPT_COMPILED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    if platform.javascript {
+        JAVASCRIPT_COMPILED
+            .get_or_init(|| async { drop(env.host().await) })
+            .await;
+    }
+    env.host().await
+}
+
 /// Sends `coupon` to one recipient of the platform's kind.
 async fn send_one(host: &Host, platform: &Platform, coupon: &str) -> Result<SendOutcome, Error> {
     host.send(
@@ -91,9 +136,9 @@ async fn send_one(host: &Host, platform: &Platform, coupon: &str) -> Result<Send
 
 /// The kit checks how each adapter classifies, so the host does not retry here (delivery.rs
 /// checks what the host does with each class).
-async fn env() -> TestEnv {
-    TestEnv::start(
-        SimConfig::demo(),
+async fn env(platform: &Platform) -> TestEnv {
+    env_with(
+        platform,
         Options {
             retry: format!("{}, max_attempts = 1", crate::support::FAST_RETRY),
             ..Options::default()
@@ -102,9 +147,18 @@ async fn env() -> TestEnv {
     .await
 }
 
+/// A simulator and config with `options`, and the platform's plugin configured.
+async fn env_with(platform: &Platform, options: Options) -> TestEnv {
+    let options = Options {
+        javascript: platform.javascript,
+        ..options
+    };
+    TestEnv::start(SimConfig::demo(), options).await
+}
+
 pub async fn describe_is_complete(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let info = host
         .plugins()
         .into_iter()
@@ -128,8 +182,8 @@ pub async fn describe_is_complete(platform: &Platform) {
 }
 
 pub async fn a_normal_send_issues(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     // Chinese ids must round-trip exactly, whatever the recipient kind.
     let to = recipients(platform, &["张三", "李四"]);
     let outcome = host
@@ -142,13 +196,26 @@ pub async fn a_normal_send_issues(platform: &Platform) {
     assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
     let issued: Vec<_> = outcome.issued.iter().map(|i| i.recipient.clone()).collect();
     assert_eq!(issued, to);
-    assert_eq!(env.sim.ledger().len(), 2);
+    let ledger = env.sim.ledger();
+    assert_eq!(ledger.len(), 2);
     assert!(!outcome.platform_request_ids.is_empty());
+    // A coupon id the adapter reports is the one the platform issued to that recipient.
+    for coupon in &outcome.issued {
+        if let Some(id) = &coupon.coupon_id {
+            let recipient = coupon.recipient.id();
+            let issuance = ledger.iter().find(|i| i.recipient == recipient);
+            assert_eq!(
+                Some(id),
+                issuance.map(|i| &i.instance_id),
+                "{recipient}: {ledger:?}"
+            );
+        }
+    }
 }
 
 pub async fn an_unknown_coupon_is_coupon_unavailable(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let result = send_one(&host, platform, platform.unknown_coupon).await;
     assert_eq!(
         classes(&result),
@@ -158,8 +225,8 @@ pub async fn an_unknown_coupon_is_coupon_unavailable(platform: &Platform) {
 }
 
 pub async fn bad_credentials_are_unauthorized(platform: &Platform) {
-    let env = TestEnv::start(
-        SimConfig::demo(),
+    let env = env_with(
+        platform,
         Options {
             app_secret: "wrong-app-secret",
             douyin_secret: "wrong-douyin-secret",
@@ -167,22 +234,22 @@ pub async fn bad_credentials_are_unauthorized(platform: &Platform) {
         },
     )
     .await;
-    let host = env.host().await;
+    let host = host(&env, platform).await;
     let result = send_one(&host, platform, platform.coupon).await;
     assert_eq!(classes(&result), [ErrorClass::Unauthorized], "{result:?}");
     assert!(env.sim.ledger().is_empty());
 }
 
 pub async fn an_expired_session_is_auth_expired_or_refreshed(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let send = |id: &'static str| {
         host.send(
             platform.plugin,
             SendRequest::new(platform.coupon, recipients(platform, &[id])),
         )
     };
-    if platform.plugin == "douyin" {
+    if platform.auth == Auth::Douyin {
         // The host refreshes the token once and the call succeeds.
         send("a").await.unwrap();
         env.sim.expire_douyin_tokens();
@@ -200,8 +267,8 @@ pub async fn an_expired_session_is_auth_expired_or_refreshed(platform: &Platform
 }
 
 pub async fn a_platform_5xx_is_transient(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     env.sim.inject(Fault::Status {
         api: Some(platform.send_api.into()),
         status: 502,
@@ -212,8 +279,8 @@ pub async fn a_platform_5xx_is_transient(platform: &Platform) {
 }
 
 pub async fn a_timeout_is_transient_unless_the_send_is_not_idempotent(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let idempotent = host
         .plugins()
         .into_iter()
@@ -238,8 +305,8 @@ pub async fn a_timeout_is_transient_unless_the_send_is_not_idempotent(platform: 
 }
 
 pub async fn rate_limiting_is_rate_limited(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     env.sim.inject(Fault::Body {
         api: Some(platform.send_api.into()),
         body: platform.rate_limited_body.into(),
@@ -250,8 +317,8 @@ pub async fn rate_limiting_is_rate_limited(platform: &Platform) {
 }
 
 pub async fn odd_answers_never_trap_the_adapter(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let bodies = [
         "",
         "null",
@@ -278,8 +345,8 @@ pub async fn odd_answers_never_trap_the_adapter(platform: &Platform) {
 }
 
 pub async fn query_returns_what_was_sent(platform: &Platform) {
-    let env = env().await;
-    let host = env.host().await;
+    let env = env(platform).await;
+    let host = host(&env, platform).await;
     let recipient = recipients(platform, &["王五"]).remove(0);
     host.send(
         platform.plugin,
@@ -343,15 +410,22 @@ macro_rules! conformance {
 }
 
 // Every adapter in the workspace. The `every_plugin_is_in_the_kit` test keeps this list honest.
-conformance!(TAOBAO, TMALL_NRT, ALSC, DOUYIN);
+conformance!(TAOBAO, TMALL_NRT, ALSC, DOUYIN, DOUYIN_JS);
 
 #[test]
 fn every_plugin_is_in_the_kit() {
-    let listed = [TAOBAO.plugin, TMALL_NRT.plugin, ALSC.plugin, DOUYIN.plugin];
-    for (crate_name, _) in coupon_host_tests::PLUGINS {
+    let listed = [
+        TAOBAO.plugin,
+        TMALL_NRT.plugin,
+        ALSC.plugin,
+        DOUYIN.plugin,
+        DOUYIN_JS.plugin,
+    ];
+    // Rust crates and JavaScript adapter folders alike.
+    for (name, _) in coupon_host_tests::PLUGINS {
         assert!(
-            listed.contains(&crate_name.replace('_', "-").as_str()),
-            "plugin crate {crate_name} is not in the conformance kit"
+            listed.contains(&name.replace('_', "-").as_str()),
+            "plugin {name} is not in the conformance kit"
         );
     }
 }

@@ -40,6 +40,9 @@ pub struct Options {
     pub retry: String,
     /// The body of `[storage]` (default: the SQLite file `state.db` in the env's folder).
     pub storage: String,
+    /// Also configure the JavaScript adapters (`douyin-js`, like `douyin`). Off by default, so
+    /// that only the tests about them load a ~12 MB component.
+    pub javascript: bool,
 }
 
 /// Retries as configured for tests unless a test says otherwise.
@@ -55,6 +58,7 @@ impl Default for Options {
             extra_toml: String::new(),
             retry: FAST_RETRY.to_owned(),
             storage: "path = \"state.db\"".to_owned(),
+            javascript: false,
         }
     }
 }
@@ -64,6 +68,21 @@ impl TestEnv {
         let sim = Sim::start(sim_config).await.expect("simulator starts");
         let dir = tempfile::tempdir().unwrap();
         let config_path = dir.path().join("coupon-host.toml");
+        // The Douyin adapters, in Rust and in JavaScript, are configured alike.
+        let douyin = |name: &str, component: &str| {
+            format!(
+                r#"[plugins.{name}]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
+retry = {{ {retry} }}
+"#,
+                origin = sim.base_url(),
+                retry = options.retry,
+            )
+        };
         let config = format!(
             r#"[storage]
 {storage}
@@ -97,22 +116,21 @@ limits = {{ http_timeout_ms = 2000 }}
 settings = {{ gateway = "{gateway}" }}
 retry = {{ {retry} }}
 
-[plugins.douyin]
-component = {douyin:?}
-allowed_hosts = [{origin:?}]
-auth = {{ scheme = "douyin", client_key = "tt-demo-key", client_secret_env = "{DOUYIN_SECRET_ENV}" }}
-limits = {{ http_timeout_ms = 2000 }}
-settings = {{ base_url = "{origin}", app_id = "tt-demo-app" }}
-retry = {{ {retry} }}
-
+{douyin}
+{douyin_js}
 {extra_toml}
 "#,
+            douyin = douyin("douyin", coupon_host_tests::DOUYIN),
+            douyin_js = if options.javascript {
+                douyin("douyin-js", coupon_host_tests::DOUYIN_JS)
+            } else {
+                String::new()
+            },
             extra_toml = options.extra_toml,
             storage = options.storage,
             retry = options.retry,
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,
-            douyin = coupon_host_tests::DOUYIN,
             cache = cache_dir().display().to_string(),
             component = coupon_host_tests::TAOBAO,
             origin = sim.base_url(),
