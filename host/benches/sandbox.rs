@@ -723,6 +723,7 @@ impl Native {
             quantity: 1,
             idempotency_key: key,
             options: Vec::new(),
+            account: "default".to_owned(),
         };
         let settings = |key: &str| self.settings.get(key).cloned();
         let mut answers = Vec::new();
@@ -1191,6 +1192,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
         quantity: 1,
         idempotency_key: "k".into(),
         options: Vec::new(),
+        account: "default".into(),
     };
     let native_once = || {
         let request = taobao::api::SendRequest {

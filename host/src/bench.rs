@@ -178,6 +178,7 @@ pub fn load_time(component: &Path, cache_dir: &Path) -> Result<Duration> {
 
 fn call(request: &SendRequest) -> SendCall {
     SendCall {
+        account: crate::store::DEFAULT_ACCOUNT.to_owned(),
         coupon: request.coupon.clone(),
         recipients: request.recipients.clone(),
         quantity: request.quantity,

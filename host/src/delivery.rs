@@ -418,6 +418,7 @@ impl Run<'_> {
                 }
 
                 let call = SendCall {
+                    account: self.account.name.clone(),
                     coupon: self.request.coupon.clone(),
                     recipients,
                     quantity: self.request.quantity,

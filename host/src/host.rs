@@ -185,42 +185,13 @@ impl Host {
         Ok(self.reload(config).await)
     }
 
-    async fn load_plugin(&self, name: &str, plugin_config: PluginConfig) -> Result<Plugin> {
+    async fn load_plugin(&self, name: &str, mut plugin_config: PluginConfig) -> Result<Plugin> {
         let runtime = &self.inner.runtime;
         let component = runtime.load(
             name,
             &plugin_config.component,
             plugin_config.sha256.as_deref(),
         )?;
-        let credential = plugin_config
-            .auth
-            .scheme
-            .credential(&plugin_config.auth.default_account);
-        let limiter = self
-            .inner
-            .limiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((
-                name.to_owned(),
-                credential.clone(),
-                plugin_config.limits.qps,
-                plugin_config.limits.burst,
-            ))
-            .or_insert_with(|| {
-                // Shared by every host on the storage: the platform counts the credential's
-                // requests, not one process's.
-                Arc::new(
-                    RateLimiter::new(plugin_config.limits.qps, plugin_config.limits.burst).shared(
-                        self.inner.storage.clone(),
-                        format!("{name}/{credential}"),
-                        self.inner.delivery.lease().holder.clone(),
-                        std::time::Duration::from_millis(plugin_config.limits.http_timeout_ms)
-                            + std::time::Duration::from_secs(5),
-                    ),
-                )
-            })
-            .clone();
         let transport = match &self.inner.transport {
             Some(transport) => transport.clone(),
             None => Arc::new(Network::new(
@@ -229,6 +200,29 @@ impl Host {
                     .for_plugin(plugin_config.allow_private_addresses),
             )),
         };
+        let holder: Arc<str> = self.inner.delivery.lease().holder.as_str().into();
+        // `describe` first, on a context of its own: what the adapter declares decides the
+        // plugin's limits.
+        let probe = Arc::new(PluginContext::new(
+            name.to_owned(),
+            plugin_config.clone(),
+            self.inner.storage.clone(),
+            transport.clone(),
+            Arc::new(RateLimiter::new(None, 1)),
+            holder.clone(),
+        ));
+        let describe = runtime.describe(&probe, &component).await?;
+        let component_path = plugin_config.component.clone();
+        let load_error = |reason: String| Error::Load {
+            plugin: name.to_owned(),
+            path: component_path.clone(),
+            reason,
+        };
+        if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
+            return Err(load_error("describe() must name at least one recipient kind and allow at least one recipient per call".to_owned()));
+        }
+        fit_to_declared(name, &mut plugin_config, &describe).map_err(load_error)?;
+        let limiter = self.limiter(name, &plugin_config);
         let auth = PluginAuth {
             plugin: name.to_owned(),
             scheme: plugin_config.auth.scheme.clone(),
@@ -247,18 +241,10 @@ impl Host {
                 self.inner.storage.clone(),
                 transport,
                 limiter,
-                self.inner.delivery.lease().holder.as_str().into(),
+                holder,
             )
             .with_refusals(refusals),
         );
-        let describe = runtime.describe(&context, &component).await?;
-        if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
-            return Err(Error::Load {
-                plugin: name.to_owned(),
-                path: context.config.component.clone(),
-                reason: "describe() must name at least one recipient kind and allow at least one recipient per call".to_owned(),
-            });
-        }
         let info = PluginInfo {
             name: name.to_owned(),
             component: context.config.component.clone(),
@@ -266,12 +252,41 @@ impl Host {
             contract: component.adapter.contract().to_owned(),
             describe,
         };
-        tracing::info!(plugin = %name, platform = %info.describe.platform, sha256 = %info.sha256, "plugin loaded");
+        tracing::info!(plugin = %name, platform = %info.describe.platform, contract = %info.contract, sha256 = %info.sha256, "plugin loaded");
         Ok(Plugin {
             context,
             component,
             info,
         })
+    }
+
+    /// The plugin's rate limiter: one per (plugin, credential, qps, burst), kept across reloads
+    /// and shared by every host on the storage (the platform counts the credential's requests,
+    /// not one process's).
+    fn limiter(&self, name: &str, config: &PluginConfig) -> Arc<RateLimiter> {
+        let credential = config.auth.scheme.credential(&config.auth.default_account);
+        self.inner
+            .limiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((
+                name.to_owned(),
+                credential.clone(),
+                config.limits.qps,
+                config.limits.burst,
+            ))
+            .or_insert_with(|| {
+                Arc::new(
+                    RateLimiter::new(config.limits.qps, config.limits.burst).shared(
+                        self.inner.storage.clone(),
+                        format!("{name}/{credential}"),
+                        self.inner.delivery.lease().holder.clone(),
+                        std::time::Duration::from_millis(config.limits.http_timeout_ms)
+                            + std::time::Duration::from_secs(5),
+                    ),
+                )
+            })
+            .clone()
     }
 
     fn read_plugins(&self) -> Arc<BTreeMap<String, Arc<Plugin>>> {
@@ -568,6 +583,49 @@ impl crate::campaign::Plugins for Lookup {
     fn enter(&self) -> Result<Box<dyn Send + 'static>> {
         Ok(Box::new(self.inner()?.calls.enter_owned()?))
     }
+}
+
+/// Holds a plugin's config to what its adapter declares (contract 0.2.0): the auth scheme must
+/// be the one the adapter expects, and `limits.qps` defaults to the platform's documented limit
+/// and may not exceed it.
+fn fit_to_declared(
+    name: &str,
+    config: &mut PluginConfig,
+    describe: &AdapterInfo,
+) -> std::result::Result<(), String> {
+    if let Some(expected) = &describe.auth_scheme {
+        let configured = config.auth.scheme();
+        if configured != expected {
+            return Err(format!(
+                "the adapter expects auth scheme {expected:?}, and plugins.{name}.auth {}",
+                if configured == "none" {
+                    "is not set".to_owned()
+                } else {
+                    format!("says {configured:?}")
+                }
+            ));
+        }
+    }
+    if let Some(platform) = describe.limits.qps {
+        match config.limits.qps {
+            None => {
+                tracing::info!(
+                    plugin = name,
+                    qps = platform,
+                    "limits.qps defaults to the platform's documented limit"
+                );
+                config.limits.qps = Some(platform);
+                config.limits.burst = (platform / 10).max(1);
+            }
+            Some(qps) if qps > platform => {
+                return Err(format!(
+                    "plugins.{name}.limits.qps is {qps}, above the {platform} requests a second the platform allows (the adapter declares it)"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 fn validate_key(key: &str) -> Result<()> {

@@ -55,6 +55,6 @@ pub use crate::error::{Error, Result, SandboxKill};
 pub use crate::host::{Host, ReloadReport};
 pub use crate::types::{
     AccountInfo, AccountSpec, AdapterError, AdapterInfo, Coupon, CouponState, ErrorClass,
-    IssuedCoupon, MAX_RECIPIENT_ID_BYTES, ParseRecipientError, PluginInfo, QueryRequest, Recipient,
-    RecipientFailure, RecipientKind, SendOutcome, SendRequest,
+    IssuedCoupon, MAX_RECIPIENT_ID_BYTES, ParseRecipientError, PlatformLimits, PluginInfo,
+    QueryRequest, Recipient, RecipientFailure, RecipientKind, SendOutcome, SendRequest,
 };

@@ -167,6 +167,8 @@ impl Plugin {
 /// A send as the adapter gets it: one batch.
 #[derive(Debug, Clone)]
 pub(crate) struct SendCall {
+    /// The account the call is made for (set by [`Runtime::send`]).
+    pub(crate) account: String,
     pub(crate) coupon: String,
     pub(crate) recipients: Vec<Recipient>,
     pub(crate) quantity: u32,

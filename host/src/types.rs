@@ -371,6 +371,21 @@ pub struct AdapterInfo {
     pub recipient_kinds: Vec<RecipientKind>,
     /// Operations it implements.
     pub operations: Vec<String>,
+    /// The auth scheme its requests need (`none`, `top`, `douyin`); contract 0.1.0 adapters do
+    /// not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_scheme: Option<String>,
+    /// The platform's documented limits, as the adapter declares them.
+    #[serde(default)]
+    pub limits: PlatformLimits,
+}
+
+/// What a platform documents about its limits ([`AdapterInfo::limits`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlatformLimits {
+    /// Requests per second allowed per credential, when documented.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qps: Option<u32>,
 }
 
 /// A loaded plugin, as `coupon-host plugins` lists it.

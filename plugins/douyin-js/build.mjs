@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { componentize } from '@bytecodealliance/componentize-js';
 
 /** The WIT folder and world of the contract (also named by the imports in src/adapter.js). */
-export const WIT = '../../wit/adapter@0.1.0';
+export const WIT = '../../wit/adapter@0.2.0';
 export const WORLD = 'plugin';
 
 const here = (path) => fileURLToPath(new URL(path, import.meta.url));

@@ -148,7 +148,7 @@ async fn a_component_that_is_not_an_adapter_is_one_line() {
         (
             "empty.wasm",
             b"\0asm\x0d\0\x01\0",
-            "does not export coupon:adapter/adapter@0.1.0",
+            "does not export coupon:adapter/adapter@0.2.0 or coupon:adapter/adapter@0.1.0",
         ),
     ];
     for (name, bytes, needle) in cases {

@@ -35,6 +35,8 @@ pub struct Platform {
     /// Built with componentize-js: configured only where asked for (`Options::javascript`), and
     /// compiled once for the whole run (see [`host`]).
     pub javascript: bool,
+    /// The contract version the component exports.
+    pub contract: &'static str,
 }
 
 const TOP_RATE_LIMITED: &str = r#"{"error_response":{"code":7,"msg":"App Call Limited","sub_code":"isv.access-limited-by-app-access-count","sub_msg":"This ban will last 1 more seconds","request_id":"conformance"}}"#;
@@ -49,6 +51,7 @@ pub const TAOBAO: Platform = Platform {
     rate_limited_body: TOP_RATE_LIMITED,
     auth: Auth::Top,
     javascript: false,
+    contract: "0.2.0",
 };
 
 pub const TMALL_NRT: Platform = Platform {
@@ -61,6 +64,7 @@ pub const TMALL_NRT: Platform = Platform {
     rate_limited_body: TOP_RATE_LIMITED,
     auth: Auth::Top,
     javascript: false,
+    contract: "0.2.0",
 };
 
 pub const ALSC: Platform = Platform {
@@ -73,6 +77,7 @@ pub const ALSC: Platform = Platform {
     rate_limited_body: TOP_RATE_LIMITED,
     auth: Auth::Top,
     javascript: false,
+    contract: "0.2.0",
 };
 
 const DOUYIN_RATE_LIMITED: &str =
@@ -88,6 +93,7 @@ pub const DOUYIN: Platform = Platform {
     rate_limited_body: DOUYIN_RATE_LIMITED,
     auth: Auth::Douyin,
     javascript: false,
+    contract: "0.2.0",
 };
 
 /// The Douyin adapter in JavaScript (plugins/douyin-js), configured like `douyin`.
@@ -95,6 +101,14 @@ pub const DOUYIN_JS: Platform = Platform {
     plugin: "douyin-js",
     javascript: true,
     ..DOUYIN
+};
+
+/// The Taobao adapter as built against contract 0.1.0 (tests/guests/taobao-v0-1): an adapter
+/// built before accounts, auth schemes and limits must keep passing the whole kit.
+pub const TAOBAO_V0_1: Platform = Platform {
+    plugin: "taobao-v0-1",
+    contract: "0.1.0",
+    ..TAOBAO
 };
 
 /// The classes a send ended with: the whole-request error's, or each failed recipient's.
@@ -151,6 +165,7 @@ async fn env(platform: &Platform) -> TestEnv {
 async fn env_with(platform: &Platform, options: Options) -> TestEnv {
     let options = Options {
         javascript: platform.javascript,
+        taobao_v0_1: platform.plugin == TAOBAO_V0_1.plugin,
         ..options
     };
     TestEnv::start(SimConfig::demo(), options).await
@@ -179,6 +194,15 @@ pub async fn describe_is_complete(platform: &Platform) {
             "{describe:?}"
         );
     }
+    let contract = format!("coupon:adapter/adapter@{}", platform.contract);
+    assert_eq!(info.contract, contract);
+    // From 0.2.0 an adapter names the auth scheme it needs; 0.1.0 had no place for it.
+    let scheme = match platform.auth {
+        Auth::Top => "top",
+        Auth::Douyin => "douyin",
+    };
+    let declared = (platform.contract != "0.1.0").then_some(scheme);
+    assert_eq!(describe.auth_scheme.as_deref(), declared, "{describe:?}");
 }
 
 pub async fn a_normal_send_issues(platform: &Platform) {
@@ -410,7 +434,7 @@ macro_rules! conformance {
 }
 
 // Every adapter in the workspace. The `every_plugin_is_in_the_kit` test keeps this list honest.
-conformance!(TAOBAO, TMALL_NRT, ALSC, DOUYIN, DOUYIN_JS);
+conformance!(TAOBAO, TMALL_NRT, ALSC, DOUYIN, DOUYIN_JS, TAOBAO_V0_1);
 
 #[test]
 fn every_plugin_is_in_the_kit() {

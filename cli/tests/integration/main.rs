@@ -18,3 +18,4 @@ mod serve;
 mod support;
 mod taobao;
 mod tidy;
+mod versions;

@@ -43,6 +43,9 @@ pub struct Options {
     /// Also configure the JavaScript adapters (`douyin-js`, like `douyin`). Off by default, so
     /// that only the tests about them load a ~12 MB component.
     pub javascript: bool,
+    /// Also configure `taobao-v0-1`, the Taobao adapter built against `wit/adapter@0.1.0`
+    /// (like `taobao`).
+    pub taobao_v0_1: bool,
 }
 
 /// Retries as configured for tests unless a test says otherwise.
@@ -59,6 +62,7 @@ impl Default for Options {
             retry: FAST_RETRY.to_owned(),
             storage: "path = \"state.db\"".to_owned(),
             javascript: false,
+            taobao_v0_1: false,
         }
     }
 }
@@ -83,6 +87,25 @@ retry = {{ {retry} }}
                 retry = options.retry,
             )
         };
+        // So are the Taobao adapters of both contract versions.
+        let taobao = |name: &str, component: &str| {
+            format!(
+                r#"[plugins.{name}]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}", oauth_token_url = "{origin}/token" }}
+limits = {{ timeout_ms = 10000, memory_mib = 64, http_timeout_ms = 2000 }}
+settings = {{ gateway = "{gateway}" }}
+retry = {{ {retry} }}
+{extra}
+"#,
+                origin = sim.base_url(),
+                sign_method = options.sign_method,
+                gateway = sim.top_gateway(),
+                retry = options.retry,
+                extra = options.extra_plugin_toml,
+            )
+        };
         let config = format!(
             r#"[storage]
 {storage}
@@ -91,14 +114,8 @@ retry = {{ {retry} }}
 cache_dir = {cache:?}
 max_instances = 16
 
-[plugins.taobao]
-component = {component:?}
-allowed_hosts = [{origin:?}]
-auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", session_env = "{SESSION_ENV}", sign_method = "{sign_method}", oauth_token_url = "{origin}/token" }}
-limits = {{ timeout_ms = 10000, memory_mib = 64, http_timeout_ms = 2000 }}
-settings = {{ gateway = "{gateway}" }}
-retry = {{ {retry} }}
-{extra}
+{taobao}
+{taobao_v0_1}
 
 [plugins.tmall-nrt]
 component = {tmall:?}
@@ -120,6 +137,12 @@ retry = {{ {retry} }}
 {douyin_js}
 {extra_toml}
 "#,
+            taobao = taobao("taobao", coupon_host_tests::TAOBAO),
+            taobao_v0_1 = if options.taobao_v0_1 {
+                taobao("taobao-v0-1", coupon_host_tests::GUEST_TAOBAO_V0_1)
+            } else {
+                String::new()
+            },
             douyin = douyin("douyin", coupon_host_tests::DOUYIN),
             douyin_js = if options.javascript {
                 douyin("douyin-js", coupon_host_tests::DOUYIN_JS)
@@ -132,11 +155,9 @@ retry = {{ {retry} }}
             tmall = coupon_host_tests::TMALL_NRT,
             alsc = coupon_host_tests::ALSC,
             cache = cache_dir().display().to_string(),
-            component = coupon_host_tests::TAOBAO,
             origin = sim.base_url(),
             sign_method = options.sign_method,
             gateway = sim.top_gateway(),
-            extra = options.extra_plugin_toml,
         );
         std::fs::write(&config_path, config).unwrap();
         TestEnv {

@@ -206,7 +206,7 @@ async fn describe_is_listed_with_the_component_digest() {
     assert!(!taobao.describe.idempotent_send);
     assert_eq!(taobao.describe.max_recipients_per_call, 100);
     assert_eq!(taobao.sha256.len(), 64);
-    assert_eq!(taobao.contract, "coupon:adapter/adapter@0.1.0");
+    assert_eq!(taobao.contract, "coupon:adapter/adapter@0.2.0");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,17 +6,18 @@
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store};
 
-use super::bindings::v0_1;
+use super::bindings::{v0_1, v0_2};
 use super::caps::HostState;
 use super::{Answer, Op, one_line};
 
 /// A component ready to instantiate, by the contract version it exports.
 pub(crate) enum Adapter {
     V0_1(v0_1::PluginPre<HostState>),
+    V0_2(v0_2::PluginPre<HostState>),
 }
 
 /// The exports of every version the host speaks, newest first.
-pub(crate) const CONTRACTS: &[&str] = &[v0_1::EXPORT];
+pub(crate) const CONTRACTS: &[&str] = &[v0_2::EXPORT, v0_1::EXPORT];
 
 impl Adapter {
     /// Finds the contract `component` exports, checks it imports only what `linker` provides,
@@ -37,6 +38,11 @@ impl Adapter {
                 .instantiate_pre(component)
                 .map_err(|e| not_an_adapter(one_line(&e)))
         };
+        if exports.iter().any(|name| name == v0_2::EXPORT) {
+            let pre =
+                v0_2::PluginPre::new(pre(component)?).map_err(|e| not_an_adapter(one_line(&e)))?;
+            return Ok(Adapter::V0_2(pre));
+        }
         if exports.iter().any(|name| name == v0_1::EXPORT) {
             let pre =
                 v0_1::PluginPre::new(pre(component)?).map_err(|e| not_an_adapter(one_line(&e)))?;
@@ -52,6 +58,7 @@ impl Adapter {
     pub(crate) fn contract(&self) -> &'static str {
         match self {
             Adapter::V0_1(_) => v0_1::EXPORT,
+            Adapter::V0_2(_) => v0_2::EXPORT,
         }
     }
 
@@ -61,9 +68,11 @@ impl Adapter {
         store: &mut Store<HostState>,
         op: Op,
     ) -> wasmtime::Result<Answer> {
-        match self {
-            Adapter::V0_1(pre) => {
-                let instance = pre.instantiate_async(&mut *store).await?;
+        // The same calls for every version: only the generated types differ, and `convert.rs`
+        // converts each version's.
+        macro_rules! run {
+            ($pre:expr) => {{
+                let instance = $pre.instantiate_async(&mut *store).await?;
                 store.data_mut().instantiated = true;
                 let adapter = instance.coupon_adapter_adapter();
                 Ok(match op {
@@ -85,7 +94,11 @@ impl Adapter {
                             .map_err(Into::into),
                     ),
                 })
-            }
+            }};
+        }
+        match self {
+            Adapter::V0_1(pre) => run!(pre),
+            Adapter::V0_2(pre) => run!(pre),
         }
     }
 }
@@ -94,6 +107,7 @@ impl Adapter {
 #[cfg(feature = "bench")]
 pub(crate) enum Kept {
     V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
 }
 
 #[cfg(feature = "bench")]
@@ -102,6 +116,7 @@ impl Adapter {
     pub(crate) async fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Kept> {
         match self {
             Adapter::V0_1(pre) => Ok(Kept::V0_1(pre.instantiate_async(store).await?)),
+            Adapter::V0_2(pre) => Ok(Kept::V0_2(pre.instantiate_async(store).await?)),
         }
     }
 }
@@ -120,6 +135,12 @@ impl Kept {
                 .await?
                 .map(Into::into)
                 .map_err(Into::into)),
+            Kept::V0_2(plugin) => Ok(plugin
+                .coupon_adapter_adapter()
+                .call_send_coupon(store, &call.into())
+                .await?
+                .map(Into::into)
+                .map_err(Into::into)),
         }
     }
 
@@ -130,6 +151,12 @@ impl Kept {
     ) -> wasmtime::Result<Result<Vec<crate::types::Coupon>, crate::types::AdapterError>> {
         match self {
             Kept::V0_1(plugin) => Ok(plugin
+                .coupon_adapter_adapter()
+                .call_query_coupons(store, &request.into())
+                .await?
+                .map(|coupons| coupons.into_iter().map(Into::into).collect())
+                .map_err(Into::into)),
+            Kept::V0_2(plugin) => Ok(plugin
                 .coupon_adapter_adapter()
                 .call_query_coupons(store, &request.into())
                 .await?

@@ -4,6 +4,7 @@
 //! Besides these, a guest gets WASI with nothing in it: no preopened directories, no environment,
 //! no arguments, no sockets, stdio discarded.
 
+mod compat;
 pub(crate) mod http;
 pub(crate) mod kv;
 pub(crate) mod log;
@@ -15,7 +16,7 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::PluginContext;
-use super::bindings::latest;
+use super::bindings::{latest, v0_1};
 use crate::auth::Account;
 use crate::secret::Secret;
 use crate::store::Scope;
@@ -115,14 +116,17 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 }
 
-/// Links WASI (empty) and every coupon capability. Nothing else is reachable from a guest.
+/// Links WASI (empty) and every coupon capability, under the names of every contract version
+/// the host speaks. Nothing else is reachable from a guest.
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     latest::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
+    v0_1::Plugin::add_to_linker::<HostState, HasSelf<HostState>>(linker, |state| state)?;
     Ok(())
 }
 
 impl latest::coupon::adapter::types::Host for HostState {}
+impl v0_1::coupon::adapter::types::Host for HostState {}
 
 impl HostState {
     /// Every secret this call's requests may carry, for redaction.

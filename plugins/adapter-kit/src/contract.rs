@@ -1,4 +1,4 @@
-//! The adapter contract (`wit/adapter@0.1.0` `types`) as plain Rust types.
+//! The adapter contract (`wit/adapter@0.2.0` `types`) as plain Rust types.
 //!
 //! wit-bindgen generates the WIT records inside each component crate, so code shared between
 //! adapters cannot name them. These mirrors carry the same fields; an adapter's `api.rs` works on
@@ -108,6 +108,34 @@ pub struct AdapterInfo {
     pub recipient_kinds: &'static [RecipientKind],
     /// Operations implemented: `send-coupon`, `query-coupons`.
     pub operations: &'static [&'static str],
+    /// How the host must authenticate the adapter's requests (0.2.0).
+    pub auth_scheme: AuthScheme,
+    /// What the platform documents about its limits (0.2.0).
+    pub limits: PlatformLimits,
+}
+
+/// The WIT `auth-scheme`: how the host authenticates an adapter's requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthScheme {
+    /// Requests go out as the adapter built them.
+    None,
+    /// TOP system parameters and signature.
+    Top,
+    /// A Douyin client token in the `access-token` header.
+    Douyin,
+}
+
+/// The WIT `platform-limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlatformLimits {
+    /// Requests per second the platform allows per credential, when it documents it. The host's
+    /// `limits.qps` defaults to it and refuses a higher value.
+    pub qps: Option<u32>,
+}
+
+impl PlatformLimits {
+    /// A platform that documents no limit.
+    pub const UNDOCUMENTED: Self = Self { qps: None };
 }
 
 /// The WIT `send-request`.
@@ -123,6 +151,9 @@ pub struct SendRequest {
     pub idempotency_key: String,
     /// Per-call overrides of the plugin's settings (`--option KEY=VALUE`).
     pub options: Vec<(String, String)>,
+    /// The account (merchant) the send is for; empty from a 0.1.0 host binding. For logs and
+    /// platform idempotency ids only: the host holds the credentials.
+    pub account: String,
 }
 
 /// What the platform said about a coupon it issued: the WIT `issued-coupon` less its recipient.

@@ -6,11 +6,14 @@
 /// module too, where `http` names the `signed-http` import and `t` the WIT `types`: that is how
 /// a platform family adds its `send` (`top_common::wit_glue!` adds the TOP form POST).
 ///
-/// Invoke it at the crate root, after `wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0",
-/// world: "plugin" })`, whose `coupon::adapter::{signed_http, types}` modules it uses:
+/// Invoke it at the crate root, after `wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0",
+/// world: "plugin" })`, whose `coupon::adapter::{signed_http, types}` modules it uses. A crate
+/// still generated from `wit/adapter@0.1.0` writes `adapter_kit::wit_glue!(@v0_1)`: its sends
+/// carry an empty `account`, and its `describe` drops the auth scheme and limits 0.1.0 has no
+/// place for.
 ///
 /// ```text
-/// wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+/// wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0", world: "plugin" });
 /// adapter_kit::wit_glue!();
 ///
 /// impl Guest for MyAdapter {
@@ -31,7 +34,42 @@
 /// natively; this glue is exercised by the host's integration tests.
 #[macro_export]
 macro_rules! wit_glue {
-    ($($extra:item)*) => {
+    // A crate generated from `wit/adapter@0.1.0`: no account, no auth scheme, no limits.
+    (@v0_1 $($extra:item)*) => {
+        $crate::wit_glue! {
+            @module [
+                pub(crate) fn info_to_wit(info: &c::AdapterInfo) -> t::AdapterInfo {
+                    let kinds = info.recipient_kinds.iter().map(|kind| match kind {
+                        c::RecipientKind::Nick => t::RecipientKind::Nick,
+                        c::RecipientKind::OpenId => t::RecipientKind::OpenId,
+                        c::RecipientKind::CustomerId => t::RecipientKind::CustomerId,
+                    });
+                    t::AdapterInfo {
+                        platform: info.platform.into(),
+                        version: info.version.into(),
+                        max_recipients_per_call: info.max_recipients_per_call,
+                        idempotent_send: info.idempotent_send,
+                        recipient_kinds: kinds.collect(),
+                        operations: info.operations.iter().map(|op| (*op).into()).collect(),
+                    }
+                }
+                pub(crate) fn send_request_from_wit(req: t::SendRequest) -> c::SendRequest {
+                    let recipients = req.recipients.into_iter().map(recipient_from_wit).collect();
+                    c::SendRequest {
+                        coupon: req.coupon,
+                        recipients,
+                        quantity: req.quantity,
+                        idempotency_key: req.idempotency_key,
+                        options: req.options,
+                        // 0.1.0 sends carry no account.
+                        account: ::std::string::String::new(),
+                    }
+                }
+            ]
+            $($extra)*
+        }
+    };
+    (@module [$($versioned:item)*] $($extra:item)*) => {
         /// Conversions between the WIT records and `adapter_kit::contract` (written by
         /// `adapter_kit::wit_glue!`).
         #[allow(dead_code, reason = "an adapter uses the conversions its operations need")]
@@ -52,23 +90,9 @@ macro_rules! wit_glue {
                 }
             }
 
-            $($extra)*
+            $($versioned)*
 
-            pub(crate) fn info_to_wit(info: &c::AdapterInfo) -> t::AdapterInfo {
-                let kinds = info.recipient_kinds.iter().map(|kind| match kind {
-                    c::RecipientKind::Nick => t::RecipientKind::Nick,
-                    c::RecipientKind::OpenId => t::RecipientKind::OpenId,
-                    c::RecipientKind::CustomerId => t::RecipientKind::CustomerId,
-                });
-                t::AdapterInfo {
-                    platform: info.platform.into(),
-                    version: info.version.into(),
-                    max_recipients_per_call: info.max_recipients_per_call,
-                    idempotent_send: info.idempotent_send,
-                    recipient_kinds: kinds.collect(),
-                    operations: info.operations.iter().map(|op| (*op).into()).collect(),
-                }
-            }
+            $($extra)*
 
             pub(crate) fn recipient_from_wit(recipient: t::Recipient) -> c::Recipient {
                 match recipient {
@@ -83,17 +107,6 @@ macro_rules! wit_glue {
                     c::Recipient::Nick(v) => t::Recipient::Nick(v),
                     c::Recipient::OpenId(v) => t::Recipient::OpenId(v),
                     c::Recipient::CustomerId(v) => t::Recipient::CustomerId(v),
-                }
-            }
-
-            pub(crate) fn send_request_from_wit(req: t::SendRequest) -> c::SendRequest {
-                let recipients = req.recipients.into_iter().map(recipient_from_wit).collect();
-                c::SendRequest {
-                    coupon: req.coupon,
-                    recipients,
-                    quantity: req.quantity,
-                    idempotency_key: req.idempotency_key,
-                    options: req.options,
                 }
             }
 
@@ -159,6 +172,46 @@ macro_rules! wit_glue {
                     claim_url: coupon.claim_url,
                 }
             }
+        }
+    };
+    // The current contract, `wit/adapter@0.2.0`.
+    ($($extra:item)*) => {
+        $crate::wit_glue! {
+            @module [
+                pub(crate) fn info_to_wit(info: &c::AdapterInfo) -> t::AdapterInfo {
+                    let kinds = info.recipient_kinds.iter().map(|kind| match kind {
+                        c::RecipientKind::Nick => t::RecipientKind::Nick,
+                        c::RecipientKind::OpenId => t::RecipientKind::OpenId,
+                        c::RecipientKind::CustomerId => t::RecipientKind::CustomerId,
+                    });
+                    t::AdapterInfo {
+                        platform: info.platform.into(),
+                        version: info.version.into(),
+                        max_recipients_per_call: info.max_recipients_per_call,
+                        idempotent_send: info.idempotent_send,
+                        recipient_kinds: kinds.collect(),
+                        operations: info.operations.iter().map(|op| (*op).into()).collect(),
+                        auth_scheme: match info.auth_scheme {
+                            c::AuthScheme::None => t::AuthScheme::None,
+                            c::AuthScheme::Top => t::AuthScheme::Top,
+                            c::AuthScheme::Douyin => t::AuthScheme::Douyin,
+                        },
+                        limits: t::PlatformLimits { qps: info.limits.qps },
+                    }
+                }
+                pub(crate) fn send_request_from_wit(req: t::SendRequest) -> c::SendRequest {
+                    let recipients = req.recipients.into_iter().map(recipient_from_wit).collect();
+                    c::SendRequest {
+                        coupon: req.coupon,
+                        recipients,
+                        quantity: req.quantity,
+                        idempotency_key: req.idempotency_key,
+                        options: req.options,
+                        account: req.account,
+                    }
+                }
+            ]
+            $($extra)*
         }
     };
 }

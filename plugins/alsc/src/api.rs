@@ -16,7 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 use top_common::contract::{
-    AdapterInfo, Coupon, CouponState, IssuedCoupon, Outcome, Recipient, RecipientKind, SendRequest,
+    AdapterInfo, AuthScheme, Coupon, CouponState, IssuedCoupon, Outcome, PlatformLimits, Recipient,
+    RecipientKind, SendRequest,
 };
 use top_common::{
     ErrorClass, Field, HttpError, HttpRequest, HttpResponse, Idempotence, Lookup, Obj,
@@ -37,6 +38,9 @@ pub const INFO: AdapterInfo = AdapterInfo {
     idempotent_send: true,
     recipient_kinds: &[RecipientKind::CustomerId],
     operations: &["send-coupon", "query-coupons"],
+    auth_scheme: AuthScheme::Top,
+    // TOP limits per app key and API by contract, not in the API pages: `limits.qps` says it.
+    limits: PlatformLimits::UNDOCUMENTED,
 };
 
 /// The TOP API behind `send-coupon`.

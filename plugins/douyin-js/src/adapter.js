@@ -2,9 +2,9 @@
 // holds every decision and is tested with `node --test`.
 //
 // The import specifiers name the contract version; build.mjs names the same version's WIT folder.
-import { send } from 'coupon:adapter/signed-http@0.1.0';
-import { get } from 'coupon:adapter/settings@0.1.0';
-import { log } from 'coupon:adapter/log@0.1.0';
+import { send } from 'coupon:adapter/signed-http@0.2.0';
+import { get } from 'coupon:adapter/settings@0.2.0';
+import { log } from 'coupon:adapter/log@0.2.0';
 
 import * as api from './api.js';
 
@@ -56,6 +56,7 @@ export const adapter = {
       ...api.INFO,
       recipientKinds: [...api.INFO.recipientKinds],
       operations: [...api.INFO.operations],
+      limits: { ...api.INFO.limits },
     };
   },
 

@@ -37,6 +37,8 @@ export const QUERY_PATH = '/api/promotion/v1/coupon/get_coupon_receive_info/';
 export const MAX_QUANTITY = 10;
 /** `coupon_status` 10 (待使用): the only value the query page documents. */
 export const QUERY_COUPON_STATUS = 10;
+/** `send_coupon_to_designated_user`: "接口QPS限制为100/appid" (the send API page). */
+export const QPS_PER_APP = 100;
 /** How long to wait after the platform said "too frequent" (29005012, 28003018). */
 export const RATE_LIMIT_RETRY_AFTER_MS = 1000;
 
@@ -48,6 +50,8 @@ export const INFO = Object.freeze({
   idempotentSend: IDEMPOTENT_SEND,
   recipientKinds: ['open-id'],
   operations: OPERATIONS,
+  authScheme: 'douyin',
+  limits: Object.freeze({ qps: QPS_PER_APP }),
 });
 
 /**

@@ -116,6 +116,8 @@ test('describes the adapter like the Rust one', () => {
     idempotentSend: true,
     recipientKinds: ['open-id'],
     operations: ['send-coupon', 'query-coupons'],
+    authScheme: 'douyin',
+    limits: { qps: 100 },
   });
 });
 

@@ -54,6 +54,8 @@ pub const QUERY_PATH: &str = "/api/promotion/v1/coupon/get_coupon_receive_info/"
 pub const MAX_QUANTITY: u32 = 10;
 /// `coupon_status` 10 (待使用): the only value the query page documents.
 pub const QUERY_COUPON_STATUS: u32 = 10;
+/// `send_coupon_to_designated_user`: "接口QPS限制为100/appid" (the send API page).
+pub const QPS_PER_APP: u32 = 100;
 /// How long to wait after the platform said "too frequent" (29005012, 28003018).
 pub const RATE_LIMIT_RETRY_AFTER_MS: u32 = 1000;
 

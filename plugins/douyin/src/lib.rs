@@ -5,7 +5,7 @@
     reason = "wit-bindgen's generate!/export! emit the canonical-ABI glue as unsafe code; api.rs forbids unsafe"
 )]
 
-wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0", world: "plugin" });
 // The conversions between the WIT records and adapter-kit's plain types, plus `glue::send`.
 adapter_kit::wit_glue! {
     /// Every call is a JSON POST; the host adds the `access-token` header.
@@ -40,6 +40,10 @@ const INFO: c::AdapterInfo = c::AdapterInfo {
     idempotent_send: api::IDEMPOTENT_SEND,
     recipient_kinds: &[c::RecipientKind::OpenId],
     operations: &api::OPERATIONS,
+    auth_scheme: c::AuthScheme::Douyin,
+    limits: c::PlatformLimits {
+        qps: Some(api::QPS_PER_APP),
+    },
 };
 
 /// The exported `coupon:adapter/adapter` implementation.

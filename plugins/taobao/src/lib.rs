@@ -5,7 +5,7 @@
     reason = "wit-bindgen's generate!/export! emit the canonical-ABI glue as unsafe code; api.rs forbids unsafe"
 )]
 
-wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0", world: "plugin" });
 // The conversions between the WIT records and top-common's plain types, and `glue::send`.
 top_common::wit_glue!();
 
@@ -23,6 +23,9 @@ const INFO: c::AdapterInfo = c::AdapterInfo {
     idempotent_send: api::IDEMPOTENT_SEND,
     recipient_kinds: &[c::RecipientKind::Nick, c::RecipientKind::OpenId],
     operations: &api::OPERATIONS,
+    auth_scheme: c::AuthScheme::Top,
+    // TOP limits per app key and API by contract, not in the API pages: `limits.qps` says it.
+    limits: c::PlatformLimits::UNDOCUMENTED,
 };
 
 /// The exported `coupon:adapter/adapter` implementation.

@@ -5,7 +5,7 @@
     reason = "wit-bindgen's generate!/export! emit the canonical-ABI glue as unsafe code; api.rs forbids unsafe"
 )]
 
-wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0", world: "plugin" });
 // The conversions between the WIT records and top-common's plain types, and `glue::send`.
 top_common::wit_glue!();
 

@@ -4,11 +4,12 @@
 /// writes (conversions between the WIT records and [`crate::contract`]), plus `send`, the
 /// `signed-http` call of a TOP API as a closure-friendly function.
 ///
-/// Invoke it at the crate root, after `wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0",
-/// world: "plugin" })`:
+/// Invoke it at the crate root, after `wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0",
+/// world: "plugin" })`; `top_common::wit_glue!(@v0_1)` after a 0.1.0 `generate!` (see
+/// `adapter_kit::wit_glue!`):
 ///
 /// ```text
-/// wit_bindgen::generate!({ path: "../../wit/adapter@0.1.0", world: "plugin" });
+/// wit_bindgen::generate!({ path: "../../wit/adapter@0.2.0", world: "plugin" });
 /// top_common::wit_glue!();
 ///
 /// impl Guest for MyAdapter {
@@ -26,8 +27,9 @@
 /// ```
 #[macro_export]
 macro_rules! wit_glue {
-    () => {
+    ($(@$version:ident)?) => {
         $crate::__adapter_kit::wit_glue! {
+            $(@$version)?
             /// Every TOP call is a signed form POST: the host adds and signs the system
             /// parameters (written by `top_common::wit_glue!`).
             pub(crate) fn send(

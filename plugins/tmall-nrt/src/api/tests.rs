@@ -58,6 +58,7 @@ fn request(recipients: Vec<Recipient>) -> SendRequest {
         quantity: 1,
         idempotency_key: KEY.to_owned(),
         options: Vec::new(),
+        account: "default".to_owned(),
     }
 }
 
