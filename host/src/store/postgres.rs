@@ -640,6 +640,125 @@ mod tests {
         assert_eq!(versions, (1..=schema::VERSION).collect::<Vec<_>>());
     }
 
+    /// Two hosts on one schema: two backends, each with its own pool.
+    async fn two_hosts() -> Option<([Arc<Postgres>; 2], SchemaGuard)> {
+        let (options, guard) = scratch().await?;
+        let first = Postgres::open(&options).await.unwrap();
+        let second = Postgres::open(&options).await.unwrap();
+        Some(([Arc::new(first), Arc::new(second)], guard))
+    }
+
+    /// Many admissions at once from two hosts: the window never holds more than `qps`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hosts_admitting_together_never_exceed_the_window() {
+        let Some((hosts, _guard)) = two_hosts().await else {
+            return;
+        };
+        let now = now_ms();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let host = hosts[i % 2].clone();
+                tokio::spawn(async move {
+                    host.pace_admit("app", 10, 60_000, "h", now, now + 60_000)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut granted = Vec::new();
+        for task in tasks {
+            if let Admission::Granted(id) = task.await.unwrap() {
+                granted.push(id);
+            }
+        }
+        granted.sort_unstable();
+        granted.dedup();
+        assert_eq!(granted.len(), 10, "{granted:?}");
+    }
+
+    /// Two hosts claiming one campaign's batches at once: each batch goes to one claimer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hosts_claiming_together_get_each_batch_once() {
+        let Some((hosts, _guard)) = two_hosts().await else {
+            return;
+        };
+        let record = CampaignRecord {
+            id: "c".into(),
+            scope: Scope::new("p", DEFAULT_ACCOUNT),
+            coupon: "1".into(),
+            quantity: 1,
+            options: Vec::new(),
+            source: "list.txt".into(),
+            source_sha256: "ab".repeat(32),
+            total_lines: 40,
+            batch_size: 1,
+        };
+        hosts[0].campaign_open(&record).await.unwrap();
+        for index in 0..40 {
+            hosts[1].campaign_queue("c", index).await.unwrap();
+        }
+        hosts[0].campaign_enqueued("c").await.unwrap();
+        let tasks: Vec<_> = (0..8)
+            .map(|i| {
+                let host = hosts[i % 2].clone();
+                tokio::spawn(async move {
+                    let mut claimed = Vec::new();
+                    let holder = format!("w{i}");
+                    let far = now_ms() + 60_000;
+                    while let Claim::Batch(batch) =
+                        host.campaign_claim(Some("c"), &holder, far).await.unwrap()
+                    {
+                        claimed.push(batch.index);
+                    }
+                    claimed
+                })
+            })
+            .collect();
+        let mut claimed = Vec::new();
+        for task in tasks {
+            claimed.extend(task.await.unwrap());
+        }
+        claimed.sort_unstable();
+        assert_eq!(claimed, (0..40).collect::<Vec<u64>>());
+    }
+
+    /// Two hosts beginning one new send at once: one opens it, the others find it busy.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn hosts_beginning_one_send_together_open_it_once() {
+        let Some((hosts, _guard)) = two_hosts().await else {
+            return;
+        };
+        let send = SendKey {
+            scope: Scope::new("p", DEFAULT_ACCOUNT),
+            key: "k".into(),
+        };
+        let recipients = vec![crate::types::Recipient::Nick("n".into())];
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let (host, send, recipients) =
+                    (hosts[i % 2].clone(), send.clone(), recipients.clone());
+                tokio::spawn(async move {
+                    let lease = Lease {
+                        holder: format!("h{i}"),
+                        ttl_ms: 60_000,
+                    };
+                    host.journal_begin(&send, "fp", &recipients, 1, &lease)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let (mut new, mut busy) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Begin::New { .. } => new += 1,
+                Begin::Busy { .. } => busy += 1,
+                other => panic!("expected new or busy, got {other:?}"),
+            }
+        }
+        assert_eq!((new, busy), (1, 9));
+    }
+
     /// The URL (password included) never shows: not in a connection error, not in a parse
     /// error, not in `Debug`. (No server needed: nothing listens on port 1.)
     #[tokio::test]
