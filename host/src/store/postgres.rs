@@ -483,15 +483,31 @@ mod tests {
         }
     }
 
-    /// Drops its schema, and everything in it, when dropped (a test that fails too).
+    /// `url` with a connection parameter added (a later one wins over one the URL has).
+    fn with_param(url: &str, key: &str, value: &str) -> String {
+        match (url.contains("://"), url.contains('?')) {
+            (true, true) => format!("{url}&{key}={value}"),
+            (true, false) => format!("{url}?{key}={value}"),
+            (false, _) => format!("{url} {key}={value}"),
+        }
+    }
+
+    /// Drops its schema, and everything in it, when dropped (a test that fails too), then the
+    /// roles a test made.
     pub(super) struct SchemaGuard {
         url: String,
         schema: String,
+        roles: Vec<String>,
     }
 
     impl Drop for SchemaGuard {
         fn drop(&mut self) {
             let (url, schema) = (self.url.clone(), self.schema.clone());
+            let roles: String = self
+                .roles
+                .iter()
+                .map(|role| format!("; DROP ROLE IF EXISTS {role}"))
+                .collect();
             // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its
             // own, with a runtime of its own, drops the schema. The test's own sessions (tagged
             // with the schema's name) are ended first: blocked here, the test's runtime cannot
@@ -517,7 +533,8 @@ mod tests {
                         .map_err(|e| crate::error::full_message(&e))?;
                     client
                         .batch_execute(&format!(
-                            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE"
+                            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE\
+                             {roles}"
                         ))
                         .await
                         .map_err(|e| crate::error::full_message(&e))
@@ -553,11 +570,7 @@ mod tests {
         }
         let schema = format!("coupon_test_{:016x}", rand::random::<u64>());
         // The backend's sessions carry the schema's name, for the guard to find them.
-        let tagged = match (url.contains("://"), url.contains('?')) {
-            (true, true) => format!("{url}&application_name={schema}"),
-            (true, false) => format!("{url}?application_name={schema}"),
-            (false, _) => format!("{url} application_name={schema}"),
-        };
+        let tagged = with_param(&url, "application_name", &schema);
         let mut table = toml::Table::new();
         table.insert("url_env".into(), URL_VAR.into());
         table.insert("schema".into(), schema.clone().into());
@@ -567,7 +580,14 @@ mod tests {
             base: std::env::temp_dir(),
             secrets: [("url_env".to_owned(), Secret::new(tagged))].into(),
         };
-        Some((options, SchemaGuard { url, schema }))
+        Some((
+            options,
+            SchemaGuard {
+                url,
+                schema,
+                roles: Vec::new(),
+            },
+        ))
     }
 
     crate::store::suite::storage_suite!(async {
@@ -638,6 +658,55 @@ mod tests {
             .map(|row| row.get(0))
             .collect();
         assert_eq!(versions, (1..=schema::VERSION).collect::<Vec<_>>());
+    }
+
+    /// Once migrated, a schema opens and works for a role that may only use its rows: a host
+    /// needs no right to create anything unless a migration is due.
+    #[tokio::test]
+    async fn a_role_that_may_not_create_opens_a_migrated_schema() {
+        let Some((mut options, mut guard)) = scratch().await else {
+            return;
+        };
+        drop(Postgres::open(&options).await.unwrap());
+        let (schema, role) = (guard.schema.clone(), format!("{}_rw", guard.schema));
+        guard.roles.push(role.clone());
+        client(&schema)
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {role} LOGIN;
+                 GRANT USAGE ON SCHEMA {schema} TO {role};
+                 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+            ))
+            .await
+            .unwrap();
+        let url = options.secret("url_env").unwrap().expose().to_owned();
+        options.secrets.insert(
+            "url_env".into(),
+            Secret::new(with_param(&url, "user", &role)),
+        );
+        let storage = Postgres::open(&options).await.expect("the role opens it");
+        let scope = Scope::new("p", DEFAULT_ACCOUNT);
+        storage
+            .kv_set(&scope, "k", b"v", None, &KvQuota::default())
+            .await
+            .unwrap();
+        let now = now_ms();
+        assert!(matches!(
+            storage
+                .pace_admit("app", 1, 1000, "h", now, now + 1000)
+                .await,
+            Ok(Admission::Granted(_))
+        ));
+        // The same role may not create: a schema it has to migrate is refused with the cause.
+        let mut fresh = options.clone();
+        fresh
+            .table
+            .insert("schema".into(), format!("{schema}_new").into());
+        let refused = match Postgres::open(&fresh).await {
+            Err(error) => crate::error::full_message(&error),
+            Ok(_) => panic!("a role that may not create made a schema"),
+        };
+        assert!(refused.contains("permission denied"), "{refused}");
     }
 
     /// Two hosts on one schema: two backends, each with its own pool.

@@ -103,14 +103,31 @@ pub(crate) async fn migrate(conn: &mut Object, schema: &str) -> Result<()> {
         tx.execute(LOCK, &[&(LockClass::Migrations as i32), &key])
             .await
             .doing("cannot take the migration lock")?;
-        // `schema` is checked (lowercase letters, digits, `_`), so it can stand in the SQL.
-        tx.batch_execute(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {schema};
-             CREATE TABLE IF NOT EXISTS {schema}.schema_version (
-                 version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL);"
-        ))
-        .await
-        .doing(&format!("cannot create the schema {schema}"))?;
+        // Created only when missing: a host whose role may not create anything opens a schema
+        // already migrated. (`schema` is checked: lowercase letters, digits and `_`, so it can
+        // stand in the SQL.)
+        let found = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
+                        to_regclass($2) IS NOT NULL",
+                &[&schema, &format!("{schema}.schema_version")],
+            )
+            .await
+            .doing("cannot read the schema version")?;
+        let (has_schema, has_versions): (bool, bool) = (found.get(0), found.get(1));
+        if !has_schema {
+            tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .doing(&format!("cannot create the schema {schema}"))?;
+        }
+        if !has_versions {
+            tx.batch_execute(&format!(
+                "CREATE TABLE {schema}.schema_version (
+                     version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+            ))
+            .await
+            .doing("cannot create the schema_version table")?;
+        }
         let version: i64 = tx
             .query_one(
                 &format!("SELECT COALESCE(MAX(version), 0) FROM {schema}.schema_version"),
