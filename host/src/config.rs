@@ -461,12 +461,24 @@ impl Config {
                 }
             };
             (kind.check)(&table).map_err(|(key, why)| locator.at(&["storage", &key], why))?;
+            // A key ending in `_env` names the environment variable that holds a secret (the
+            // PostgreSQL URL, password included), as in `[plugins.*.auth]`: it is read now, so a
+            // variable not set fails the load, and the backend gets the value as a `Secret`.
+            let mut secrets = BTreeMap::new();
+            for (key, value) in &table {
+                if let (true, Some(var)) = (key.ends_with("_env"), value.as_str()) {
+                    let secret = crate::secret::read_secret(var, env)
+                        .map_err(|why| locator.at(&["storage", key], why))?;
+                    secrets.insert(key.clone(), secret);
+                }
+            }
             StorageConfig {
                 backend,
                 lease_ms,
                 options: crate::store::Options {
                     table,
                     base: base.clone(),
+                    secrets,
                 },
             }
         };
@@ -1001,6 +1013,7 @@ mod tests {
         let env = |name: &str| match name {
             "SECRET" => Some("s3cret-value".to_owned()),
             "SESSION" => Some("sess-value".to_owned()),
+            "FLEET_DB" => Some("postgres://coupon:db-pass-123@db.internal/coupons".to_owned()),
             _ => None,
         };
         Config::parse(text, Path::new("test.toml"), &dir, &env)
@@ -1160,7 +1173,7 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         assert_eq!(config.storage.backend, "sqlite");
         assert_eq!(
             error(&with("backend = \"mongo\"")),
-            "test.toml:2: storage.backend: unknown backend \"mongo\": use one of \"sqlite\""
+            "test.toml:2: storage.backend: unknown backend \"mongo\": use one of \"sqlite\", \"postgres\""
         );
         let typo = error(&with("pth = \"state.db\""));
         assert!(
@@ -1171,6 +1184,48 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         assert!(
             wrong.starts_with("test.toml:2: storage.path: must be a string"),
             "{wrong}"
+        );
+    }
+
+    #[test]
+    fn the_postgres_url_is_read_from_the_variable_url_env_names() {
+        let with = |storage: &str| format!("[storage]\nbackend = \"postgres\"\n{storage}\n{GOOD}");
+        let config = parse(&with(
+            "url_env = \"FLEET_DB\"\npool_size = 4\nschema = \"fleet\"",
+        ))
+        .unwrap();
+        assert_eq!(config.storage.backend, "postgres");
+        assert_eq!(
+            config
+                .storage
+                .options
+                .secret("url_env")
+                .map(crate::secret::Secret::expose),
+            Some("postgres://coupon:db-pass-123@db.internal/coupons")
+        );
+        assert!(!format!("{config:?}").contains("db-pass-123"));
+        assert_eq!(
+            error(&with("url_env = \"NOT_SET_ANYWHERE\"")),
+            "test.toml:3: storage.url_env: environment variable NOT_SET_ANYWHERE is not set"
+        );
+        let missing = error(&with("pool_size = 4"));
+        assert!(
+            missing.starts_with("test.toml:1: storage.url_env: is required"),
+            "{missing}"
+        );
+        assert_eq!(
+            error(&with("url_env = \"FLEET_DB\"\npool_size = 0")),
+            "test.toml:4: storage.pool_size: must be an integer from 1 to 256"
+        );
+        let schema = error(&with("url_env = \"FLEET_DB\"\nschema = \"Fleet; DROP\""));
+        assert!(
+            schema.starts_with("test.toml:4: storage.schema: \"Fleet; DROP\" is not a schema name"),
+            "{schema}"
+        );
+        let path = error(&with("url_env = \"FLEET_DB\"\npath = \"state.db\""));
+        assert!(
+            path.starts_with("test.toml:4: storage.path: unknown key for the postgres backend"),
+            "{path}"
         );
     }
 }

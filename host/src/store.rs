@@ -20,6 +20,7 @@ pub(crate) mod journal;
 pub(crate) mod kv;
 pub(crate) mod ledger;
 pub(crate) mod pacing;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -37,6 +38,7 @@ pub(crate) use self::ledger::{Batch, CampaignRecord, Claim, Ledger, Reject};
 pub(crate) use self::pacing::{Admission, Pacing};
 pub(crate) use self::tokens::{StoredToken, Tokens};
 use crate::error::{Error, Result};
+use crate::secret::Secret;
 
 /// Whose data: one plugin, and the account (merchant) a call is made for. Kv namespaces,
 /// idempotency keys, tokens and campaigns are all kept per scope, so one merchant's data never
@@ -81,14 +83,24 @@ pub(crate) struct BackendKind {
 }
 
 /// What a backend is opened with: the `[storage]` table as written (checked by
-/// [`BackendKind::check`]), relative paths resolved against `base`, and how long a lease lasts.
+/// [`BackendKind::check`]), relative paths resolved against `base`, and the secrets its `*_env`
+/// keys name, read when the config was loaded.
 #[derive(Debug, Clone)]
 pub(crate) struct Options {
     pub(crate) table: toml::Table,
     pub(crate) base: std::path::PathBuf,
+    /// The value of the environment variable each `*_env` key names, by key (`url_env` → the
+    /// URL). Read at config time, through the same lookup as the plugins' secrets, so a config
+    /// that names a variable not set fails to load; [`Secret`] keeps the values out of `Debug`.
+    pub(crate) secrets: std::collections::BTreeMap<String, Secret>,
 }
 
 impl Options {
+    /// The secret a `*_env` key named.
+    pub(crate) fn secret(&self, key: &str) -> Option<&Secret> {
+        self.secrets.get(key)
+    }
+
     /// A string option.
     pub(crate) fn string(&self, key: &str) -> Option<&str> {
         self.table.get(key).and_then(|v| v.as_str())
@@ -101,7 +113,7 @@ impl Options {
 }
 
 /// Every backend this host can use. A new backend: a folder under `store/` and one line here.
-pub(crate) const BACKENDS: &[BackendKind] = &[sqlite::KIND];
+pub(crate) const BACKENDS: &[BackendKind] = &[sqlite::KIND, postgres::KIND];
 
 /// The backend of that name.
 pub(crate) fn backend(name: &str) -> Option<&'static BackendKind> {

@@ -26,35 +26,28 @@ pub(crate) enum Shared {
 }
 
 impl Shared {
-    /// The `[storage]` body for this storage, and the environment it needs; `None` when the
-    /// storage cannot be reached here (outside CI only: under CI that fails the test).
-    fn storage(self) -> Option<(String, Vec<(String, String)>)> {
+    /// A test env on this storage, or `None` (said on one line) when the storage cannot be
+    /// reached here (outside CI only: under CI that fails the test).
+    async fn env(self, sim: SimConfig, mut options: Options) -> Option<TestEnv> {
         match self {
-            Shared::Sqlite => Some((
-                format!("path = \"state.db\"\nlease_ms = {LEASE_MS}"),
-                Vec::new(),
-            )),
+            Shared::Sqlite => {
+                options.storage = format!("path = \"state.db\"\nlease_ms = {LEASE_MS}");
+                Some(TestEnv::start(sim, options).await)
+            }
             Shared::Postgres => {
-                let url = crate::postgres::url()?;
-                let schema = crate::postgres::fresh_schema();
-                Some((
-                    format!(
-                        "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{schema}\"\nlease_ms = {LEASE_MS}"
-                    ),
-                    vec![("COUPON_TEST_PG_URL".to_owned(), url)],
-                ))
+                let url = crate::postgres::url().await?;
+                let schema = crate::postgres::Schema::new(&url);
+                options.storage = format!(
+                    "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{}\"\nlease_ms = {LEASE_MS}",
+                    schema.name
+                );
+                let mut env = TestEnv::start(sim, options).await;
+                env.secrets.push(("COUPON_TEST_PG_URL".to_owned(), url));
+                env.cleanup.push(Box::new(schema));
+                Some(env)
             }
         }
     }
-}
-
-/// A test env on `shared` storage, or `None` (said on one line) when it is out of reach.
-async fn env_on(shared: Shared, sim: SimConfig, mut options: Options) -> Option<TestEnv> {
-    let (storage, env) = shared.storage()?;
-    options.storage = storage;
-    let mut test_env = TestEnv::start(sim, options).await;
-    test_env.secrets.extend(env);
-    Some(test_env)
 }
 
 fn write_nicks(env: &TestEnv, name: &str, prefix: &str, count: usize) -> String {
@@ -139,7 +132,7 @@ on_both!(
 /// The same campaign started by two `campaign run` processes at once: each batch is sent by
 /// one of them, and both end with the whole campaign done.
 async fn one_campaign_run_twice_at_once_issues_nobody_twice(shared: Shared) {
-    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+    let Some(env) = shared.env(SimConfig::demo(), Options::default()).await else {
         return;
     };
     let file = write_nicks(&env, "list.txt", "twice", 1500);
@@ -173,7 +166,7 @@ async fn workers_share_a_campaign_and_a_killed_one_is_replaced(shared: Shared) {
         Shared::Postgres => 100_000,
         Shared::Sqlite => 6_000,
     };
-    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+    let Some(env) = shared.env(SimConfig::demo(), Options::default()).await else {
         return;
     };
     let file = write_nicks(&env, "list.txt", "w", count);
@@ -244,7 +237,7 @@ async fn hosts_sharing_a_credential_are_never_told_too_frequent(shared: Shared) 
         qps_per_app: Some(100),
         ..SimConfig::demo()
     };
-    let Some(env) = env_on(shared, sim, Options::default()).await else {
+    let Some(env) = shared.env(sim, Options::default()).await else {
         return;
     };
     // Plugin `paced`: the Taobao adapter under the platform's own limit, 100 requests a second.
@@ -322,7 +315,7 @@ settings = {{ gateway = "{gateway}" }}
 /// Three hosts started together on an empty storage, each sending through Douyin at once: the
 /// client token is fetched once, and shared.
 async fn hosts_starting_together_fetch_the_douyin_token_once(shared: Shared) {
-    let Some(env) = env_on(shared, SimConfig::demo(), Options::default()).await else {
+    let Some(env) = shared.env(SimConfig::demo(), Options::default()).await else {
         return;
     };
     let sends: Vec<_> = (0..3)

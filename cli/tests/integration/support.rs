@@ -22,6 +22,9 @@ pub struct TestEnv {
     pub dir: tempfile::TempDir,
     pub config_path: PathBuf,
     pub secrets: Vec<(String, String)>,
+    /// Dropped after everything else: what the test must clean up at its end (a PostgreSQL
+    /// schema, `postgres::Schema`).
+    pub cleanup: Vec<Box<dyn Send + Sync>>,
 }
 
 /// Compiled components are cached across the tests of one run.
@@ -173,6 +176,7 @@ retry = {{ {retry} }}
                     options.douyin_secret.to_owned(),
                 ),
             ],
+            cleanup: Vec::new(),
         }
     }
 

@@ -181,8 +181,9 @@ fn host_modules_import_one_way() {
     );
 }
 
-/// Storage backends are folders: nothing outside the SQLite backend's folder names rusqlite, and
-/// nothing outside `runtime/` names the generated WIT bindings.
+/// Storage backends are folders: nothing outside the SQLite backend's folder names rusqlite,
+/// nothing outside the PostgreSQL backend's folder names its driver or pool, and nothing outside
+/// `runtime/` names the generated WIT bindings.
 #[test]
 fn drivers_and_bindings_stay_behind_their_seams() {
     let src = root().join("host/src");
@@ -197,6 +198,12 @@ fn drivers_and_bindings_stay_behind_their_seams() {
             assert!(
                 relative.starts_with("store/sqlite"),
                 "{relative} names rusqlite: only the SQLite backend (store/sqlite/) may"
+            );
+        }
+        if code.contains("tokio_postgres") || code.contains("deadpool_postgres") {
+            assert!(
+                relative.starts_with("store/postgres"),
+                "{relative} names the PostgreSQL driver: only the PostgreSQL backend (store/postgres/) may"
             );
         }
         if code.contains("bindings::") {

@@ -272,10 +272,10 @@ mod tests {
     crate::store::suite::storage_suite!(async {
         let dir = tempfile::tempdir().unwrap();
         let storage = super::Sqlite::open_path(&dir.path().join("state.db")).unwrap();
-        Fixture {
+        Some(Fixture {
             storage: std::sync::Arc::new(storage),
             _guard: Box::new(dir),
-        }
+        })
     });
 
     /// A file written before migrations were numbered (version 0, the first schema's tables):
