@@ -5,6 +5,9 @@
 //! - `POST /v1/plugins/{name}/send`, `POST /v1/plugins/{name}/query`, `POST /v1/campaigns`:
 //!   bounded by [`ServeOptions::max_in_flight`]; one more is answered `429` with `Retry-After`
 //!   at once instead of queueing, so an engine's backpressure sees the host's real capacity.
+//! - `GET`, `PUT`, `DELETE /v1/plugins/{name}/accounts/{account}`, `GET …/accounts`, `POST
+//!   …/accounts/{account}/authorize`: the plugin's accounts, under the `accounts` scope; see
+//!   [`accounts`].
 //! - `GET /v1/plugins`, `GET /v1/campaigns/{id}`, `GET /healthz` (the process answers),
 //!   `GET /readyz` (it takes calls: `503` once draining), `GET /metrics` (Prometheus text, when
 //!   a handle is given), `GET /openapi.json`.
@@ -32,6 +35,7 @@
 //! # }
 //! ```
 
+mod accounts;
 pub mod auth;
 mod files;
 mod listen;
@@ -138,6 +142,9 @@ const QUERY: &str = "/v1/plugins/{name}/query";
 const PLUGINS: &str = "/v1/plugins";
 const CAMPAIGNS: &str = "/v1/campaigns";
 const CAMPAIGN: &str = "/v1/campaigns/{id}";
+const ACCOUNTS: &str = "/v1/plugins/{name}/accounts";
+const ACCOUNT: &str = "/v1/plugins/{name}/accounts/{account}";
+const AUTHORIZE: &str = "/v1/plugins/{name}/accounts/{account}/authorize";
 
 #[derive(Clone)]
 struct AppState {
@@ -210,6 +217,31 @@ fn app(state: AppState) -> Router {
         .route(
             PLUGINS,
             guarded(&state, Access::AnyKey, false, get(plugins)),
+        )
+        .route(
+            ACCOUNTS,
+            guarded(&state, scope(Scope::Accounts), false, get(accounts::list)),
+        )
+        .route(
+            ACCOUNT,
+            guarded(
+                &state,
+                scope(Scope::Accounts),
+                false,
+                get(accounts::show)
+                    .put(accounts::put)
+                    .delete(accounts::remove),
+            ),
+        )
+        // An authorization calls the platform's OAuth endpoint: it counts against the limit.
+        .route(
+            AUTHORIZE,
+            guarded(
+                &state,
+                scope(Scope::Accounts),
+                true,
+                post(accounts::authorize),
+            ),
         )
         .route(
             "/metrics",
@@ -641,14 +673,15 @@ fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
 /// | 400 | `malformed-json`, `bad-path` | the body is not JSON; a path parameter is not UTF-8 |
 /// | 401 | `unauthorized` | no API key, or not a valid one (`WWW-Authenticate: Bearer`) |
 /// | 403 | `forbidden` | the key lacks the route's scope |
-/// | 404 | `unknown-plugin`, `unknown-campaign`, `not-found` | no such plugin, campaign, route |
+/// | 404 | `unknown-plugin`, `unknown-account`, `unknown-campaign`, `not-found` | no such plugin, account (of the account routes), campaign, route |
 /// | 405 | `method-not-allowed` | |
 /// | 408 | `request-timeout` | the body did not arrive within `[serve] read_timeout_s` |
 /// | 409 | `campaign-stopped` | |
 /// | 413 | `payload-too-large` | the body is over `--max-body-kib`, a `recipients_file` over `[serve] max_campaign_file_mib` |
 /// | 422 | `invalid-body` | wrong types, unknown or missing fields, a bad `KIND:ID` |
 /// | 422 | `invalid-recipients-file` | a `recipients_file` that is not a regular file inside `[serve] campaigns_dir` |
-/// | 422 | `invalid-request` | the host refused it (empty coupon, duplicate or unsupported recipient, …) |
+/// | 422 | `invalid-request` | the host refused it (empty coupon, duplicate or unsupported recipient, an account a call names that the plugin does not have, …) |
+/// | 422 | `authorization-refused` | the platform's OAuth endpoint refused the code (used, expired, another app's), or the plugin has no OAuth; `class`, `code` as for `adapter` |
 /// | 422 | `adapter` | the platform refused it: `class` `invalid-request`, `coupon-unavailable`, `recipient-limit`, `recipient-invalid` — do not retry |
 /// | 429 | `adapter` | `class` `rate-limited`: the platform says slow down (`Retry-After`) |
 /// | 429 | `overloaded` | over `--max-in-flight` or `[serve] max_campaigns`; retry after `Retry-After` |
