@@ -299,7 +299,7 @@ struct SendBody {
     idempotency_key: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -378,7 +378,7 @@ struct CampaignBody {
     id: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -491,7 +491,7 @@ struct QueryBody {
     recipient: Recipient,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -845,6 +845,11 @@ mod tests {
             ("/openapi.json", "get"),
             ("/v1/campaigns", "post"),
             ("/v1/campaigns/{id}", "get"),
+            (ACCOUNTS, "get"),
+            (ACCOUNT, "get"),
+            (ACCOUNT, "put"),
+            (ACCOUNT, "delete"),
+            (AUTHORIZE, "post"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -897,6 +902,71 @@ mod tests {
         ] {
             let responses = &doc["paths"][path][method]["responses"];
             assert!(responses["401"].is_object(), "{method} {path}");
+        }
+    }
+
+    /// Every call names its account as the host checks account names, and the account routes
+    /// declare the `accounts` scope, their refusals, and bodies whose secrets are write-only.
+    #[test]
+    fn openapi_declares_the_account_field_and_the_account_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let name = "^[A-Za-z0-9._-]{1,64}$";
+        for request in ["SendRequest", "QueryRequest", "CampaignRequest"] {
+            let account = &schemas[request]["properties"]["account"];
+            assert_eq!(account["type"], "string", "{request}");
+            assert_eq!(account["pattern"], name, "{request}");
+        }
+        for (path, method, ok) in [
+            (ACCOUNTS, "get", "200"),
+            (ACCOUNT, "get", "200"),
+            (ACCOUNT, "put", "200"),
+            (ACCOUNT, "delete", "204"),
+            (AUTHORIZE, "post", "200"),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["x-scope"], "accounts", "{method} {path}");
+            for status in [ok, "400", "401", "403", "404", "500"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+            if path != ACCOUNTS {
+                let account = &operation["parameters"][1];
+                assert_eq!(account["name"], "account");
+                assert_eq!(account["schema"]["pattern"], name, "{method} {path}");
+                // `default` is the config's: it can be shown, not kept, removed or authorized.
+                let kept = json!({"const": "default"});
+                assert_eq!(
+                    account["schema"]["not"] == kept,
+                    method != "get",
+                    "{method} {path}"
+                );
+            }
+        }
+        for (path, method) in [(ACCOUNT, "put"), (AUTHORIZE, "post")] {
+            let responses = &doc["paths"][path][method]["responses"];
+            for status in ["408", "413", "422"] {
+                assert!(responses[status].is_object(), "{method} {path} {status}");
+            }
+        }
+        assert!(doc["paths"][AUTHORIZE]["post"]["responses"]["502"].is_object());
+        let put = &schemas["AccountRequest"];
+        assert_eq!(put["additionalProperties"], false);
+        for secret in ["session", "client_secret"] {
+            assert_eq!(put["properties"][secret]["writeOnly"], true, "{secret}");
+            assert_eq!(put["properties"][secret]["pattern"], "\\S", "{secret}");
+        }
+        assert_eq!(
+            put["dependentRequired"],
+            json!({"client_key": ["client_secret"], "client_secret": ["client_key"]})
+        );
+        assert_eq!(schemas["AuthorizeRequest"]["required"], json!(["code"]));
+        let account = &schemas["Account"]["properties"];
+        assert_eq!(account["session"]["type"], "boolean");
+        for secret in ["refresh_token", "client_secret", "code"] {
+            assert!(account.get(secret).is_none(), "{secret}");
         }
     }
 
