@@ -94,7 +94,7 @@ pub enum Scope {
     Query,
     /// `POST /v1/campaigns`, `GET /v1/campaigns/{id}`.
     Campaigns,
-    /// Administration of platform accounts (`/v1/accounts/…`).
+    /// Administration of merchants' accounts (`/v1/plugins/{name}/accounts…`).
     Accounts,
     /// `GET /metrics`.
     Metrics,

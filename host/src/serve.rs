@@ -5,6 +5,9 @@
 //! - `POST /v1/plugins/{name}/send`, `POST /v1/plugins/{name}/query`, `POST /v1/campaigns`:
 //!   bounded by [`ServeOptions::max_in_flight`]; one more is answered `429` with `Retry-After`
 //!   at once instead of queueing, so an engine's backpressure sees the host's real capacity.
+//! - `GET`, `PUT`, `DELETE /v1/plugins/{name}/accounts/{account}`, `GET …/accounts`, `POST
+//!   …/accounts/{account}/authorize`: the plugin's accounts, under the `accounts` scope; see
+//!   [`accounts`].
 //! - `GET /v1/plugins`, `GET /v1/campaigns/{id}`, `GET /healthz` (the process answers),
 //!   `GET /readyz` (it takes calls: `503` once draining), `GET /metrics` (Prometheus text, when
 //!   a handle is given), `GET /openapi.json`.
@@ -32,6 +35,7 @@
 //! # }
 //! ```
 
+mod accounts;
 pub mod auth;
 mod files;
 mod listen;
@@ -138,6 +142,9 @@ const QUERY: &str = "/v1/plugins/{name}/query";
 const PLUGINS: &str = "/v1/plugins";
 const CAMPAIGNS: &str = "/v1/campaigns";
 const CAMPAIGN: &str = "/v1/campaigns/{id}";
+const ACCOUNTS: &str = "/v1/plugins/{name}/accounts";
+const ACCOUNT: &str = "/v1/plugins/{name}/accounts/{account}";
+const AUTHORIZE: &str = "/v1/plugins/{name}/accounts/{account}/authorize";
 
 #[derive(Clone)]
 struct AppState {
@@ -212,6 +219,31 @@ fn app(state: AppState) -> Router {
             guarded(&state, Access::AnyKey, false, get(plugins)),
         )
         .route(
+            ACCOUNTS,
+            guarded(&state, scope(Scope::Accounts), false, get(accounts::list)),
+        )
+        .route(
+            ACCOUNT,
+            guarded(
+                &state,
+                scope(Scope::Accounts),
+                false,
+                get(accounts::show)
+                    .put(accounts::put)
+                    .delete(accounts::remove),
+            ),
+        )
+        // An authorization calls the platform's OAuth endpoint: it counts against the limit.
+        .route(
+            AUTHORIZE,
+            guarded(
+                &state,
+                scope(Scope::Accounts),
+                true,
+                post(accounts::authorize),
+            ),
+        )
+        .route(
             "/metrics",
             guarded(&state, scope(Scope::Metrics), false, get(render_metrics)),
         )
@@ -267,7 +299,7 @@ struct SendBody {
     idempotency_key: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -346,7 +378,7 @@ struct CampaignBody {
     id: Option<String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -459,7 +491,7 @@ struct QueryBody {
     recipient: Recipient,
     #[serde(default)]
     options: BTreeMap<String, String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     account: Option<String>,
 }
 
@@ -641,14 +673,15 @@ fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
 /// | 400 | `malformed-json`, `bad-path` | the body is not JSON; a path parameter is not UTF-8 |
 /// | 401 | `unauthorized` | no API key, or not a valid one (`WWW-Authenticate: Bearer`) |
 /// | 403 | `forbidden` | the key lacks the route's scope |
-/// | 404 | `unknown-plugin`, `unknown-campaign`, `not-found` | no such plugin, campaign, route |
+/// | 404 | `unknown-plugin`, `unknown-account`, `unknown-campaign`, `not-found` | no such plugin, account (of the account routes), campaign, route |
 /// | 405 | `method-not-allowed` | |
 /// | 408 | `request-timeout` | the body did not arrive within `[serve] read_timeout_s` |
 /// | 409 | `campaign-stopped` | |
 /// | 413 | `payload-too-large` | the body is over `--max-body-kib`, a `recipients_file` over `[serve] max_campaign_file_mib` |
 /// | 422 | `invalid-body` | wrong types, unknown or missing fields, a bad `KIND:ID` |
 /// | 422 | `invalid-recipients-file` | a `recipients_file` that is not a regular file inside `[serve] campaigns_dir` |
-/// | 422 | `invalid-request` | the host refused it (empty coupon, duplicate or unsupported recipient, …) |
+/// | 422 | `invalid-request` | the host refused it (empty coupon, duplicate or unsupported recipient, an account a call names that the plugin does not have, …) |
+/// | 422 | `authorization-refused` | the platform's OAuth endpoint refused the code (used, expired, another app's), or the plugin has no OAuth; `class`, `code` as for `adapter` |
 /// | 422 | `adapter` | the platform refused it: `class` `invalid-request`, `coupon-unavailable`, `recipient-limit`, `recipient-invalid` — do not retry |
 /// | 429 | `adapter` | `class` `rate-limited`: the platform says slow down (`Retry-After`) |
 /// | 429 | `overloaded` | over `--max-in-flight` or `[serve] max_campaigns`; retry after `Retry-After` |
@@ -812,6 +845,11 @@ mod tests {
             ("/openapi.json", "get"),
             ("/v1/campaigns", "post"),
             ("/v1/campaigns/{id}", "get"),
+            (ACCOUNTS, "get"),
+            (ACCOUNT, "get"),
+            (ACCOUNT, "put"),
+            (ACCOUNT, "delete"),
+            (AUTHORIZE, "post"),
         ] {
             assert!(
                 paths.get(path).and_then(|p| p.get(method)).is_some(),
@@ -864,6 +902,71 @@ mod tests {
         ] {
             let responses = &doc["paths"][path][method]["responses"];
             assert!(responses["401"].is_object(), "{method} {path}");
+        }
+    }
+
+    /// Every call names its account as the host checks account names, and the account routes
+    /// declare the `accounts` scope, their refusals, and bodies whose secrets are write-only.
+    #[test]
+    fn openapi_declares_the_account_field_and_the_account_routes() {
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let name = "^[A-Za-z0-9._-]{1,64}$";
+        for request in ["SendRequest", "QueryRequest", "CampaignRequest"] {
+            let account = &schemas[request]["properties"]["account"];
+            assert_eq!(account["type"], "string", "{request}");
+            assert_eq!(account["pattern"], name, "{request}");
+        }
+        for (path, method, ok) in [
+            (ACCOUNTS, "get", "200"),
+            (ACCOUNT, "get", "200"),
+            (ACCOUNT, "put", "200"),
+            (ACCOUNT, "delete", "204"),
+            (AUTHORIZE, "post", "200"),
+        ] {
+            let operation = &doc["paths"][path][method];
+            assert_eq!(operation["x-scope"], "accounts", "{method} {path}");
+            for status in [ok, "400", "401", "403", "404", "500"] {
+                assert!(
+                    operation["responses"][status].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+            if path != ACCOUNTS {
+                let account = &operation["parameters"][1];
+                assert_eq!(account["name"], "account");
+                assert_eq!(account["schema"]["pattern"], name, "{method} {path}");
+                // `default` is the config's: it can be shown, not kept, removed or authorized.
+                let kept = json!({"const": "default"});
+                assert_eq!(
+                    account["schema"]["not"] == kept,
+                    method != "get",
+                    "{method} {path}"
+                );
+            }
+        }
+        for (path, method) in [(ACCOUNT, "put"), (AUTHORIZE, "post")] {
+            let responses = &doc["paths"][path][method]["responses"];
+            for status in ["408", "413", "422"] {
+                assert!(responses[status].is_object(), "{method} {path} {status}");
+            }
+        }
+        assert!(doc["paths"][AUTHORIZE]["post"]["responses"]["502"].is_object());
+        let put = &schemas["AccountRequest"];
+        assert_eq!(put["additionalProperties"], false);
+        for secret in ["session", "client_secret"] {
+            assert_eq!(put["properties"][secret]["writeOnly"], true, "{secret}");
+            assert_eq!(put["properties"][secret]["pattern"], "\\S", "{secret}");
+        }
+        assert_eq!(
+            put["dependentRequired"],
+            json!({"client_key": ["client_secret"], "client_secret": ["client_key"]})
+        );
+        assert_eq!(schemas["AuthorizeRequest"]["required"], json!(["code"]));
+        let account = &schemas["Account"]["properties"];
+        assert_eq!(account["session"]["type"], "boolean");
+        for secret in ["refresh_token", "client_secret", "code"] {
+            assert!(account.get(secret).is_none(), "{secret}");
         }
     }
 

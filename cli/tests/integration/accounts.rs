@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::support::{CliOutput, Options, TestEnv};
 
 const MASTER_KEY_ENV: &str = "COUPON_TEST_MASTER_KEY";
-const MASTER_KEY: &str = "6b1f9c3a0d2e4f5061728394a5b6c7d8e9f00112233445566778899aabbccdd0";
+pub(crate) const MASTER_KEY: &str =
+    "6b1f9c3a0d2e4f5061728394a5b6c7d8e9f00112233445566778899aabbccdd0";
 const OTHER_KEY: &str = "00000000000000000000000000000000000000000000000000000000000000ff";
 const APP_KEY: &str = "12345678";
 /// The demo's two sellers and their Taobao coupons.
@@ -23,14 +24,19 @@ const SEND_API: &str = "taobao.promotion.coupon.sns.send";
 
 /// A test env whose host keeps accounts under [`MASTER_KEY`].
 async fn env() -> TestEnv {
-    let options = Options {
-        extra_toml: format!("[accounts]\nmaster_key_env = \"{MASTER_KEY_ENV}\"\n"),
-        ..Options::default()
-    };
-    let mut env = TestEnv::start(SimConfig::demo(), options).await;
+    let mut env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    keep_accounts(&mut env);
+    env
+}
+
+/// Has the env's host keep accounts, sealed under [`MASTER_KEY`].
+pub(crate) fn keep_accounts(env: &mut TestEnv) {
+    crate::hostile::append_config(
+        env,
+        &format!("\n[accounts]\nmaster_key_env = \"{MASTER_KEY_ENV}\"\n"),
+    );
     env.secrets
         .push((MASTER_KEY_ENV.to_owned(), MASTER_KEY.to_owned()));
-    env
 }
 
 /// `accounts authorize taobao ACCOUNT` with a code the simulator minted for `seller`.
@@ -386,6 +392,21 @@ async fn rekey_seals_every_account_under_the_new_key() {
     assert_eq!(sent["issued"].as_array().unwrap().len(), 1, "{sent}");
 }
 
+/// Every account secret the simulator has issued (sessions, refresh tokens), the master key and
+/// an OAuth `code`.
+fn account_secrets(env: &TestEnv, code: &str) -> Vec<String> {
+    let mut secrets: Vec<String> = env
+        .sim
+        .top_sessions()
+        .into_iter()
+        .map(|s| s.session)
+        .collect();
+    secrets.extend(env.sim.top_refresh_tokens());
+    secrets.push(MASTER_KEY.to_owned());
+    secrets.push(code.to_owned());
+    secrets
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn no_account_secret_appears_in_any_output_log_or_state() {
     let env = env().await;
@@ -467,15 +488,7 @@ async fn no_account_secret_appears_in_any_output_log_or_state() {
         "{}",
         outputs[5].stdout
     );
-    let mut secrets: Vec<String> = env
-        .sim
-        .top_sessions()
-        .into_iter()
-        .map(|s| s.session)
-        .collect();
-    secrets.extend(env.sim.top_refresh_tokens());
-    secrets.push(MASTER_KEY.to_owned());
-    secrets.push(code.clone());
+    let secrets = account_secrets(&env, &code);
     assert!(secrets.len() >= 5, "{}", secrets.len());
     for output in &outputs {
         for secret in &secrets {
@@ -496,4 +509,236 @@ async fn no_account_secret_appears_in_any_output_log_or_state() {
             );
         }
     }
+}
+
+/// Accounts over HTTP, under the `accounts` scope: an account kept with a session, listed and
+/// shown as the CLI shows them, sent through by name; another authorized with a code from the
+/// simulator; one removed. A key without the scope is refused, and no secret — session, code,
+/// refresh token, master key, API key — is in any answer or anywhere in the server's log at
+/// `trace`.
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_are_managed_over_http_and_no_secret_comes_back() {
+    use crate::hostile::{ADMIN_KEY, ENGINE_KEY, append_config, call, key_table};
+    use crate::serve::Answer;
+    use serde_json::json;
+
+    let env = env().await;
+    append_config(&env, &key_table("admin", ADMIN_KEY, &["accounts"]));
+    append_config(
+        &env,
+        &key_table("engine", ENGINE_KEY, &["send", "query", "campaigns"]),
+    );
+    let server = crate::serve::Server::start_at(&env, crate::serve::TRACE, &[]).await;
+    let (admin, engine) = (
+        format!("Bearer {ADMIN_KEY}"),
+        format!("Bearer {ENGINE_KEY}"),
+    );
+    let mut answers = Vec::new();
+    let mut ask = async |method: &str, path: &str, key: &str, body: Value| {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let answer = call(&server, method, path, Some(key), &body).await;
+        answers.push(answer.text.clone());
+        answer
+    };
+    let accounts = "/v1/plugins/taobao/accounts";
+    let b_session = "sim-session-2";
+    let send = "/v1/plugins/taobao/send";
+    let issued = |answer: &Answer| answer.json()["issued"][0]["recipient"].clone();
+
+    // Without the scope, nothing is read or kept.
+    for (method, path) in [
+        ("GET", accounts.to_owned()),
+        ("PUT", format!("{accounts}/shop-b")),
+        ("DELETE", format!("{accounts}/default")),
+        ("POST", format!("{accounts}/shop-b/authorize")),
+    ] {
+        let body = json!({"session": b_session});
+        let message = ask(method, &path, &engine, body)
+            .await
+            .error(403, "forbidden");
+        assert!(message.contains("\"accounts\""), "{message}");
+    }
+
+    // Kept with a session: the answer says it holds one, never which.
+    let kept = ask(
+        "PUT",
+        &format!("{accounts}/shop-b"),
+        &admin,
+        json!({"session": b_session, "settings": {"simplify": "true"}, "qps": 5}),
+    )
+    .await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    let kept = kept.json();
+    assert_eq!(
+        (
+            &kept["name"],
+            &kept["state"],
+            &kept["source"],
+            &kept["session"]
+        ),
+        (
+            &json!("shop-b"),
+            &json!("active"),
+            &json!("host"),
+            &json!(true)
+        ),
+        "{kept}"
+    );
+    assert_eq!(kept["settings"], json!({"simplify": "true"}));
+    assert_eq!(kept["qps"], 5);
+
+    // Listed and shown as the CLI lists and shows them.
+    let listed = ask("GET", accounts, &admin, Value::Null).await;
+    assert_eq!(listed.status, 200, "{}", listed.text);
+    let cli = env.cli(&["accounts", "list", "taobao", "--json"]).await;
+    assert_eq!(listed.json(), cli.json());
+    let names: Vec<_> = listed.json()["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["default", "shop-b"]);
+    let shown = ask("GET", &format!("{accounts}/shop-b"), &admin, Value::Null).await;
+    let cli = env
+        .cli(&["accounts", "show", "taobao", "shop-b", "--json"])
+        .await;
+    assert_eq!(shown.json(), cli.json());
+
+    // A send names its account; with two, one that names none is refused.
+    let body = json!({"coupon": COUPON_B, "recipients": ["nick:庚"], "account": "shop-b"});
+    let sent = ask("POST", send, &engine, body).await;
+    assert_eq!(issued(&sent), "nick:庚", "{}", sent.text);
+    assert_eq!(ledger(&env, COUPON_B).get("庚"), Some(&1));
+    let message = ask(
+        "POST",
+        send,
+        &engine,
+        json!({"coupon": COUPON_B, "recipients": ["nick:辛"]}),
+    )
+    .await
+    .error(422, "invalid-request");
+    assert!(message.contains("several accounts"), "{message}");
+
+    // Authorized with a code the simulator minted for the second seller.
+    let code = env.sim.mint_top_code(APP_KEY, SELLER_B, None).unwrap();
+    let authorize = |account: &str| format!("{accounts}/{account}/authorize");
+    let with_code = json!({ "code": code });
+    let authorized = ask("POST", &authorize("shop-c"), &admin, with_code.clone()).await;
+    assert_eq!(authorized.status, 200, "{}", authorized.text);
+    let authorized = authorized.json();
+    assert_eq!(authorized["state"], "active", "{authorized}");
+    assert_eq!(authorized["seller"], SELLER_B, "{authorized}");
+    assert_eq!(authorized["session"], true, "{authorized}");
+    assert!(authorized["expires_at"].is_i64(), "{authorized}");
+    let body = json!({"coupon": COUPON_B, "recipients": ["nick:壬"], "account": "shop-c"});
+    let sent = ask("POST", send, &engine, body).await;
+    assert_eq!(issued(&sent), "nick:壬", "{}", sent.text);
+    // A code is good once: the platform's refusal is the request's fault, not the server's.
+    let again = ask("POST", &authorize("shop-d"), &admin, with_code).await;
+    again.error(422, "authorization-refused");
+    assert_eq!(again.json()["error"]["class"], "unauthorized");
+    // Douyin has no OAuth code to exchange.
+    ask(
+        "POST",
+        "/v1/plugins/douyin/accounts/m1/authorize",
+        &admin,
+        json!({"code": "any"}),
+    )
+    .await
+    .error(422, "authorization-refused");
+
+    // Refusals, each in the API's shape; a secret of the wrong type is refused without its value.
+    let message = ask(
+        "PUT",
+        &format!("{accounts}/shop-e"),
+        &admin,
+        json!({"session": 987654321}),
+    )
+    .await
+    .error(422, "invalid-body");
+    assert!(
+        message.contains("session") && !message.contains("987654321"),
+        "{message}"
+    );
+    for body in [
+        json!({"session": " "}),
+        json!({"session": null}),
+        json!({"client_key": "k"}),
+        json!({"qps": -1}),
+        json!({"settings": {"": "x"}}),
+        json!({"sesion": b_session}),
+    ] {
+        ask("PUT", &format!("{accounts}/shop-e"), &admin, body.clone())
+            .await
+            .error(422, "invalid-body");
+    }
+    for (method, path, body) in [
+        ("PUT", "default", json!({"session": b_session})),
+        (
+            "PUT",
+            "shop-e",
+            json!({"client_key": "k", "client_secret": "s"}),
+        ),
+        ("DELETE", "default", Value::Null),
+        ("PUT", "no%20spaces", json!({})),
+        ("PUT", "shop-e", json!({"qps": 0})),
+    ] {
+        ask(method, &format!("{accounts}/{path}"), &admin, body)
+            .await
+            .error(422, "invalid-request");
+    }
+    for (method, path) in [
+        ("GET", format!("{accounts}/shop-e")),
+        ("DELETE", format!("{accounts}/shop-e")),
+    ] {
+        ask(method, &path, &admin, Value::Null)
+            .await
+            .error(404, "unknown-account");
+    }
+    ask("GET", "/v1/plugins/weibo/accounts", &admin, Value::Null)
+        .await
+        .error(404, "unknown-plugin");
+
+    // Removed: gone from the list, and a send through it is refused.
+    let removed = ask("DELETE", &format!("{accounts}/shop-b"), &admin, Value::Null).await;
+    assert_eq!((removed.status, removed.text.as_str()), (204, ""));
+    ask("GET", &format!("{accounts}/shop-b"), &admin, Value::Null)
+        .await
+        .error(404, "unknown-account");
+    let message = ask(
+        "POST",
+        send,
+        &engine,
+        json!({"coupon": COUPON_B, "recipients": ["nick:癸"], "account": "shop-b"}),
+    )
+    .await
+    .error(422, "invalid-request");
+    assert!(message.contains("has no account"), "{message}");
+    let listed = ask("GET", accounts, &admin, Value::Null).await.json();
+    assert_eq!(listed["accounts"].as_array().unwrap().len(), 2, "{listed}");
+
+    let (status, log) = server.terminate().await;
+    assert!(status.success(), "{status}\n{log}");
+    assert!(log.contains("\"level\":\"TRACE\""), "not a trace log");
+    let mut secrets = account_secrets(&env, &code);
+    secrets.extend([ADMIN_KEY, ENGINE_KEY].map(str::to_owned));
+    assert!(secrets.iter().any(|s| s == b_session), "{secrets:?}");
+    for secret in &secrets {
+        assert!(
+            !log.contains(secret.as_str()),
+            "a secret in the server's log"
+        );
+        for answer in &answers {
+            assert!(
+                !answer.contains(secret.as_str()),
+                "a secret in an answer: {answer}"
+            );
+        }
+    }
+    crate::serve::assert_no_secret(&log);
 }

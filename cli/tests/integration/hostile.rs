@@ -11,31 +11,33 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::accounts::{MASTER_KEY, keep_accounts};
 use crate::serve::{Answer, Server, assert_no_secret};
-use crate::support::{Options, TAOBAO_COUPON, TAOBAO_SEND_API, TestEnv};
+use crate::support::{APP_SECRET_ENV, Options, TAOBAO_COUPON, TAOBAO_SEND_API, TestEnv};
 
-/// The keys [`with_keys`] configures: `engine` (send, query, campaigns), `metrics` (metrics)
-/// and `support` (query).
-const ENGINE_KEY: &str = "engine-0123456789abcdef";
+/// The keys [`with_keys`] configures: `engine` (send, query, campaigns), `metrics` (metrics),
+/// `support` (query) and `admin` (accounts).
+pub(crate) const ENGINE_KEY: &str = "engine-0123456789abcdef";
 const METRICS_KEY: &str = "prometheus-fedcba9876543210";
 const QUERY_KEY: &str = "support-desk-5555";
+pub(crate) const ADMIN_KEY: &str = "admin-7777aaaa3333bbbb";
 
 /// Appends `text` to the env's config.
-fn append_config(env: &TestEnv, text: &str) {
+pub(crate) fn append_config(env: &TestEnv, text: &str) {
     let mut config = std::fs::read_to_string(&env.config_path).unwrap();
     config.push_str(text);
     std::fs::write(&env.config_path, config).unwrap();
 }
 
 /// A `[serve.keys.NAME]` table for `key`.
-fn key_table(name: &str, key: &str, scopes: &[&str]) -> String {
+pub(crate) fn key_table(name: &str, key: &str, scopes: &[&str]) -> String {
     format!(
         "\n[serve.keys.{name}]\nsha256 = {:?}\nscopes = {scopes:?}\n",
         hex::encode(Sha256::digest(key))
     )
 }
 
-/// An env whose config has three keys and `serve` (the `[serve]` table's own keys).
+/// An env whose config has four keys and `serve` (the `[serve]` table's own keys).
 async fn with_keys(serve: &str) -> TestEnv {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
     append_config(&env, &format!("\n[serve]\n{serve}\n"));
@@ -45,19 +47,28 @@ async fn with_keys(serve: &str) -> TestEnv {
     );
     append_config(&env, &key_table("metrics", METRICS_KEY, &["metrics"]));
     append_config(&env, &key_table("support", QUERY_KEY, &["query"]));
+    append_config(&env, &key_table("admin", ADMIN_KEY, &["accounts"]));
     env
 }
 
-/// A request with an `Authorization` header of `value` (or none).
-async fn call(server: &Server, method: &str, path: &str, auth: Option<&str>, body: &str) -> Answer {
+/// A request with an `Authorization` header of `value` (or none); a body with `POST` and `PUT`.
+pub(crate) async fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> Answer {
     let url = format!("{}{path}", server.base);
     let mut request = match method {
         "GET" => server.http.get(url),
-        _ => server
+        "DELETE" => server.http.delete(url),
+        "POST" | "PUT" => server
             .http
-            .post(url)
+            .request(method.parse().unwrap(), url)
             .header("content-type", "application/json")
             .body(body.to_owned()),
+        other => panic!("no {other} requests here"),
     };
     if let Some(value) = auth {
         request = request.header("authorization", value);
@@ -73,6 +84,8 @@ async fn every_route_but_the_probes_needs_a_key_with_its_scope() {
     let query = json!({"recipient": "nick:张三"}).to_string();
     let campaign =
         json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients": ["nick:c1"]}).to_string();
+    let account = json!({"session": "never-kept-session"}).to_string();
+    let code = json!({"code": "never-exchanged-code"}).to_string();
     let routes = [
         ("POST", "/v1/plugins/taobao/send", send.as_str(), "send"),
         ("POST", "/v1/plugins/taobao/query", query.as_str(), "query"),
@@ -80,6 +93,26 @@ async fn every_route_but_the_probes_needs_a_key_with_its_scope() {
         ("POST", "/v1/campaigns", campaign.as_str(), "campaigns"),
         ("GET", "/v1/campaigns/c-unknown", "", "campaigns"),
         ("GET", "/metrics", "", "metrics"),
+        ("GET", "/v1/plugins/taobao/accounts", "", "accounts"),
+        ("GET", "/v1/plugins/taobao/accounts/default", "", "accounts"),
+        (
+            "PUT",
+            "/v1/plugins/taobao/accounts/shop-x",
+            account.as_str(),
+            "accounts",
+        ),
+        (
+            "DELETE",
+            "/v1/plugins/taobao/accounts/shop-x",
+            "",
+            "accounts",
+        ),
+        (
+            "POST",
+            "/v1/plugins/taobao/accounts/shop-x/authorize",
+            code.as_str(),
+            "accounts",
+        ),
     ];
     let bearer = |key: &str| format!("Bearer {key}");
     for (method, path, body, scope) in routes {
@@ -106,6 +139,7 @@ async fn every_route_but_the_probes_needs_a_key_with_its_scope() {
             ),
             ("metrics", METRICS_KEY, ["metrics"].as_slice()),
             ("support", QUERY_KEY, ["query"].as_slice()),
+            ("admin", ADMIN_KEY, ["accounts"].as_slice()),
         ] {
             let answer = call(&server, method, path, Some(&bearer(key)), body).await;
             if scope == "any" || scopes.contains(&scope) {
@@ -142,8 +176,11 @@ async fn every_route_but_the_probes_needs_a_key_with_its_scope() {
 
     let (status, stderr) = server.terminate().await;
     assert!(status.success(), "{status}\n{stderr}");
-    for key in [ENGINE_KEY, METRICS_KEY, QUERY_KEY] {
+    for key in [ENGINE_KEY, METRICS_KEY, QUERY_KEY, ADMIN_KEY] {
         assert!(!stderr.contains(key), "a key leaked into the log");
+    }
+    for secret in ["never-kept-session", "never-exchanged-code"] {
+        assert!(!stderr.contains(secret), "a secret leaked into the log");
     }
     assert_no_secret(&stderr);
     // The log names the key that made the send.
@@ -702,13 +739,21 @@ fn schemathesis() -> std::path::PathBuf {
 
 /// A schemathesis check of our own: a body the document calls valid is never refused for its
 /// shape (`invalid-body`, `malformed-json`) nor by the host's own rules (`invalid-request`),
-/// unless the refusal is about what the plugin or the campaign's state allows (a recipient
-/// kind the platform does not take, an id another campaign has). Refusals by the platform
-/// (`adapter`) are the platform's judgement of the content, which no schema can know.
+/// unless the refusal is about what the plugin or the stored state allows (a recipient kind
+/// the platform does not take, a credential its auth scheme does not, an id another campaign
+/// has, an account the plugin does not have). Refusals by the platform (`adapter`,
+/// `authorization-refused`) are its judgement of the content, which no schema can know.
 const HOOKS: &str = r#"
 import schemathesis
 
-PLUGIN_OR_STATE = (" recipients, not ", "choose another id", "has no recipients")
+PLUGIN_OR_STATE = (
+    " recipients, not ",
+    "choose another id",
+    "has no recipients",
+    " scheme) takes no ",
+    "has no account",
+    "has several accounts",
+)
 
 @schemathesis.check
 def host_takes_what_the_document_calls_valid(ctx, response, case):
@@ -727,19 +772,38 @@ def host_takes_what_the_document_calls_valid(ctx, response, case):
 "#;
 
 /// An OpenAPI-driven fuzz run against `serve` with keys: schemathesis generates requests from
-/// `/openapi.json` (valid and invalid ones, every route, sends to a real plugin) and checks
-/// every answer: no server error, every status, header, content type and body as the document
-/// says, invalid data refused, valid data not refused for its shape. It must find nothing.
+/// `/openapi.json` (valid and invalid ones, every route, sends to a real plugin, accounts kept
+/// under a master key and authorized at the simulator's OAuth endpoint) and checks every
+/// answer: no server error, every status, header, content type and body as the document says,
+/// invalid data refused, valid data not refused for its shape. It must find nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let schemathesis = schemathesis();
-    let env = with_keys("campaigns_dir = \"campaigns\"\nmax_campaigns = 1000").await;
+    let mut env = with_keys("campaigns_dir = \"campaigns\"\nmax_campaigns = 1000").await;
     append_config(
         &env,
         &key_table(
             "fuzz",
             "fuzz-key-0123456789",
-            &["send", "query", "campaigns", "metrics"],
+            &["send", "query", "campaigns", "metrics", "accounts"],
+        ),
+    );
+    keep_accounts(&mut env);
+    // The account routes are fuzzed on a plugin of their own (see `schemathesis.toml` below).
+    append_config(
+        &env,
+        &format!(
+            r#"
+[plugins.shops]
+component = {component:?}
+allowed_hosts = [{origin:?}]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{APP_SECRET_ENV}", oauth_token_url = "{origin}/token" }}
+limits = {{ http_timeout_ms = 2000 }}
+settings = {{ gateway = "{gateway}" }}
+"#,
+            component = coupon_host_tests::TAOBAO,
+            origin = env.sim.base_url(),
+            gateway = env.sim.top_gateway(),
         ),
     );
     let dir = env.dir.path();
@@ -751,6 +815,14 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
         r#"
 [parameters]
 "path.name" = "taobao"
+
+# The account routes act on plugin `shops`, which no fuzzed send reaches: a session made up
+# and kept there would have the platform refuse a later fuzzed send through that account (a
+# `502`, as documented: the platform refused the host's credentials), and a kept account
+# would leave every `taobao` send that names none ambiguous.
+[[operations]]
+include-path-regex = "/accounts"
+parameters = { "path.name" = "shops" }
 
 # A valid body may still be refused by the platform (`422 adapter`: an unknown coupon) or
 # found unknown (`404`): those are judgements of content no schema can know. The host's own
@@ -803,10 +875,28 @@ expected-statuses = ["2xx", "401", "403", "404", "409", "422", "429"]
     // The summary, for whoever reads the test output.
     println!("{stdout}");
     assert_eq!(env.sim.duplicate_issuances(), 0);
+    // The account routes were reached, and kept accounts on `shops` alone.
+    let fuzz = Some("Bearer fuzz-key-0123456789");
+    let kept = |answer: Answer| {
+        answer.json()["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|account| account["source"] == "host")
+            .count()
+    };
+    let shops = call(&server, "GET", "/v1/plugins/shops/accounts", fuzz, "").await;
+    assert!(kept(shops) > 0, "schemathesis kept no account");
+    let taobao = call(&server, "GET", "/v1/plugins/taobao/accounts", fuzz, "").await;
+    assert_eq!(kept(taobao), 0);
     let (status, log) = server.terminate().await;
     assert!(status.success(), "{status}");
     assert!(
         !log.contains("fuzz-key-0123456789"),
         "the key leaked into the log"
+    );
+    assert!(
+        !log.contains(MASTER_KEY),
+        "the master key leaked into the log"
     );
 }

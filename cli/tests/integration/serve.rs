@@ -11,7 +11,14 @@ use crate::support::{
     APP_SECRET, DOUYIN_SECRET, Options, SESSION, TAOBAO_COUPON, TAOBAO_SEND_API, TestEnv,
 };
 
-/// A running `coupon-host serve` with JSON logs at `info`, its stderr collected.
+/// Everything at `trace` but the compiler's own trace: Cranelift logs each instruction it
+/// compiles (gigabytes per component on a cold cache), and it sees only wasm code, never a
+/// secret.
+pub(crate) const TRACE: &str =
+    "trace,cranelift_codegen=info,cranelift_frontend=info,wasmtime_internal_cranelift=info";
+
+/// A running `coupon-host serve` with JSON logs (at `info` unless started with
+/// [`Server::start_at`]), its stderr collected.
 pub(crate) struct Server {
     pub(crate) child: tokio::process::Child,
     pub(crate) base: String,
@@ -43,7 +50,13 @@ impl Answer {
 
 impl Server {
     pub(crate) async fn start(env: &TestEnv, args: &[&str]) -> Server {
-        match Server::try_start(env, args).await {
+        Server::start_at(env, "info", args).await
+    }
+
+    /// [`Server::start`], logging at `level` (`COUPON_HOST_LOG`): [`TRACE`] for the tests that
+    /// look for secrets in everything the server could log.
+    pub(crate) async fn start_at(env: &TestEnv, level: &str, args: &[&str]) -> Server {
+        match Server::try_start_at(env, level, args).await {
             Ok(server) => server,
             Err((status, first, stderr)) => {
                 panic!("serve did not start ({status}): {first:?}\n{stderr}")
@@ -54,6 +67,14 @@ impl Server {
     /// Starts `serve`, or returns how it exited, its first stdout line and its stderr.
     pub(crate) async fn try_start(
         env: &TestEnv,
+        args: &[&str],
+    ) -> Result<Server, (std::process::ExitStatus, String, String)> {
+        Server::try_start_at(env, "info", args).await
+    }
+
+    async fn try_start_at(
+        env: &TestEnv,
+        level: &str,
         args: &[&str],
     ) -> Result<Server, (std::process::ExitStatus, String, String)> {
         let listen = if args.contains(&"--listen") {
@@ -68,7 +89,7 @@ impl Server {
             .args(["--log-format", "json", "serve"])
             .args(listen)
             .args(args)
-            .env("COUPON_HOST_LOG", "info")
+            .env("COUPON_HOST_LOG", level)
             .envs(env.secrets.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
