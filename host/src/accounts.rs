@@ -81,14 +81,16 @@ fn check_name(name: &str) -> Result<()> {
             "account name {DEFAULT_ACCOUNT:?} is the plugin's own credentials (auth in the config): choose another"
         )));
     }
-    if name.is_empty()
+    // It starts with a letter or digit: `.` and `..` would not survive a URL path's
+    // normalisation, so the HTTP API could not name them.
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric())
         || name.len() > 64
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
     {
         return Err(Error::InvalidRequest(format!(
-            "account name {:?}: use 1 to 64 letters, digits, '-', '_' or '.'",
+            "account name {:?}: use 1 to 64 letters, digits, '-', '_' or '.', starting with a letter or digit",
             crate::text::prefix(name, 64)
         )));
     }

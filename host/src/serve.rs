@@ -911,7 +911,7 @@ mod tests {
     fn openapi_declares_the_account_field_and_the_account_routes() {
         let doc: Value = serde_json::from_str(OPENAPI).unwrap();
         let schemas = &doc["components"]["schemas"];
-        let name = "^[A-Za-z0-9._-]{1,64}$";
+        let name = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$";
         for request in ["SendRequest", "QueryRequest", "CampaignRequest"] {
             let account = &schemas[request]["properties"]["account"];
             assert_eq!(account["type"], "string", "{request}");

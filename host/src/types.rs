@@ -485,7 +485,8 @@ pub struct ReportLine {
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct AccountSpec {
-    /// The account's name: 1 to 64 letters, digits, `-`, `_` or `.`; not `default`.
+    /// The account's name: 1 to 64 letters, digits, `-`, `_` or `.`, starting with a letter or
+    /// digit; not `default`.
     pub name: String,
     pub(crate) session: Option<crate::secret::Secret>,
     pub(crate) client: Option<(String, crate::secret::Secret)>,

@@ -686,6 +686,9 @@ async fn accounts_are_managed_over_http_and_no_secret_comes_back() {
         ),
         ("DELETE", "default", Value::Null),
         ("PUT", "no%20spaces", json!({})),
+        // A name must start with a letter or digit: `..` would not survive a URL's normalisation.
+        ("PUT", ".hidden", json!({"session": b_session})),
+        ("PUT", "-dash", json!({"session": b_session})),
         ("PUT", "shop-e", json!({"qps": 0})),
     ] {
         ask(method, &format!("{accounts}/{path}"), &admin, body)
