@@ -303,6 +303,8 @@ async fn serve(
     use std::io::Write;
 
     reload_on_hangup(host.clone(), config);
+    // Before "listening" is printed: a script may signal as soon as it reads it.
+    let stop = shutdown_signal();
     let metrics = coupon_host::metrics::prometheus_builder()
         .install_recorder()
         .context("cannot install the metrics recorder")?;
@@ -320,7 +322,7 @@ async fn serve(
         args.max_body_kib as usize * 1024,
     )
     .with_config(serve_config);
-    coupon_host::serve::serve(listener, host, options, Some(metrics), shutdown_signal())
+    coupon_host::serve::serve(listener, host, options, Some(metrics), stop)
         .await
         .context("serving")
 }
@@ -328,13 +330,16 @@ async fn serve(
 /// On SIGHUP, reloads the config file: plugins change while calls run (see `Host::reload`); a
 /// file that does not load changes nothing, and says why in the log.
 fn reload_on_hangup(host: Host, config: PathBuf) {
+    // The handler is installed here, before "listening" is printed, not in the task: SIGHUP's
+    // default action would end the process.
+    #[cfg(unix)]
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        tracing::warn!("cannot listen for SIGHUP; reload is off");
+        return;
+    };
     #[cfg(unix)]
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            tracing::warn!("cannot listen for SIGHUP; reload is off");
-            return;
-        };
         while hangup.recv().await.is_some() {
             match host.reload_from_file(&config).await {
                 Ok(report) => tracing::info!(
@@ -355,38 +360,61 @@ fn reload_on_hangup(host: Host, config: PathBuf) {
 
 /// Resolves on the first SIGTERM or SIGINT, and from then on exits the process at once on the
 /// next one: an operator who signals twice does not want to wait for the drain.
-async fn shutdown_signal() {
-    termination().await;
-    tokio::spawn(async {
-        termination().await;
-        tracing::warn!(
-            "second signal: exiting now; unfinished sends stay in flight in the journal, to be reconciled by the next run"
-        );
-        eprintln!("error: interrupted while draining");
-        std::process::exit(130);
-    });
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives between "listening" on stdout and the server's first poll must not meet
+/// the default action, which ends the process without a drain.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let first = termination();
+    async move {
+        first.await;
+        // The handlers stay installed for the process's life, so this one misses nothing.
+        let second = termination();
+        tokio::spawn(async move {
+            second.await;
+            tracing::warn!(
+                "second signal: exiting now; unfinished sends stay in flight in the journal, to be reconciled by the next run"
+            );
+            eprintln!("error: interrupted while draining");
+            std::process::exit(130);
+        });
+    }
 }
 
-/// Resolves on the next SIGTERM or SIGINT.
-async fn termination() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs SIGTERM and SIGINT handlers now, and resolves on the next of either.
+fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        use tokio::signal::unix::{SignalKind, signal};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                interrupt.await.ok();
+                (Err(error), Ok(mut interrupt)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                    interrupt.recv().await;
+                }
+                (Ok(mut terminate), Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for SIGINT; only SIGTERM stops the server");
+                    terminate.recv().await;
+                }
+                (Err(error), Err(_)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM or SIGINT");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    interrupt.await.ok();
+    async {
+        tokio::signal::ctrl_c().await.ok();
+    }
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
