@@ -212,6 +212,10 @@ pub(crate) enum Answer {
 pub(crate) struct LoadedComponent {
     pub(crate) adapter: Adapter,
     pub(crate) sha256: String,
+    /// The names of the component's imports and exports, as its type says (`coupon-host check`
+    /// prints them).
+    pub(crate) imports: Vec<String>,
+    pub(crate) exports: Vec<String>,
     needs: Needs,
 }
 
@@ -333,9 +337,20 @@ impl Runtime {
             )));
         }
         let adapter = Adapter::new(&self.engine, &self.linker, &component).map_err(load_error)?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
         Ok(LoadedComponent {
             adapter,
             sha256,
+            imports,
+            exports,
             needs,
         })
     }
