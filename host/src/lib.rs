@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod campaign;
+pub mod check;
 pub mod config;
 pub mod error;
 pub mod metrics;
