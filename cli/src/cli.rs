@@ -90,6 +90,10 @@ enum Command {
     Accounts(crate::accounts::AccountsCommand),
     /// Serve the API over HTTP until SIGTERM or SIGINT, then drain and exit 0.
     Serve(ServeArgs),
+    /// Hold an adapter component to the contract against a scripted platform: its contract
+    /// version, imports and exports, `describe`, then send-coupon and query-coupons under 5xx,
+    /// timeouts, garbage and partial answers. Needs no config; exits 1 on a violation.
+    Check(crate::check::CheckArgs),
     /// Work the batches of every running campaign on the storage until SIGTERM or SIGINT, then
     /// finish the batches in flight and exit 0. Run any number, on any machines sharing the
     /// storage: each batch is sent by one of them.
@@ -195,6 +199,10 @@ fn init_tracing(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `check` needs no config: it runs before one is looked for.
+    if let Command::Check(args) = &cli.command {
+        return crate::check::run(args).await;
+    }
     let config = cli
         .config
         .context("no config: pass --config FILE (or set COUPON_HOST_CONFIG)")?;
@@ -278,6 +286,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Campaign(command) => campaign::run(&host, command).await?,
         Command::Accounts(command) => crate::accounts::run(&host, command).await?,
         Command::Serve(args) => serve(host, args, config, &serve_config).await?,
+        // Ran above, without a config.
+        Command::Check(_) => {}
         Command::Worker { concurrency } => {
             let report = host.work(concurrency as usize, shutdown_signal()).await?;
             host.shutdown().await;

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod campaign;
+mod check;
 mod cli;
 
 fn main() -> std::process::ExitCode {
