@@ -31,3 +31,39 @@ impl Guest for Hostile {
         Ok(Vec::new())
     }
 }
+
+/// An outcome that fails every one of `recipients` as `unknown`, with `code` and `message`: how
+/// the guests that break the contract in some other way end the recipients they report.
+#[allow(dead_code, reason = "only the guests checked by `coupon-host check` use it")]
+fn all_unknown(recipients: &[t::Recipient], code: &str, message: &str) -> t::SendOutcome {
+    let failed = recipients
+        .iter()
+        .map(|recipient| t::RecipientFailure {
+            recipient: recipient.clone(),
+            error: t::AdapterError {
+                class: t::ErrorClass::Unknown,
+                code: code.into(),
+                message: message.into(),
+                retry_after_ms: None,
+            },
+        })
+        .collect();
+    t::SendOutcome {
+        issued: Vec::new(),
+        failed,
+        platform_request_ids: Vec::new(),
+    }
+}
+
+/// A POST of the coupon to the URL in the guest's `gateway` setting (which `coupon-host check`
+/// sets by default).
+#[allow(dead_code, reason = "only the guests that call out use it")]
+fn to_gateway(coupon: &str) -> coupon::adapter::signed_http::Request {
+    coupon::adapter::signed_http::Request {
+        method: coupon::adapter::signed_http::Method::Post,
+        url: coupon::adapter::settings::get("gateway").unwrap_or_default(),
+        headers: Vec::new(),
+        params: vec![("coupon".into(), coupon.into())],
+        body: None,
+    }
+}
