@@ -3,6 +3,7 @@
 
 mod accounts;
 mod campaign;
+mod check;
 mod cli;
 mod conformance;
 mod delivery;
