@@ -323,8 +323,46 @@ function parseJson(source) {
   });
 }
 
-/** The body as JSON, or undefined when it is not UTF-8 or not JSON. */
+/**
+ * The largest body read as JSON. Douyin's answers are a few KiB; the host hands over up to
+ * `limits.max_response_kib` (4 MiB by default), and parsing that much takes more memory than an
+ * instance has (`limits.memory_mib`, 64 MiB by default): the call would be killed, and its
+ * recipients left `unknown`, instead of failing as a bad answer.
+ */
+const MAX_JSON_BYTES = 1 << 20;
+
+/** The deepest nesting read as JSON: Douyin's answers nest four deep, and the engine spends
+ * memory on every level (a body of 100 000 `[` exhausts an instance). */
+const MAX_JSON_DEPTH = 64;
+
+/** Whether a JSON text nests arrays and objects deeper than `limit` (brackets in strings skipped). */
+function nestsDeeperThan(body, limit) {
+  let depth = 0;
+  let inString = false;
+  let escaped = false;
+  for (const byte of body) {
+    if (inString) {
+      if (escaped) escaped = false;
+      else if (byte === 0x5c) escaped = true; // backslash
+      else if (byte === 0x22) inString = false; // quote
+    } else if (byte === 0x22) {
+      inString = true;
+    } else if (byte === 0x5b || byte === 0x7b) {
+      depth += 1;
+      if (depth > limit) return true;
+    } else if (byte === 0x5d || byte === 0x7d) {
+      depth -= 1;
+    }
+  }
+  return false;
+}
+
+/**
+ * The body as JSON, or undefined when it is not UTF-8 or not JSON, or too large or too deeply
+ * nested to be one of Douyin's answers.
+ */
 function bodyJson(body) {
+  if (body.length > MAX_JSON_BYTES || nestsDeeperThan(body, MAX_JSON_DEPTH)) return undefined;
   try {
     return parseJson(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body));
   } catch {
@@ -334,7 +372,8 @@ function bodyJson(body) {
 
 /** The first 120 characters of a body, for messages about answers that are not JSON. */
 function snippet(body) {
-  const whole = new TextDecoder('utf-8').decode(body).trim();
+  // Only the start is decoded: a body may be megabytes.
+  const whole = new TextDecoder('utf-8').decode(body.subarray(0, 1024)).trim();
   const chars = Array.from(whole);
   let short = chars.slice(0, 120).join('');
   if (chars.length > 120) short += '…';

@@ -431,6 +431,19 @@ test('long or binary bodies make short messages', () => {
   assert.equal(api.readAnswer(binary).error.code, 'bad-response');
 });
 
+test('answers too large or too deeply nested to be Douyin\'s are bad responses, not parsed', () => {
+  const padded = JSON.stringify({ err_no: 0, log_id: 'L', data: {}, padding: ' '.repeat(2 << 20) });
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  for (const text of [padded, deep]) {
+    const { error } = api.readAnswer(ok(text));
+    assert.deepEqual([error.class, error.code], ['transient', 'bad-response']);
+    assert.ok(Array.from(error.message).length < 200, error.message);
+  }
+  // Brackets inside strings do not count, and Douyin's own depth is read.
+  const bracketed = JSON.stringify({ err_no: 0, log_id: 'L', data: { text: '['.repeat(1000) } });
+  assert.equal(api.readAnswer(ok(bracketed)).error, undefined);
+});
+
 test('quantity sends one call per unit, with suffixed ids', async () => {
   const req = request(openIds(['u1', 'u2']), { quantity: 3 });
   const { result, calls } = await send(req, ['a1', 'a2', 'a3', 'b1', 'b2', 'b3'].map(issuedBody));
