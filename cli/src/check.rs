@@ -77,6 +77,14 @@ fn print_report(report: &CheckReport) {
             kinds.join(", "),
             d.operations.join(", ")
         );
+        // Contract 0.2.0 and later.
+        if let Some(scheme) = &d.auth_scheme {
+            let qps = match d.limits.qps {
+                Some(qps) => format!("{qps} requests a second"),
+                None => "none documented".to_owned(),
+            };
+            println!("           auth scheme: {scheme}; platform limit: {qps}");
+        }
     }
     let settings: Vec<_> = report
         .settings

@@ -409,6 +409,25 @@ fn validate(info: &AdapterInfo) -> Vec<String> {
     if !info.operations.iter().any(|o| o == "send-coupon") {
         wrong.push("operations does not list send-coupon".to_owned());
     }
+    // Contract 0.2.0 and later: the auth scheme and the platform's limits.
+    if let Some(scheme) = &info.auth_scheme {
+        let known: Vec<&str> = std::iter::once("none")
+            .chain(crate::auth::SCHEMES.iter().map(|kind| kind.name))
+            .collect();
+        if !known.contains(&scheme.as_str()) {
+            wrong.push(format!(
+                "auth-scheme is {scheme:?}, which the host does not know (known: {})",
+                known.join(", ")
+            ));
+        }
+    }
+    if info.limits.qps == Some(0) {
+        wrong.push(
+            "limits.qps is 0: the host would send nothing (leave it out when the platform \
+             documents no limit)"
+                .to_owned(),
+        );
+    }
     wrong
 }
 
@@ -736,6 +755,8 @@ mod tests {
                 "refund".into(),
                 "query-coupons".into(),
             ],
+            auth_scheme: Some("oauth9".into()),
+            limits: PlatformLimits { qps: Some(0) },
             ..info()
         };
         let wrong = validate(&flawed);
@@ -746,13 +767,22 @@ mod tests {
             "operations lists \"refund\"",
             "operations lists query-coupons twice",
             "operations does not list send-coupon",
+            "auth-scheme is \"oauth9\", which the host does not know (known: none, top, douyin)",
+            "limits.qps is 0",
         ] {
             assert!(
                 wrong.iter().any(|w| w.contains(expected)),
                 "{expected}: {wrong:?}"
             );
         }
-        assert_eq!(wrong.len(), 6, "{wrong:?}");
+        assert_eq!(wrong.len(), 8, "{wrong:?}");
+        // A contract 0.1.0 adapter says neither.
+        let old = AdapterInfo {
+            auth_scheme: None,
+            limits: PlatformLimits::default(),
+            ..info()
+        };
+        assert!(validate(&old).is_empty());
     }
 
     #[test]
