@@ -5,6 +5,12 @@
 //! result and writes them to docs/BENCHMARKS.md between `<!-- bench:start -->` and
 //! `<!-- bench:end -->`.
 //!
+//! Sections: `micro`, `r5`, `procs`, `r1`, `r3`, `r4`, `m1`, `s1`, `r3fleet`. The last three run
+//! this binary again as child processes (`--child SPEC`, see [`child`]); `s1` and `r3fleet` also
+//! use PostgreSQL at `$COUPON_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`),
+//! in a schema of their own that they drop, and report their PostgreSQL rows as skipped where no
+//! server answers.
+//!
 //! The machine is shared and noisy, so nothing is a single absolute time: every comparison is made
 //! of interleaved rounds (A, B, C, A, B, C, …, the order rotating each round) and reported as the
 //! median of the per-round ratios with their range. CPU-bound micro results use the thread's own
@@ -153,6 +159,11 @@ impl Report {
 }
 
 fn main() {
+    // This binary re-run as one process of a fleet (see [`run_children`]).
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--child") {
+        child(argv.get(2).expect("--child SPEC"));
+    }
     let args = Args::parse();
     let sizes = Sizes::new(args.quick);
     let tokio = tokio::runtime::Builder::new_multi_thread()
@@ -172,6 +183,9 @@ fn main() {
     if args.runs("r5") {
         r5(&work, &sizes, &mut report);
     }
+    if args.runs("procs") {
+        tokio.block_on(procs(&work, &sizes, &mut report));
+    }
     tokio.block_on(async {
         if args.runs("r1") {
             r1(&work, &sizes, &args, &mut report).await;
@@ -184,6 +198,12 @@ fn main() {
         }
         if args.runs("m1") {
             m1(&work, &sizes, &mut report).await;
+        }
+        if args.runs("s1") {
+            s1(&work, &sizes, &mut report).await;
+        }
+        if args.runs("r3fleet") {
+            r3_fleet(&work, &sizes, &mut report).await;
         }
     });
     let took = started.elapsed();
@@ -323,15 +343,51 @@ fn ratios(a: &[f64], b: &[f64]) -> Vec<f64> {
 /// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`: nanoseconds, unlike
 /// `/proc/thread-self/schedstat`, which moves in scheduler ticks).
 fn thread_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_THREAD_CPUTIME_ID)
+}
+
+/// This process's CPU time so far, all its threads (`CLOCK_PROCESS_CPUTIME_ID`).
+fn process_cpu() -> Duration {
+    cpu_clock(libc::CLOCK_PROCESS_CPUTIME_ID)
+}
+
+fn cpu_clock(clock: libc::clockid_t) -> Duration {
     let mut now = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: `now` is a valid, writable timespec; the clock id is a constant Linux knows.
     #[expect(unsafe_code, reason = "clock_gettime has no safe wrapper in std")]
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    let rc = unsafe { libc::clock_gettime(clock, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime({clock})");
     Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// CPU seconds used so far by the processes named `postgres` on this machine: the server's live
+/// processes, and (as the server's children's times) its ended backends. Moves in ticks
+/// (`USER_HZ`, 1/100 s).
+fn postgres_cpu() -> f64 {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`: utime, stime, cutime and cstime are fields 14 to 17.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if &stat[open + 1..close] != "postgres" {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        ticks += fields
+            .get(11..15)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum::<u64>();
+    }
+    ticks as f64 / 100.0
 }
 
 /// A process's `VmHWM` or `VmRSS`, in KiB.
@@ -388,6 +444,7 @@ fn env_lookup(name: &str) -> Option<String> {
         "BENCH_APP_SECRET" => Some(APP_SECRET.to_owned()),
         "BENCH_SESSION" => Some(SESSION.to_owned()),
         "BENCH_DOUYIN_SECRET" => Some(DOUYIN_SECRET.to_owned()),
+        PG_URL_VAR => Some(pg_url()),
         _ => None,
     }
 }
@@ -502,6 +559,34 @@ fn douyin_key(app: &str) -> &str {
     }
 }
 
+/// Where a config keeps its state.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// `state.db` in the config's directory.
+    Sqlite,
+    /// A schema of the PostgreSQL database at [`pg_url`].
+    Postgres(String),
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres(_) => "PostgreSQL",
+        }
+    }
+
+    /// The `[storage]` table's keys, for a config in `dir`.
+    fn toml(&self, dir: &Path) -> String {
+        match self {
+            Backend::Sqlite => format!("path = {:?}", dir.join("state.db").display().to_string()),
+            Backend::Postgres(schema) => {
+                format!("backend = \"postgres\"\nurl_env = {PG_URL_VAR:?}\nschema = {schema:?}")
+            }
+        }
+    }
+}
+
 /// Writes a config for `plugins` (each with extra TOML keys) against the simulator at `sim`,
 /// storage in `dir`; returns its path.
 fn write_config(
@@ -511,7 +596,15 @@ fn write_config(
     max_instances: u32,
     plugins: &[(Adapter, &str, &str)],
 ) -> PathBuf {
-    write_config_for(dir, cache, sim, max_instances, plugins, DOUYIN_APP)
+    write_config_for(
+        dir,
+        cache,
+        sim,
+        max_instances,
+        plugins,
+        DOUYIN_APP,
+        &Backend::Sqlite,
+    )
 }
 
 fn write_config_for(
@@ -521,10 +614,11 @@ fn write_config_for(
     max_instances: u32,
     plugins: &[(Adapter, &str, &str)],
     douyin_app: &str,
+    backend: &Backend,
 ) -> PathBuf {
     let mut toml = format!(
-        "[storage]\npath = {:?}\n\n[runtime]\ncache_dir = {:?}\nmax_instances = {max_instances}\n",
-        dir.join("state.db").display().to_string(),
+        "[storage]\n{}\n\n[runtime]\ncache_dir = {:?}\nmax_instances = {max_instances}\n",
+        backend.toml(dir),
         cache.display().to_string(),
     );
     for (adapter, name, extra) in plugins {
@@ -553,6 +647,22 @@ fn load_config(path: &Path) -> Config {
 
 fn send_request(adapter: Adapter, recipients: Vec<Recipient>) -> SendRequest {
     SendRequest::new(adapter.coupon(), recipients)
+}
+
+/// `Host::send` of one new recipient; returns how many were issued.
+async fn host_send(host: &Host, adapter: Adapter, n: u64) -> usize {
+    let request = send_request(adapter, vec![adapter.recipient(n)]);
+    match host.send(adapter.name(), request).await {
+        Ok(outcome) => outcome.issued.len(),
+        Err(_) => 0,
+    }
+}
+
+/// The same through the sandbox alone (no journal); returns how many were issued.
+async fn sandbox_send(sandbox: &Harness, adapter: Adapter, n: u64) -> usize {
+    let mut request = send_request(adapter, vec![adapter.recipient(n)]);
+    request.idempotency_key = Some(format!("sandbox-{n}"));
+    sandbox.send(&request).await.unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -856,6 +966,22 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = usize> + Send,
 {
+    let (times, misses) = issue_times(concurrency, warmup, length, send).await;
+    (slope(&times), misses)
+}
+
+/// Drives `send` as [`paced_throughput`] does; returns when (seconds from the start) each
+/// recipient issued from `warmup` to `warmup + length` was, and the sends that issued nothing.
+async fn issue_times<F, Fut>(
+    concurrency: usize,
+    warmup: Duration,
+    length: Duration,
+    send: F,
+) -> (Vec<f64>, usize)
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = usize> + Send,
+{
     let times = Arc::new(std::sync::Mutex::new(Vec::new()));
     let started = Instant::now();
     let recorded = times.clone();
@@ -874,7 +1000,13 @@ where
         },
     )
     .await;
-    let times = sorted(&times.lock().unwrap());
+    let times = std::mem::take(&mut *times.lock().unwrap());
+    (times, misses)
+}
+
+/// Issued recipients per second: the least-squares slope of their count against `times`.
+fn slope(times: &[f64]) -> f64 {
+    let times = sorted(times);
     let n = times.len() as f64;
     let mean_t = times.iter().sum::<f64>() / n;
     let mean_i = (n - 1.0) / 2.0;
@@ -883,7 +1015,7 @@ where
         cov += (t - mean_t) * (i as f64 - mean_i);
         var += (t - mean_t) * (t - mean_t);
     }
-    (cov / var, misses)
+    cov / var
 }
 
 /// [`throughput`], counting only sends that end after `warmup` (and the time after it).
@@ -958,6 +1090,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
             64,
             &plugin,
             "tt-bench-host",
+            &Backend::Sqlite,
         )))
         .await
         .unwrap();
@@ -968,6 +1101,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
             64,
             &plugin,
             "tt-bench-tmpfs",
+            &Backend::Sqlite,
         )))
         .await
         .unwrap();
@@ -981,6 +1115,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
                     64,
                     &plugin,
                     "tt-bench-sandbox",
+                    &Backend::Sqlite,
                 )),
                 adapter.name(),
                 true,
@@ -1016,11 +1151,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
                         let sandbox = sandbox.clone();
                         throughput(sizes.concurrency, sizes.round, move |n| {
                             let sandbox = sandbox.clone();
-                            async move {
-                                let mut request = send_request(adapter, vec![adapter.recipient(n)]);
-                                request.idempotency_key = Some(format!("sandbox-{n}"));
-                                sandbox.send(&request).await.unwrap_or(0)
-                            }
+                            async move { sandbox_send(&sandbox, adapter, n).await }
                         })
                         .await
                     }
@@ -1032,13 +1163,7 @@ async fn r1(work: &Work, sizes: &Sizes, args: &Args, report: &mut Report) {
                         };
                         throughput(sizes.concurrency, sizes.round, move |n| {
                             let host = host.clone();
-                            async move {
-                                let request = send_request(adapter, vec![adapter.recipient(n)]);
-                                match host.send(adapter.name(), request).await {
-                                    Ok(outcome) => outcome.issued.len(),
-                                    Err(_) => 0,
-                                }
-                            }
+                            async move { host_send(&host, adapter, n).await }
                         })
                         .await
                     }
@@ -1116,7 +1241,55 @@ fn canned_taobao(nicks: &[String]) -> Vec<u8> {
     .unwrap()
 }
 
-/// Runs `f` on a fresh single-threaded runtime on this thread.
+/// The micro benchmarks' send: 10 nicks, answered by a canned 10-coupon taobao answer.
+struct CannedSend {
+    body: Vec<u8>,
+    canned: Canned,
+    recipients: Vec<Recipient>,
+    request: SendRequest,
+}
+
+impl CannedSend {
+    fn new() -> CannedSend {
+        let nicks: Vec<String> = (0..10).map(|i| format!("买家{i:03}")).collect();
+        let body = canned_taobao(&nicks);
+        let canned_body = body.clone();
+        let canned: Canned = Arc::new(move |_body| (200, canned_body.clone()));
+        let recipients: Vec<Recipient> = nicks.iter().map(|n| Recipient::Nick(n.clone())).collect();
+        let request = send_request(Adapter::Taobao, recipients.clone());
+        CannedSend {
+            body,
+            canned,
+            recipients,
+            request,
+        }
+    }
+}
+
+/// The gateway of canned configs: nothing listens there, the canned transport answers.
+const CANNED_SIM: &str = "http://127.0.0.1:9";
+
+/// A config of the taobao plugin for a canned harness, in a fresh directory on tmpfs.
+fn canned_config(work: &Work, name: &str) -> PathBuf {
+    write_config(
+        &work.fresh(name, true),
+        &work.cache,
+        CANNED_SIM,
+        64,
+        &[(Adapter::Taobao, "taobao", "")],
+    )
+}
+
+/// `calls` fresh-instance sends of `request`, one after another; returns this thread's CPU
+/// seconds for them.
+async fn fresh_sends(harness: &Harness, request: &SendRequest, calls: usize) -> f64 {
+    let before = thread_cpu();
+    for _ in 0..calls {
+        harness.send(request).await.unwrap();
+    }
+    (thread_cpu() - before).as_secs_f64()
+}
+
 /// The `coupon-host` binary (package `coupon-host-cli`), built in this bench's profile beside it.
 fn coupon_host_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -1136,6 +1309,7 @@ fn coupon_host_bin() -> PathBuf {
         .clone()
 }
 
+/// Runs `f` on a fresh single-threaded runtime on this thread.
 fn local<T>(f: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -1151,21 +1325,14 @@ fn per_call(before: Duration, calls: usize) -> f64 {
 
 fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
     println!("\n== R2 and micro: canned transport, no network ==");
-    let nicks: Vec<String> = (0..10).map(|i| format!("买家{i:03}")).collect();
-    let body = canned_taobao(&nicks);
-    let canned_body = body.clone();
-    let canned: Canned = Arc::new(move |_body| (200, canned_body.clone()));
-    let recipients: Vec<Recipient> = nicks.iter().map(|n| Recipient::Nick(n.clone())).collect();
-    let request = send_request(Adapter::Taobao, recipients.clone());
-    let dir = work.fresh("micro", true);
-    let sim = "http://127.0.0.1:9";
-    let config = load_config(&write_config(
-        &dir,
-        &work.cache,
-        sim,
-        64,
-        &[(Adapter::Taobao, "taobao", "")],
-    ));
+    let CannedSend {
+        body,
+        canned,
+        recipients,
+        request,
+    } = CannedSend::new();
+    let sim = CANNED_SIM;
+    let config = load_config(&canned_config(work, "micro"));
     let harness =
         Arc::new(local(Harness::new(&config, "taobao", true, Some(canned.clone()))).unwrap());
     let no_epoch = local(Harness::new(&config, "taobao", false, Some(canned.clone()))).unwrap();
@@ -1323,15 +1490,7 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
                     .map(|_| {
                         let harness = harness.clone();
                         let request = request.clone();
-                        scope.spawn(move || {
-                            local(async {
-                                let before = thread_cpu();
-                                for _ in 0..per_thread {
-                                    harness.send(&request).await.unwrap();
-                                }
-                                (thread_cpu() - before).as_secs_f64()
-                            })
-                        })
+                        scope.spawn(move || local(fresh_sends(&harness, &request, per_thread)))
                     })
                     .collect();
                 workers.into_iter().map(|w| w.join().unwrap()).sum()
@@ -1511,19 +1670,43 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
 // ---------------------------------------------------------------------------------------------
 // R3: the rate limiter under overload.
 
+/// R3's configured rate, on the host and on the simulator.
+const PACED_QPS: u32 = 100;
+/// R3's concurrent sends (per process).
+const PACED_CONCURRENCY: usize = 200;
+/// R3 counts after this, which holds the limiter's initial burst.
+const PACED_WARMUP: Duration = Duration::from_secs(2);
+
+/// R3's simulator: [`PACED_QPS`] a second per app over a sliding window, for TOP and Douyin.
+fn paced_sim() -> SimConfig {
+    let mut sim_config = SimConfig::demo();
+    sim_config.douyin.qps = PACED_QPS;
+    sim_config.qps_per_app = Some(PACED_QPS);
+    sim_config
+}
+
+/// R3's plugin limits: `qps = burst =` [`PACED_QPS`].
+fn paced_limits() -> String {
+    format!("limits = {{ qps = {PACED_QPS}, burst = {PACED_QPS}, timeout_ms = 60000 }}")
+}
+
+/// The simulator's "too frequent" answers so far (error `code`).
+fn rejections(sim: &Sim, code: &str) -> usize {
+    sim.calls()
+        .iter()
+        .filter(|c| c.error_code.as_deref() == Some(code))
+        .count()
+}
+
 async fn r3(work: &Work, sizes: &Sizes, report: &mut Report) {
     println!("\n== R3: achieved ÷ configured QPS under overload ==");
     let mut table = String::from(
         "| plugin | configured | driven by | achieved QPS | ratio | \"too frequent\" answers |\n|---|---|---|---|---|---|\n",
     );
     for (adapter, code) in [(Adapter::Douyin, "29005012"), (Adapter::Taobao, "7")] {
-        let qps = 100u32;
-        let mut sim_config = SimConfig::demo();
-        sim_config.douyin.qps = qps;
-        sim_config.qps_per_app = Some(qps);
-        let sim = Arc::new(Sim::start(sim_config).await.unwrap());
+        let sim = Arc::new(Sim::start(paced_sim()).await.unwrap());
         let dir = work.fresh("r3", false);
-        let limits = format!("limits = {{ qps = {qps}, burst = {qps}, timeout_ms = 60000 }}");
+        let limits = paced_limits();
         let host = Host::new(load_config(&write_config(
             &dir,
             &work.cache,
@@ -1533,28 +1716,14 @@ async fn r3(work: &Work, sizes: &Sizes, report: &mut Report) {
         )))
         .await
         .unwrap();
-        let concurrency = 200;
-        let (rate, misses) = paced_throughput(
-            concurrency,
-            Duration::from_secs(2),
-            sizes.overload,
-            move |n| {
+        let (qps, concurrency) = (PACED_QPS, PACED_CONCURRENCY);
+        let (rate, misses) =
+            paced_throughput(concurrency, PACED_WARMUP, sizes.overload, move |n| {
                 let host = host.clone();
-                async move {
-                    let request = send_request(adapter, vec![adapter.recipient(n)]);
-                    match host.send(adapter.name(), request).await {
-                        Ok(outcome) => outcome.issued.len(),
-                        Err(_) => 0,
-                    }
-                }
-            },
-        )
-        .await;
-        let calls = sim.calls();
-        let rejected = calls
-            .iter()
-            .filter(|c| c.error_code.as_deref() == Some(code))
-            .count();
+                async move { host_send(&host, adapter, n).await }
+            })
+            .await;
+        let rejected = rejections(&sim, code);
         let ratio = rate / f64::from(qps);
         println!(
             "  {}: {rate:.1} sends/s of {qps}, {rejected} rejected, {misses} misses",
@@ -1653,6 +1822,13 @@ async fn r4(work: &Work, sizes: &Sizes, report: &mut Report) {
 // ---------------------------------------------------------------------------------------------
 // M1: peak RSS of the CLI running a campaign, big against small.
 
+/// The last lines of a child's stderr, kept in `path`.
+fn stderr_tail(path: &Path) -> String {
+    let stderr = std::fs::read_to_string(path).unwrap_or_default();
+    let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+}
+
 /// Runs `coupon-host campaign run` on `count` lines in a child process, against a simulator of
 /// its own (a coupon's stock is the demo's 1 000 000, which runs after runs would use up: the
 /// campaign then stops, as it should); returns its peak RSS (KiB) and wall time.
@@ -1689,12 +1865,10 @@ async fn campaign_child(work: &Work, count: usize, concurrency: usize, tag: &str
             peak = peak.max(hwm);
         }
         if let Ok(Some(status)) = child.try_wait() {
-            let stderr = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
-            let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
             assert!(
                 status.success(),
                 "coupon-host campaign run failed: {status}; its stderr ends:\n{}",
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                stderr_tail(&dir.join("stderr"))
             );
             break;
         }
@@ -1783,6 +1957,660 @@ fn r5(work: &Work, sizes: &Sizes, report: &mut Report) {
              compile, write the artifact, load it) {} ms; cached (mmap the artifact) {} ms.\n",
             spread(&ms(&cold), 1),
             spread(&ms(&cached), 2)
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fleets: this bench re-run as several processes sharing one storage, and one worker process per
+// core.
+
+/// The PostgreSQL server of the fleet sections: this variable's URL, else this machine kind's
+/// (the variable the integration tests read too).
+const PG_URL_VAR: &str = "COUPON_TEST_POSTGRES_URL";
+
+fn pg_url() -> String {
+    std::env::var(PG_URL_VAR)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A schema of the bench's own: fresh when made, created by the first host that opens it, and
+/// dropped by [`PgSchema::drop_schema`] (a run that panics leaves it: `bench_…` schemas are
+/// leftovers).
+struct PgSchema {
+    name: String,
+}
+
+impl PgSchema {
+    async fn connect() -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let mut config: tokio_postgres::Config = pg_url().parse()?;
+        config.connect_timeout(Duration::from_secs(5));
+        let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// A schema for `section`, or `None` (said in one line) when the server does not answer.
+    async fn reach(section: &str) -> Option<PgSchema> {
+        let name = format!(
+            "bench_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let reached = match PgSchema::connect().await {
+            Ok(client) => {
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match reached {
+            Ok(()) => Some(PgSchema { name }),
+            Err(error) => {
+                // The error names what failed, never the URL (which may hold a password).
+                println!(
+                    "  {section}: skipped: PostgreSQL unreachable ({error}; {PG_URL_VAR} names another server)"
+                );
+                None
+            }
+        }
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres(self.name.clone())
+    }
+
+    async fn drop_schema(self) {
+        let client = PgSchema::connect().await.expect("PostgreSQL still answers");
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name))
+            .await
+            .expect("the bench's schema drops");
+    }
+
+    /// The mean time of a `SELECT 1` (prepared) through a connection pool as the host's
+    /// (deadpool-postgres, fast recycling), one after another: a round trip to the server.
+    async fn round_trip(calls: usize) -> f64 {
+        use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+        let config: tokio_postgres::Config = pg_url().parse().unwrap();
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager).max_size(4).build().unwrap();
+        let select = async || {
+            let conn = pool.get().await.unwrap();
+            let statement = conn.prepare_cached("SELECT 1").await.unwrap();
+            conn.query_one(&statement, &[]).await.unwrap();
+        };
+        select().await;
+        let started = Instant::now();
+        for _ in 0..calls {
+            select().await;
+        }
+        started.elapsed().as_secs_f64() / calls as f64
+    }
+}
+
+/// The taobao component compiled into the cache, so that the children only load it.
+fn warm_cache(work: &Work) {
+    coupon_host::bench::load_time(Adapter::Taobao.component().as_ref(), &work.cache).unwrap();
+}
+
+/// Gives each child a range of recipients of its own (see [`child`]).
+static CHILD_BASES: AtomicU64 = AtomicU64::new(1);
+
+/// Runs this bench binary once per spec (`--child SPEC`, see [`child`]), each given its own
+/// `base`; once every one is ready, tells them all to go, and returns each one's answer.
+async fn run_children(dir: &Path, specs: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for spec in specs {
+        let mut spec = spec.clone();
+        spec["base"] = (CHILD_BASES.fetch_add(1, Ordering::Relaxed) << 40).into();
+        let stderr = dir.join(format!(
+            "child-{}.stderr",
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut child = tokio::process::Command::new(&exe)
+            .arg("--child")
+            .arg(spec.to_string())
+            .env_remove("COUPON_HOST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        children.push((child, lines, stderr));
+    }
+    for (_, lines, stderr) in &mut children {
+        let line = lines.next_line().await.unwrap();
+        assert_eq!(
+            line.as_deref(),
+            Some("ready"),
+            "a child did not get ready; its stderr ends:\n{}",
+            stderr_tail(stderr)
+        );
+    }
+    for (child, ..) in &mut children {
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+    let mut answers = Vec::new();
+    for (mut child, mut lines, stderr) in children {
+        let line = lines.next_line().await.unwrap();
+        let status = child.wait().await.unwrap();
+        let answer = line.filter(|_| status.success()).unwrap_or_else(|| {
+            panic!(
+                "a child failed ({status}); its stderr ends:\n{}",
+                stderr_tail(&stderr)
+            )
+        });
+        answers.push(serde_json::from_str(&answer).unwrap());
+    }
+    answers
+}
+
+/// One process of a fleet (`--child SPEC`, SPEC a JSON object): gets ready, says `ready`, waits
+/// for a line on stdin, runs, prints its answer as one JSON line and exits.
+///
+/// - `{"run": "send", "config", "mode": "host"|"sandbox", "concurrency", "warmup_ms",
+///   "length_ms", "paced", "base"}`: one-recipient taobao sends (`Host::send`, or the sandbox
+///   without the journal) from `concurrency` tasks, recipients numbered from `base`. Answers
+///   `{"rate", "misses"}` ([`steady_throughput`]), or with `paced` `{"times", "misses"}`
+///   ([`issue_times`]: seconds from the go).
+/// - `{"run": "fresh", "config", "calls"}`: [`fresh_sends`] of the micro section's canned send on
+///   one thread. Answers `{"seconds", "cpu"}` (wall and CPU time).
+fn child(spec: &str) -> ! {
+    let spec: serde_json::Value = serde_json::from_str(spec).expect("a JSON child spec");
+    let config = load_config(Path::new(spec["config"].as_str().expect("config")));
+    let number = |key: &str| spec[key].as_u64().unwrap_or_else(|| panic!("{key}"));
+    let ready = || {
+        println!("ready");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).expect("a go");
+    };
+    let answer = match spec["run"].as_str() {
+        Some("fresh") => {
+            let canned = CannedSend::new();
+            local(async {
+                let harness = Harness::new(&config, "taobao", true, Some(canned.canned))
+                    .await
+                    .unwrap();
+                // The first sends fault in the pool's pages; the micro section's are warm too.
+                fresh_sends(&harness, &canned.request, 200).await;
+                ready();
+                let started = Instant::now();
+                let cpu = fresh_sends(&harness, &canned.request, number("calls") as usize).await;
+                serde_json::json!({"seconds": started.elapsed().as_secs_f64(), "cpu": cpu})
+            })
+        }
+        Some("send") => {
+            RECIPIENTS.store(number("base"), Ordering::Relaxed);
+            let concurrency = number("concurrency") as usize;
+            let warmup = Duration::from_millis(number("warmup_ms"));
+            let length = Duration::from_millis(number("length_ms"));
+            let paced = spec["paced"].as_bool() == Some(true);
+            let adapter = Adapter::Taobao;
+            let run = async |send: Sender| {
+                if paced {
+                    ready();
+                    let (times, misses) = issue_times(concurrency, warmup, length, send).await;
+                    return serde_json::json!({"times": times, "misses": misses});
+                }
+                // Every recipient issued, for CPU per send; the pool's connections opened first.
+                let send = Arc::new(send);
+                let issued = Arc::new(AtomicUsize::new(0));
+                let counted: Arc<dyn Fn(u64) -> SendFuture + Send + Sync> = {
+                    let issued = issued.clone();
+                    Arc::new(move |n| -> SendFuture {
+                        let (sent, issued) = (send(n), issued.clone());
+                        Box::pin(async move {
+                            let n = sent.await;
+                            issued.fetch_add(n, Ordering::Relaxed);
+                            n
+                        })
+                    })
+                };
+                let each = || {
+                    let counted = counted.clone();
+                    move |n| counted(n)
+                };
+                throughput(concurrency, warmup, each()).await;
+                ready();
+                let (cpu, pg_cpu) = (process_cpu(), postgres_cpu());
+                issued.store(0, Ordering::Relaxed);
+                let (rate, misses) = steady_throughput(concurrency, warmup, length, each()).await;
+                serde_json::json!({
+                    "rate": rate, "misses": misses,
+                    "issued": issued.load(Ordering::Relaxed),
+                    "cpu": (process_cpu() - cpu).as_secs_f64(),
+                    "pg_cpu": postgres_cpu() - pg_cpu,
+                })
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    match spec["mode"].as_str() {
+                        Some("host") => {
+                            let host = Host::new(config).await.unwrap();
+                            run(Box::new(move |n| -> SendFuture {
+                                let host = host.clone();
+                                Box::pin(async move { host_send(&host, adapter, n).await })
+                            }))
+                            .await
+                        }
+                        Some("sandbox") => {
+                            let sandbox = Arc::new(
+                                Harness::new(&config, "taobao", true, None).await.unwrap(),
+                            );
+                            run(Box::new(move |n| -> SendFuture {
+                                let sandbox = sandbox.clone();
+                                Box::pin(async move { sandbox_send(&sandbox, adapter, n).await })
+                            }))
+                            .await
+                        }
+                        other => panic!("no child send mode {other:?}"),
+                    }
+                })
+        }
+        other => panic!("no child run {other:?}"),
+    };
+    println!("{answer}");
+    std::process::exit(0)
+}
+
+/// A child's send, boxed, so that its two kinds of sender are one type.
+type SendFuture = std::pin::Pin<Box<dyn std::future::Future<Output = usize> + Send>>;
+type Sender = Box<dyn Fn(u64) -> SendFuture + Send + Sync>;
+
+/// What a section prints and reports where PostgreSQL does not answer.
+const PG_SKIPPED: &str = "skipped: PostgreSQL unreachable";
+
+/// Child processes' sends counted from this long after the go (their pools fill, connections open).
+const FLEET_WARMUP: Duration = Duration::from_millis(250);
+
+/// What children sending at once did together.
+struct FleetRun {
+    /// Recipients issued per second, summed.
+    rate: f64,
+    misses: u64,
+    /// CPU seconds per issued recipient: of the children, and of the PostgreSQL server (which
+    /// each child measures over the same window; their mean).
+    cpu: f64,
+    pg_cpu: f64,
+}
+
+/// `count` children running `spec` (a `send` that is not paced) at once.
+async fn fleet_run(dir: &Path, spec: &serde_json::Value, count: usize) -> FleetRun {
+    let answers = run_children(dir, &vec![spec.clone(); count]).await;
+    let sum = |key: &str| {
+        answers
+            .iter()
+            .map(|a| a[key].as_f64().unwrap())
+            .sum::<f64>()
+    };
+    let issued = sum("issued");
+    FleetRun {
+        rate: sum("rate"),
+        misses: answers.iter().map(|a| a["misses"].as_u64().unwrap()).sum(),
+        cpu: sum("cpu") / issued,
+        pg_cpu: sum("pg_cpu") / count as f64 / issued,
+    }
+}
+
+// S1: Host::send on PostgreSQL beside SQLite, one process and three.
+
+async fn s1(work: &Work, sizes: &Sizes, report: &mut Report) {
+    println!("\n== S1: Host::send on PostgreSQL beside SQLite, one process and three ==");
+    warm_cache(work);
+    let pg = PgSchema::reach("S1").await;
+    let sim = Sim::start(SimConfig::demo()).await.unwrap();
+    let plugin = [(
+        Adapter::Taobao,
+        "taobao",
+        "limits = { http_timeout_ms = 5000 }",
+    )];
+    let config = |backend: &Backend| {
+        write_config_for(
+            &work.fresh("s1", false),
+            &work.cache,
+            &sim.base_url(),
+            64,
+            &plugin,
+            DOUYIN_APP,
+            backend,
+        )
+    };
+    let sqlite = config(&Backend::Sqlite);
+    // (label, config, mode): the sandbox without the journal, for the journal's share.
+    let mut kinds = vec![
+        ("SQLite", sqlite.clone(), "host"),
+        ("sandbox", sqlite, "sandbox"),
+    ];
+    if let Some(pg) = &pg {
+        kinds.push(("PostgreSQL", config(&pg.backend()), "host"));
+    }
+    let mut runs: Vec<(usize, usize)> = (0..kinds.len())
+        .flat_map(|kind| [(kind, 1), (kind, 3)])
+        .collect();
+    let dir = work.fresh("s1-children", false);
+    let mut rates: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<(&str, usize), Vec<f64>> = BTreeMap::new();
+    let mut pg_cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut misses = 0;
+    for round in 0..sizes.rounds {
+        for &(kind, processes) in &runs {
+            let (label, config, mode) = &kinds[kind];
+            let spec = serde_json::json!({
+                "run": "send", "config": config, "mode": mode, "paced": false,
+                "concurrency": sizes.concurrency,
+                "warmup_ms": FLEET_WARMUP.as_millis() as u64,
+                "length_ms": sizes.round.as_millis() as u64,
+            });
+            let run = fleet_run(&dir, &spec, processes).await;
+            misses += run.misses;
+            println!(
+                "  round {round} {label} × {processes}: {:.0} sends/s; CPU per send {:.0} µs in the hosts, {:.0} µs in PostgreSQL",
+                run.rate,
+                run.cpu * 1e6,
+                run.pg_cpu * 1e6
+            );
+            rates.entry((*label, processes)).or_default().push(run.rate);
+            cpu.entry((*label, processes))
+                .or_default()
+                .push(run.cpu * 1e6);
+            if *label == "PostgreSQL" {
+                pg_cpu.entry(processes).or_default().push(run.pg_cpu * 1e6);
+            }
+        }
+        runs.rotate_left(1);
+    }
+    let round_trip = match &pg {
+        Some(_) => Some(PgSchema::round_trip(if sizes.rounds > 3 { 5_000 } else { 1_000 }).await),
+        None => None,
+    };
+    sim.shutdown().await;
+    if let Some(pg) = pg {
+        pg.drop_schema().await;
+    }
+
+    let mut table = String::from(
+        "| storage | processes | Host::send sends/s | ÷ SQLite | ÷ itself at 1 process | journal's share of a send's time | CPU µs per send: hosts | CPU µs per send: PostgreSQL server |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for backend in ["SQLite", "PostgreSQL"] {
+        for processes in [1, 3] {
+            let metric = format!(
+                "S1 taobao Host::send sends/s on {backend}, {processes} process{} ({} tasks each)",
+                if processes == 1 { "" } else { "es" },
+                sizes.concurrency
+            );
+            let Some(host) = rates.get(&(backend, processes)) else {
+                report.goal(&metric, PG_SKIPPED.to_owned(), "—", None);
+                writeln!(
+                    table,
+                    "| {backend} | {processes} | {PG_SKIPPED} | | | | | |"
+                )
+                .unwrap();
+                continue;
+            };
+            report.goal(&metric, spread(host, 0), "—", None);
+            // Time per send: 1/rate. The journal's share is what Host::send adds over the sandbox.
+            let share: Vec<f64> = host
+                .iter()
+                .zip(&rates[&("sandbox", processes)])
+                .map(|(h, s)| 100.0 * (1.0 / h - 1.0 / s) / (1.0 / h))
+                .collect();
+            writeln!(
+                table,
+                "| {backend} | {processes} | {} | {} | {} | {} % | {} | {} |",
+                spread(host, 0),
+                spread(&ratios(host, &rates[&("SQLite", processes)]), 2),
+                spread(&ratios(host, &rates[&(backend, 1)]), 2),
+                spread(&share, 0),
+                spread(&cpu[&(backend, processes)], 0),
+                pg_cpu
+                    .get(&processes)
+                    .filter(|_| backend == "PostgreSQL")
+                    .map_or("—".to_owned(), |v| spread(v, 0)),
+            )
+            .unwrap();
+        }
+    }
+    for processes in [1, 3] {
+        let metric = format!(
+            "S1 PostgreSQL ÷ SQLite Host::send sends/s, {processes} process{}",
+            if processes == 1 { "" } else { "es" }
+        );
+        match rates.get(&("PostgreSQL", processes)) {
+            Some(pg) => {
+                let ratio = ratios(pg, &rates[&("SQLite", processes)]);
+                report.goal(&metric, spread(&ratio, 2), "—", None);
+            }
+            None => report.goal(&metric, PG_SKIPPED.to_owned(), "—", None),
+        }
+    }
+    for processes in [1, 3] {
+        writeln!(
+            table,
+            "| sandbox alone (no journal) | {processes} | {} | | {} | | {} | — |",
+            spread(&rates[&("sandbox", processes)], 0),
+            spread(
+                &ratios(&rates[&("sandbox", processes)], &rates[&("sandbox", 1)]),
+                2
+            ),
+            spread(&cpu[&("sandbox", processes)], 0),
+        )
+        .unwrap();
+    }
+    let round_trips = "S1 PostgreSQL: round trips per send; `SELECT 1` round trip through a pool";
+    let time_goes = match round_trip {
+        Some(rtt) => {
+            let us = rtt * 1e6;
+            report.goal(
+                round_trips,
+                format!("2 (7 statements); {us:.0} µs"),
+                "—",
+                None,
+            );
+            format!(
+                "Where PostgreSQL's time goes: a one-call send is **2 round trips** in 2 \
+                 transactions (`journal_begin`: one statement that inserts the send and its rows; \
+                 `journal_record` with the finish: `BEGIN`, check and extend the lease, update the \
+                 rows, finish the send, read its rows, `COMMIT`, pipelined) = 7 statements. A \
+                 prepared `SELECT 1` through a deadpool pool, one after another once the runs \
+                 are over, takes **{us:.0} µs** (pg_stat_statements is not enabled here), so a \
+                 send waits at least {:.0} µs on the server's answers. The server runs on the \
+                 same 2 cores: its CPU per send (the processes named `postgres`, read from \
+                 `/proc` at the start and end of each child's counted run, so other clients of \
+                 the server count too) is CPU the hosts do not get.\n",
+                2.0 * us
+            )
+        }
+        None => {
+            report.goal(round_trips, PG_SKIPPED.to_owned(), "—", None);
+            format!("Where PostgreSQL's time goes: {PG_SKIPPED}.\n")
+        }
+    };
+    report.section(
+        "S1: Host::send on PostgreSQL beside SQLite, one process and three",
+        &format!(
+            "One-recipient taobao sends from {} concurrent tasks per process (`Host::send`, no \
+             `qps`), against one simulator in the bench's process on loopback (no limit), for \
+             {:.1} s after a {} ms warm-up; the processes are this bench re-run as children \
+             (`--child`), each with its own `Host` and 2 tokio workers, started together once all \
+             are ready (each first sends for as long as the warm-up, so its pool's connections \
+             are open). CPU per send is each child's process CPU time over its counted run ÷ \
+             what it issued. SQLite: the processes share one file on disk; PostgreSQL: one fresh \
+             schema (default `pool_size` 16 per process), dropped after. Sends/s of 3 processes \
+             is their sum. The journal's share compares with the sandbox alone (the same sends \
+             without the journal, in as many processes). {} rounds, the order rotating; {misses} \
+             sends issued nothing.\n\n{table}\n{time_goes}",
+            sizes.concurrency,
+            sizes.round.as_secs_f64(),
+            FLEET_WARMUP.as_millis(),
+            sizes.rounds,
+        ),
+    );
+}
+
+// R3 with a fleet: three hosts, one platform window.
+
+async fn r3_fleet(work: &Work, sizes: &Sizes, report: &mut Report) {
+    println!("\n== R3 fleet: three processes on one storage, overloaded ==");
+    warm_cache(work);
+    let processes = 3;
+    let pg = PgSchema::reach("R3 fleet").await;
+    let (qps, concurrency) = (PACED_QPS, PACED_CONCURRENCY);
+    let mut table = String::from(
+        "| storage | configured | driven by | achieved QPS, all hosts | ratio | \"too frequent\" answers | misses |\n\
+         |---|---|---|---|---|---|---|\n",
+    );
+    for backend in [Some(Backend::Sqlite), pg.as_ref().map(PgSchema::backend)] {
+        let name = backend.as_ref().map_or("PostgreSQL", Backend::name);
+        let metric = format!(
+            "R3 fleet taobao, {processes} processes on {name}: achieved ÷ configured QPS; rejections"
+        );
+        let Some(backend) = backend else {
+            report.goal(&metric, PG_SKIPPED.to_owned(), "≥ 0.95; 0", None);
+            writeln!(table, "| {name} | | | {PG_SKIPPED} | | | |").unwrap();
+            continue;
+        };
+        let sim = Sim::start(paced_sim()).await.unwrap();
+        let dir = work.fresh("r3-fleet", false);
+        let config = write_config_for(
+            &dir,
+            &work.cache,
+            &sim.base_url(),
+            256,
+            &[(Adapter::Taobao, "taobao", &paced_limits())],
+            DOUYIN_APP,
+            &backend,
+        );
+        let spec = serde_json::json!({
+            "run": "send", "config": config, "mode": "host", "paced": true,
+            "concurrency": concurrency,
+            "warmup_ms": PACED_WARMUP.as_millis() as u64,
+            "length_ms": sizes.overload.as_millis() as u64,
+        });
+        let answers = run_children(&dir, &vec![spec; processes]).await;
+        let times: Vec<f64> = answers
+            .iter()
+            .flat_map(|a| a["times"].as_array().unwrap())
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        let misses: u64 = answers.iter().map(|a| a["misses"].as_u64().unwrap()).sum();
+        let rate = slope(&times);
+        let rejected = rejections(&sim, "7");
+        sim.shutdown().await;
+        let ratio = rate / f64::from(qps);
+        println!("  {name}: {rate:.1} sends/s of {qps}, {rejected} rejected, {misses} misses");
+        writeln!(
+            table,
+            "| {name} | qps = burst = {qps}, simulator {qps}/s | {processes} × {concurrency} concurrent sends for {} s | {rate:.1} | {ratio:.3} | {rejected} (code 7) | {misses} |",
+            sizes.overload.as_secs()
+        )
+        .unwrap();
+        report.goal(
+            &metric,
+            format!("{ratio:.3}; {rejected}"),
+            "≥ 0.95; 0",
+            Some(ratio >= 0.95 && rejected == 0),
+        );
+    }
+    if let Some(pg) = pg {
+        pg.drop_schema().await;
+    }
+    report.section(
+        "R3 fleet: three hosts, one platform window",
+        &format!(
+            "R3 with {processes} processes (this bench re-run as children, `--child`) sharing one \
+             storage — one SQLite file, or one fresh PostgreSQL schema — and so one request window \
+             for the app key; each host has `limits.qps = burst = {qps}` and is driven by \
+             {concurrency} concurrent `Host::send`s, against one simulator enforcing a sliding \
+             {qps}/s window on the app. Achieved is R3's slope, of the issue times of all three \
+             hosts together (seconds from the common start), after the same {} s warm-up; \
+             rejections are counted over the whole run.\n\n{table}",
+            PACED_WARMUP.as_secs()
+        ),
+    );
+}
+
+// One worker process per core: the micro section's fresh-instance loop in two processes.
+
+async fn procs(work: &Work, sizes: &Sizes, report: &mut Report) {
+    println!("\n== Processes: 2 processes ÷ 1, fresh-instance throughput ==");
+    warm_cache(work);
+    let dir = work.fresh("procs", false);
+    // Five times the micro section's calls: a process's run should outlast starting it.
+    let calls = 5 * sizes.micro_calls;
+    let spec =
+        serde_json::json!({"run": "fresh", "config": canned_config(work, "procs"), "calls": calls});
+    let mut order = [1, 2];
+    let mut rates: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
+    for round in 0..sizes.rounds {
+        for processes in order {
+            let answers = run_children(&dir, &vec![spec.clone(); processes]).await;
+            // As the threads of the micro section: all the calls over the slower one's time.
+            let wall = answers
+                .iter()
+                .map(|a| a["seconds"].as_f64().unwrap())
+                .fold(0.0, f64::max);
+            let total = (processes * calls) as f64;
+            let seconds: f64 = answers.iter().map(|a| a["cpu"].as_f64().unwrap()).sum();
+            println!(
+                "  round {round}: {processes} process(es) {:.0}/s ({:.1} µs CPU/call)",
+                total / wall,
+                seconds / total * 1e6
+            );
+            rates.entry(processes).or_default().push(total / wall);
+            cpu.entry(processes).or_default().push(seconds / total);
+        }
+        order.rotate_left(1);
+    }
+    let scaling = ratios(&rates[&2], &rates[&1]);
+    let cpu_scaling: Vec<f64> = ratios(&cpu[&1], &cpu[&2]).iter().map(|r| 2.0 * r).collect();
+    report.goal(
+        "Processes: 2 processes ÷ 1 process fresh-instance throughput, wall time",
+        spread(&scaling, 2),
+        "≥ 1.8×",
+        Some(median(&scaling) >= 1.8),
+    );
+    report.goal(
+        "Processes: the same, from CPU time per call",
+        spread(&cpu_scaling, 2),
+        "≥ 1.8×",
+        Some(median(&cpu_scaling) >= 1.8),
+    );
+    let us = |v: &[f64]| v.iter().map(|x| x * 1e6).collect::<Vec<_>>();
+    report.section(
+        "Processes: one worker process per core",
+        &format!(
+            "The micro section's fresh-instance loop ({calls} canned sends of 10 nicks, one after \
+             another) in child processes of this bench (`--child`), each with its own engine and \
+             instance pool, as `coupon-host worker` processes, one per core, would run: one \
+             process alone, then two at once (started together once both are ready), \
+             interleaved, {} rounds. Throughput = all calls ÷ the slower process's wall time.\n\n\
+             | processes | sends/s | CPU µs per call |\n|---|---|---|\n\
+             | 1 | {} | {} |\n| 2 | {} | {} |\n",
+            sizes.rounds,
+            spread(&rates[&1], 0),
+            spread(&us(&cpu[&1]), 1),
+            spread(&rates[&2], 0),
+            spread(&us(&cpu[&2]), 1),
         ),
     );
 }
