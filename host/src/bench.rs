@@ -25,6 +25,20 @@ pub mod top {
     pub use crate::auth::top::{SignMethod, assemble, is_blank, sign, timestamp};
 }
 
+static DECLARED_LIMITS_LIFTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, in this process, a `Host` ignores the `limits.qps` an adapter declares (contract
+/// 0.2.0): no default pace and no ceiling on the configured one. The bench measures what the
+/// host itself costs per send, which Douyin's documented 100 sends a second would hide.
+pub fn lift_declared_limits() {
+    DECLARED_LIMITS_LIFTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub(crate) fn declared_limits_lifted() -> bool {
+    DECLARED_LIMITS_LIFTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A canned `signed-http` answer: gets the body that would have been sent (TOP: the signed,
 /// form-encoded parameters) and returns `(status, body)`. The host still checks, paces, signs
 /// and encodes the request.
