@@ -3,7 +3,7 @@
 // `http`; src/adapter.js is the glue to the `coupon:adapter` world. REPLACE marks what is
 // Taobao's and is what you change for your platform:
 //
-// * send: taobao.promotion.coupon.sns.send, one call per ≤100 nicks (`buyer_nick`, comma
+// * send: taobao.promotion.coupon.sns.send, one call for up to 100 nicks (`buyer_nick`, comma
 //   separated); the answer lists who got a coupon (coupon_results) and who did not
 //   (failure_buyers).
 // * query: taobao.qianniu.coupon.buyer.get for one nick.
@@ -115,45 +115,37 @@ export function sendCoupon(request, settings, http) {
     }
   }
 
-  // After a refusal that every later call would get too, stop calling.
-  let stopped;
-  for (let start = 0; start < nicks.length; start += MAX_NICKS) {
-    const batch = nicks.slice(start, start + MAX_NICKS);
-    let answer;
-    if (stopped !== undefined) {
-      answer = { error: stopped };
+  // The host sends at most maxRecipientsPerCall recipients at once: one platform call.
+  if (nicks.length === 0) return outcome;
+  if (nicks.length > MAX_NICKS) {
+    const why = `at most ${MAX_NICKS} recipients per call (describe says so)`;
+    throw adapterError('invalid-request', 'batch-size', why);
+  }
+  const buyers = nicks.map(({ nick }) => nick).join(',');
+  const call = topCall(url, SEND_METHOD, [['coupon_id', request.coupon], ['buyer_nick', buyers]]);
+  // No idempotency key: a lost answer may hide an issued coupon, so it is `unknown`.
+  const answer = readAnswer(http(call), SEND_METHOD, 'unknown');
+  // A call that failed as a whole fails the whole request with its error.
+  if (answer.error !== undefined) throw answer.error;
+  if (answer.requestId !== undefined) outcome.platformRequestIds.push(answer.requestId);
+
+  // REPLACE: reading the platform's success answer.
+  const issued = list(answer.response, 'coupon_results', 'coupon_result');
+  const refused = list(answer.response, 'failure_buyers', 'error_message');
+  for (const { recipient, nick } of nicks) {
+    const names = (entry) => entry?.buyer_nick === nick;
+    const got = issued.find(names);
+    const not = refused.find(names);
+    if (got !== undefined) {
+      outcome.issued.push({ recipient, couponId: text(got.coupon_number) });
+    } else if (not !== undefined) {
+      const reason = text(not.reason) ?? 'no reason given';
+      fail(recipient, adapterError(failureClass(reason), 'failure_buyers', reason));
     } else {
-      const list = batch.map(({ nick }) => nick).join(',');
-      const call = topCall(url, SEND_METHOD, [['coupon_id', request.coupon], ['buyer_nick', list]]);
-      // No idempotency key: a lost answer may hide an issued coupon, so it is `unknown`.
-      answer = readAnswer(http(call), SEND_METHOD, 'unknown');
-      if (answer.requestId !== undefined) outcome.platformRequestIds.push(answer.requestId);
-    }
-    if (answer.error !== undefined) {
-      if (['rate-limited', 'unauthorized', 'auth-expired'].includes(answer.error.class)) {
-        stopped = answer.error;
-      }
-      for (const { recipient } of batch) fail(recipient, answer.error);
-      continue;
-    }
-    // REPLACE: reading the platform's success answer.
-    const issued = list(answer.response, 'coupon_results', 'coupon_result');
-    const refused = list(answer.response, 'failure_buyers', 'error_message');
-    for (const { recipient, nick } of batch) {
-      const names = (entry) => entry?.buyer_nick === nick;
-      const got = issued.find(names);
-      const not = refused.find(names);
-      if (got !== undefined) {
-        outcome.issued.push({ recipient, couponId: text(got.coupon_number) });
-      } else if (not !== undefined) {
-        const reason = text(not.reason) ?? 'no reason given';
-        fail(recipient, adapterError(failureClass(reason), 'failure_buyers', reason));
-      } else {
-        // The platform answered but did not name this buyer: maybe issued, maybe not. Never
-        // guess "failed" here: the host would send again.
-        const why = "the platform's answer does not name this recipient";
-        fail(recipient, adapterError('unknown', 'not-reported', why));
-      }
+      // The platform answered but did not name this buyer: maybe issued, maybe not. Never guess
+      // "failed" here: the host would send again.
+      const why = "the platform's answer does not name this recipient";
+      fail(recipient, adapterError('unknown', 'not-reported', why));
     }
   }
   return outcome;
