@@ -315,7 +315,7 @@ fn read_answer(
             Err(error(
                 class,
                 &format!("http.{status}"),
-                "the gateway refused the call",
+                format!("the gateway answered HTTP {status}"),
             )),
         );
     }
