@@ -1,8 +1,9 @@
 //! Paths of the wasm components built from this workspace's sources by `build.rs`.
 //!
 //! `PLUGINS` lists every platform adapter (`plugins/*`: Rust crates and JavaScript adapters),
-//! `GUESTS` every test guest (`tests/guests/*`); each also has its own constant, e.g. [`TAOBAO`]
-//! or [`DOUYIN_JS`].
+//! `GUESTS` every test guest (`tests/guests/*`), `TEMPLATES` the adapter templates
+//! (`templates/rust-adapter` as `template-rust`, `templates/js-adapter` as `template-js`); each
+//! also has its own constant, e.g. [`TAOBAO`], [`DOUYIN_JS`] or [`TEMPLATE_JS`].
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
@@ -12,14 +13,18 @@ mod tests {
     use std::process::Command;
 
     /// The JavaScript adapters' own unit tests (`node --test`), which hold their platform mapping
-    /// to the Rust adapters' fixtures. `build.rs` has installed their tools already, and cannot
-    /// have succeeded without `node`.
+    /// to the Rust adapters' fixtures, and the JavaScript template's. `build.rs` has installed
+    /// their tools already, and cannot have succeeded without `node`.
     #[test]
     fn javascript_adapters_pass_their_unit_tests() {
-        let plugins = Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let plugins = root.join("plugins");
         let mut ran = 0;
-        for entry in std::fs::read_dir(&plugins).unwrap().flatten() {
-            let dir = entry.path();
+        let dirs = std::fs::read_dir(&plugins)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path());
+        for dir in dirs.chain([root.join("templates/js-adapter")]) {
             if !dir.join("package.json").is_file() || !dir.join("test").is_dir() {
                 continue;
             }
@@ -38,8 +43,8 @@ mod tests {
             ran += 1;
         }
         assert!(
-            ran > 0,
-            "no JavaScript adapter with tests under {}",
+            ran > 1,
+            "expected tests in templates/js-adapter and a JavaScript adapter under {}",
             plugins.display()
         );
     }

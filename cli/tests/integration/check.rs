@@ -67,13 +67,15 @@ fn assert_violation(report: &CheckReport, check: &str, says: &str) {
     );
 }
 
-/// Every adapter of the repository, and the Taobao adapter built against contract 0.1.0.
+/// Every adapter of the repository, the Taobao adapter built against contract 0.1.0, and the
+/// adapter templates (templates/rust-adapter, templates/js-adapter) as an author builds them.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_in_tree_adapter_passes() {
     let mut failures = Vec::new();
     let adapters = coupon_host_tests::PLUGINS
         .iter()
-        .chain([&("taobao-v0-1", coupon_host_tests::GUEST_TAOBAO_V0_1)]);
+        .chain([&("taobao-v0-1", coupon_host_tests::GUEST_TAOBAO_V0_1)])
+        .chain(coupon_host_tests::TEMPLATES);
     for (crate_name, component) in adapters {
         let plugin = crate_name.replace('_', "-");
         let mut args = vec![*component, "--json"];

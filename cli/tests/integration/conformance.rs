@@ -111,6 +111,20 @@ pub const TAOBAO_V0_1: Platform = Platform {
     ..TAOBAO
 };
 
+/// The Rust adapter template (templates/rust-adapter), configured like `taobao`: what
+/// docs/WRITING_AN_ADAPTER.md has authors copy passes the whole kit.
+pub const TEMPLATE_RUST: Platform = Platform {
+    plugin: "template-rust",
+    ..TAOBAO
+};
+
+/// The JavaScript adapter template (templates/js-adapter), configured like `taobao`.
+pub const TEMPLATE_JS: Platform = Platform {
+    plugin: "template-js",
+    javascript: true,
+    ..TAOBAO
+};
+
 /// The classes a send ended with: the whole-request error's, or each failed recipient's.
 fn classes(result: &Result<SendOutcome, Error>) -> Vec<ErrorClass> {
     match result {
@@ -127,12 +141,25 @@ fn recipients(platform: &Platform, ids: &[&str]) -> Vec<Recipient> {
 }
 
 /// Starts `env`'s host. A JavaScript component takes seconds to compile, so the first test that
-/// loads one compiles it into the run's shared cache while the others wait for that, instead of
-/// each compiling it at the same time; from then on every host loads the cached artifact.
+/// loads one compiles it into the run's shared cache while the others of the same platform wait
+/// for that, instead of each compiling it at the same time; from then on every host loads the
+/// cached artifact.
 async fn host(env: &TestEnv, platform: &Platform) -> Host {
-    static JAVASCRIPT_COMPILED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    type Compiled = std::sync::Arc<tokio::sync::OnceCell<()>>;
+    static COMPILED: std::sync::Mutex<Vec<(&str, Compiled)>> = std::sync::Mutex::new(Vec::new());
     if platform.javascript {
-        JAVASCRIPT_COMPILED
+        let compiled = {
+            let mut cells = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+            match cells.iter().find(|(plugin, _)| *plugin == platform.plugin) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Compiled::default();
+                    cells.push((platform.plugin, cell.clone()));
+                    cell
+                }
+            }
+        };
+        compiled
             .get_or_init(|| async { drop(env.host().await) })
             .await;
     }
@@ -163,9 +190,11 @@ async fn env(platform: &Platform) -> TestEnv {
 
 /// A simulator and config with `options`, and the platform's plugin configured.
 async fn env_with(platform: &Platform, options: Options) -> TestEnv {
+    let is_template = [TEMPLATE_RUST.plugin, TEMPLATE_JS.plugin].contains(&platform.plugin);
     let options = Options {
-        javascript: platform.javascript,
+        javascript: platform.plugin == DOUYIN_JS.plugin,
         taobao_v0_1: platform.plugin == TAOBAO_V0_1.plugin,
+        template: is_template.then_some(platform.plugin),
         ..options
     };
     TestEnv::start(SimConfig::demo(), options).await
@@ -434,7 +463,16 @@ macro_rules! conformance {
 }
 
 // Every adapter in the workspace. The `every_plugin_is_in_the_kit` test keeps this list honest.
-conformance!(TAOBAO, TMALL_NRT, ALSC, DOUYIN, DOUYIN_JS, TAOBAO_V0_1);
+conformance!(
+    TAOBAO,
+    TMALL_NRT,
+    ALSC,
+    DOUYIN,
+    DOUYIN_JS,
+    TAOBAO_V0_1,
+    TEMPLATE_RUST,
+    TEMPLATE_JS
+);
 
 #[test]
 fn every_plugin_is_in_the_kit() {
@@ -450,6 +488,14 @@ fn every_plugin_is_in_the_kit() {
         assert!(
             listed.contains(&name.replace('_', "-").as_str()),
             "plugin {name} is not in the conformance kit"
+        );
+    }
+    // The templates too: an author's copy starts from a passing adapter.
+    let templates = [TEMPLATE_RUST.plugin, TEMPLATE_JS.plugin];
+    for (name, _) in coupon_host_tests::TEMPLATES {
+        assert!(
+            templates.contains(name),
+            "template {name} is not in the conformance kit"
         );
     }
 }

@@ -49,6 +49,9 @@ pub struct Options {
     /// Also configure `taobao-v0-1`, the Taobao adapter built against `wit/adapter@0.1.0`
     /// (like `taobao`).
     pub taobao_v0_1: bool,
+    /// Also configure this adapter template (`template-rust` or `template-js`, from
+    /// `templates/`), like `taobao`: both implement the Taobao mapping.
+    pub template: Option<&'static str>,
 }
 
 /// Retries as configured for tests unless a test says otherwise.
@@ -66,6 +69,7 @@ impl Default for Options {
             storage: "path = \"state.db\"".to_owned(),
             javascript: false,
             taobao_v0_1: false,
+            template: None,
         }
     }
 }
@@ -119,6 +123,7 @@ max_instances = 16
 
 {taobao}
 {taobao_v0_1}
+{template}
 
 [plugins.tmall-nrt]
 component = {tmall:?}
@@ -145,6 +150,16 @@ retry = {{ {retry} }}
                 taobao("taobao-v0-1", coupon_host_tests::GUEST_TAOBAO_V0_1)
             } else {
                 String::new()
+            },
+            template = match options.template {
+                Some(name) => {
+                    let (_, component) = coupon_host_tests::TEMPLATES
+                        .iter()
+                        .find(|(template, _)| *template == name)
+                        .unwrap_or_else(|| panic!("no adapter template {name}"));
+                    taobao(name, component)
+                }
+                None => String::new(),
             },
             douyin = douyin("douyin", coupon_host_tests::DOUYIN),
             douyin_js = if options.javascript {

@@ -39,6 +39,50 @@ fn released_wit_folders_are_frozen() {
     }
 }
 
+/// The adapter templates build outside this repository, so each carries a copy of the contract
+/// it is built against: it must be the released `wit/adapter@0.2.0`, byte for byte, or authors
+/// would copy a contract the host does not speak.
+#[test]
+fn template_wit_is_the_released_contract() {
+    let released = folder_digest(&root().join("wit/adapter@0.2.0"));
+    for copy in ["templates/rust-adapter/wit", "templates/js-adapter/wit"] {
+        assert_eq!(
+            folder_digest(&root().join(copy)),
+            released,
+            "{copy} differs from wit/adapter@0.2.0: copy it again (`cp wit/adapter@0.2.0/* {copy}/`)"
+        );
+    }
+}
+
+/// The JavaScript template pins exactly what plugins/douyin-js pins: the same devDependencies,
+/// and the same lockfile but for the package's name. So the template is built with the
+/// componentize-js the repository tests, and its `npm ci` in the tests finds every package in
+/// the npm cache that douyin-js's install filled, with no second download.
+#[test]
+fn the_javascript_template_pins_what_douyin_js_pins() {
+    let read = |path: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(root().join(path)).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    let package = read("templates/js-adapter/package.json");
+    let douyin_package = read("plugins/douyin-js/package.json");
+    assert_eq!(
+        package["devDependencies"], douyin_package["devDependencies"],
+        "templates/js-adapter/package.json must pin what plugins/douyin-js/package.json pins"
+    );
+    let mut lock = read("templates/js-adapter/package-lock.json");
+    let mut douyin_lock = read("plugins/douyin-js/package-lock.json");
+    for lock in [&mut lock, &mut douyin_lock] {
+        lock["name"] = serde_json::Value::Null;
+        lock["packages"][""]["name"] = serde_json::Value::Null;
+    }
+    assert!(
+        lock == douyin_lock,
+        "templates/js-adapter/package-lock.json differs from plugins/douyin-js's beyond the package \
+         name: copy that lockfile and change its two `name`s"
+    );
+}
+
 #[test]
 fn no_compiled_wasm_is_committed() {
     // Tests build every component from source; a committed .wasm would go stale.
