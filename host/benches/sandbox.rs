@@ -1,6 +1,6 @@
 //! What the sandbox costs, measured against a native client in the same run.
 //!
-//! `cargo bench -p coupon-host --bench sandbox` (add `-- --quick` for a smaller run, `-- --no-write`
+//! `cargo bench -p coupon-host --features bench --bench sandbox` (add `-- --quick` for a smaller run, `-- --no-write`
 //! to leave docs/BENCHMARKS.md alone, `-- --only r1,micro` for some sections). It prints every
 //! result and writes them to docs/BENCHMARKS.md between `<!-- bench:start -->` and
 //! `<!-- bench:end -->`.
@@ -224,7 +224,7 @@ fn render(machine: &str, report: &Report, args: &Args, took: Duration) -> String
     let mut text = String::new();
     writeln!(
         text,
-        "## Sandbox cost\n\nWritten by `cargo bench -p coupon-host --bench sandbox{}` in {:.0} s. \
+        "## Sandbox cost\n\nWritten by `cargo bench -p coupon-host --features bench --bench sandbox{}` in {:.0} s. \
          Every ratio is the median of interleaved rounds (A, B, A, B, … with the order rotating), \
          with the range of the per-round ratios in brackets; the machine is shared, so absolute \
          numbers are context, not results.\n",

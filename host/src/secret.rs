@@ -90,10 +90,9 @@ fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if haystack.len() < from + needle.len() {
         return None;
     }
-    haystack[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|i| i + from)
+    // Every response body is searched for every secret: memchr's substring search, not a
+    // comparison at each position (which was ~8 % of a reused-instance send's CPU).
+    memchr::memmem::find(&haystack[from..], needle).map(|i| i + from)
 }
 
 #[cfg(test)]
