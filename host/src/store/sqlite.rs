@@ -75,6 +75,9 @@ const MAX_GROUP: usize = 256;
 /// Most idle read connections kept.
 const MAX_READERS: usize = 8;
 
+/// A read connection's page cache, in KiB, as SQLite's `cache_size` takes it (negative: KiB).
+const READER_CACHE_KIB: i64 = -256;
+
 /// How often the WAL is checkpointed into the database file (and both are synced): the most
 /// recent commits a power failure can lose. (`synchronous = NORMAL` syncs only at checkpoints;
 /// SQLite's own checkpoint every 1000 pages ran inside a commit, with an fsync, several times a
@@ -97,6 +100,17 @@ fn connect(path: &Path) -> Result<Connection> {
     // Statements are prepared once per connection and reused: parsing SQL again on each of a
     // send's journal writes cost more than running it.
     conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// A read connection: [`connect`], with a smaller page cache than the writer's. Reads are point
+/// lookups and the range scans of campaign status and reports; the file's pages stay in the OS's
+/// cache anyway, and with up to [`MAX_READERS`] idle readers, SQLite's default 2 MB each was most
+/// of a long campaign's growth in memory (M1 in docs/BENCHMARKS.md).
+fn reader(path: &Path) -> Result<Connection> {
+    let conn = connect(path)?;
+    conn.pragma_update(None, "cache_size", READER_CACHE_KIB)
+        .map_err(storage("cannot configure the connection"))?;
     Ok(conn)
 }
 
@@ -172,7 +186,7 @@ impl Sqlite {
             let idle = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match idle {
                 Some(conn) => conn,
-                None => connect(&path)?,
+                None => reader(&path)?,
             };
             let result = work(&conn);
             let mut idle = readers.lock().unwrap_or_else(|p| p.into_inner());
