@@ -1407,9 +1407,16 @@ fn micro(work: &Work, sizes: &Sizes, report: &mut Report) {
             request
         };
         let mut import_request = send_request(Adapter::Taobao, vec![Recipient::Nick("x".into())]);
-        // `COUPON_BENCH_PROFILE=native|reused|fresh`: only that loop, 100 000 calls, for a
-        // profiler (`threads1|threads2`: the fresh-instance scaling run, further down).
+        // `COUPON_BENCH_PROFILE=native|reused|fresh|export`: only that loop, 100 000 calls
+        // (1 000 000 export calls), for a profiler (`threads1|threads2`: the fresh-instance
+        // scaling run, further down).
         let profile = std::env::var("COUPON_BENCH_PROFILE").unwrap_or_default();
+        if profile == "export" {
+            for _ in 0..1_000_000 {
+                guest_instance.query(&query).await.unwrap();
+            }
+            std::process::exit(0);
+        }
         if ["native", "reused", "fresh"].contains(&profile.as_str()) {
             for _ in 0..100_000 {
                 match profile.as_str() {
