@@ -4,8 +4,12 @@
 //! `GUESTS` every test guest (`tests/guests/*`), `TEMPLATES` the adapter templates
 //! (`templates/rust-adapter` as `template-rust`, `templates/js-adapter` as `template-js`); each
 //! also has its own constant, e.g. [`TAOBAO`], [`DOUYIN_JS`] or [`TEMPLATE_JS`].
+//!
+//! [`postgres`]: the test PostgreSQL server and a schema per test, for every test crate.
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+pub mod postgres;
 
 #[cfg(test)]
 mod tests {

@@ -36,10 +36,10 @@ impl Shared {
             }
             Shared::Postgres => {
                 let url = crate::postgres::url().await?;
-                let schema = crate::postgres::Schema::new(&url);
+                let schema = crate::postgres::schema(&url);
                 options.storage = format!(
                     "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{}\"\nlease_ms = {LEASE_MS}",
-                    schema.name
+                    schema.schema
                 );
                 let mut env = TestEnv::start(sim, options).await;
                 env.secrets.push(("COUPON_TEST_PG_URL".to_owned(), url));

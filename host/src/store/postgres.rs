@@ -456,120 +456,14 @@ mod tests {
     use crate::store::Options;
     use crate::store::postgres::{Postgres, schema};
 
-    /// The variable that may point the tests at another server.
-    const URL_VAR: &str = "COUPON_TEST_POSTGRES_URL";
-
-    /// The server the tests use: `$COUPON_TEST_POSTGRES_URL`, else the local one (trust auth).
-    fn test_url() -> String {
-        std::env::var(URL_VAR)
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-    }
-
-    /// Where a URL points, without its user or password: for messages.
-    fn place(url: &str) -> String {
-        match url.parse::<tokio_postgres::Config>() {
-            Ok(config) => {
-                let hosts: Vec<String> = config
-                    .get_hosts()
-                    .iter()
-                    .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
-                    .map(|(host, port)| match host {
-                        tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
-                        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                    })
-                    .collect();
-                format!("{}/{}", hosts.join(","), config.get_dbname().unwrap_or(""))
-            }
-            Err(_) => format!("the URL in {URL_VAR}, which does not parse"),
-        }
-    }
-
-    /// `url` with a connection parameter added (a later one wins over one the URL has).
-    fn with_param(url: &str, key: &str, value: &str) -> String {
-        match (url.contains("://"), url.contains('?')) {
-            (true, true) => format!("{url}&{key}={value}"),
-            (true, false) => format!("{url}?{key}={value}"),
-            (false, _) => format!("{url} {key}={value}"),
-        }
-    }
-
-    /// Drops its schema, and everything in it, when dropped (a test that fails too), then the
-    /// roles a test made.
-    pub(super) struct SchemaGuard {
-        url: String,
-        schema: String,
-        roles: Vec<String>,
-    }
-
-    impl Drop for SchemaGuard {
-        fn drop(&mut self) {
-            let (url, schema) = (self.url.clone(), self.schema.clone());
-            let roles: String = self
-                .roles
-                .iter()
-                .map(|role| format!("; DROP ROLE IF EXISTS {role}"))
-                .collect();
-            // Drop runs inside the test's runtime, which cannot be blocked on: a thread of its
-            // own, with a runtime of its own, drops the schema. The test's own sessions (tagged
-            // with the schema's name) are ended first: blocked here, the test's runtime cannot
-            // close them, and one left in a transaction by a failed test would hold locks the
-            // drop waits for. The lock timeout bounds the wait on anything else.
-            let dropped = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                runtime.block_on(async {
-                    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    tokio::spawn(connection);
-                    client
-                        .execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE application_name = $1 AND pid <> pg_backend_pid()",
-                            &[&schema],
-                        )
-                        .await
-                        .map_err(|e| crate::error::full_message(&e))?;
-                    client
-                        .batch_execute(&format!(
-                            "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {schema} CASCADE\
-                             {roles}"
-                        ))
-                        .await
-                        .map_err(|e| crate::error::full_message(&e))
-                })
-            })
-            .join();
-            if let Ok(Err(why)) = dropped {
-                eprintln!("could not drop the test schema {}: {why}", self.schema);
-            }
-        }
-    }
+    use coupon_host_tests::postgres::{SchemaGuard, URL_VAR, fresh_name, test_url, with_param};
 
     /// Options for a fresh schema on the test server, and the guard that drops it; `None` when
     /// the server cannot be reached, after one line saying the test is skipped — unless `CI` is
     /// set, where a test that cannot reach its server fails.
     pub(super) async fn scratch() -> Option<(Options, SchemaGuard)> {
-        let url = test_url();
-        let mut config: tokio_postgres::Config = url.parse().expect("the test URL parses");
-        config.connect_timeout(std::time::Duration::from_secs(5));
-        if let Err(e) = config.connect(tokio_postgres::NoTls).await {
-            let why = crate::error::full_message(&e);
-            if std::env::var_os("CI").is_some() {
-                panic!(
-                    "PostgreSQL not reachable at {} (CI is set: tests that need it fail): {why}",
-                    place(&url)
-                );
-            }
-            eprintln!(
-                "skipped: PostgreSQL not reachable at {} ({why}; set {URL_VAR} to use another)",
-                place(&url)
-            );
-            return None;
-        }
-        let schema = format!("coupon_test_{:016x}", rand::random::<u64>());
+        let url = coupon_host_tests::postgres::reachable().await?;
+        let schema = fresh_name("coupon_test_");
         // The backend's sessions carry the schema's name, for the guard to find them.
         let tagged = with_param(&url, "application_name", &schema);
         let mut table = toml::Table::new();
@@ -581,14 +475,7 @@ mod tests {
             base: std::env::temp_dir(),
             secrets: [("url_env".to_owned(), Secret::new(tagged))].into(),
         };
-        Some((
-            options,
-            SchemaGuard {
-                url,
-                schema,
-                roles: Vec::new(),
-            },
-        ))
+        Some((options, SchemaGuard::new(&url, schema)))
     }
 
     crate::store::suite::storage_suite!(async {
