@@ -35,8 +35,9 @@ impl Shared {
                 Some(TestEnv::start(sim, options).await)
             }
             Shared::Postgres => {
-                let url = crate::postgres::url().await?;
-                let schema = crate::postgres::schema(&url);
+                use coupon_host_tests::postgres::{SchemaGuard, fresh_name, reachable};
+                let url = reachable().await?;
+                let schema = SchemaGuard::new(&url, fresh_name("t_"));
                 options.storage = format!(
                     "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{}\"\nlease_ms = {LEASE_MS}",
                     schema.schema

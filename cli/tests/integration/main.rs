@@ -11,7 +11,6 @@ mod embed;
 mod fleet;
 mod hostile;
 mod platforms;
-mod postgres;
 mod properties;
 mod reload;
 mod sandbox;

@@ -23,7 +23,7 @@ pub struct TestEnv {
     pub config_path: PathBuf,
     pub secrets: Vec<(String, String)>,
     /// Dropped after everything else: what the test must clean up at its end (a PostgreSQL
-    /// schema, `postgres::Schema`).
+    /// schema, `coupon_host_tests::postgres::SchemaGuard`).
     pub cleanup: Vec<Box<dyn Send + Sync>>,
 }
 
