@@ -6,7 +6,7 @@
 //! ```sh
 //! cargo run -p coupon-sim -- --listen 127.0.0.1:18080 &
 //! TAOBAO_APP_SECRET=sim-app-secret TAOBAO_SESSION=sim-session DOUYIN_CLIENT_SECRET=sim-douyin-secret \
-//! COUPON_HOST_MASTER_KEY=64656d6f2d6d61737465722d6b65792d6e6f742d666f722d70726f64756374 \
+//! COUPON_HOST_MASTER_KEY=636f75706f6e2d686f73742064656d6f206b65793a206e6f7420736563726574 \
 //!   cargo run -p coupon-host --example embed -- examples/sandbox.toml taobao 48552 nick:张三 default
 //! ```
 //!

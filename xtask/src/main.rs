@@ -51,17 +51,8 @@ const DEMO: &[(&str, &str, &[&str], &str)] = &[
     ),
 ];
 
-/// The simulator's demo credentials (SimConfig::demo()); the config names these variables.
-pub(crate) const DEMO_SECRETS: &[(&str, &str)] = &[
-    ("TAOBAO_APP_SECRET", "sim-app-secret"),
-    ("TAOBAO_SESSION", "sim-session"),
-    ("DOUYIN_CLIENT_SECRET", "sim-douyin-secret"),
-    // The demo's master key for kept accounts (a real one: `openssl rand -hex 32`).
-    (
-        "COUPON_HOST_MASTER_KEY",
-        "64656d6f2d6d61737465722d6b65792d6e6f742d666f722d70726f64756374",
-    ),
-];
+mod demo_secrets;
+pub(crate) use demo_secrets::DEMO_SECRETS;
 
 /// The address `examples/sandbox.toml` expects the simulator on.
 const SIM_ADDR: &str = "127.0.0.1:18080";
@@ -172,6 +163,17 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// What went wrong in the demo, one entry per failed step: the demo runs every step it can,
+/// then exits non-zero naming how many failed.
+#[derive(Default)]
+struct Failures(Vec<String>);
+
+impl Failures {
+    fn add(&mut self, step: impl Into<String>) {
+        self.0.push(step.into());
+    }
+}
+
 fn demo() -> anyhow::Result<()> {
     build_components()?;
     build_js_components()?;
@@ -216,8 +218,12 @@ fn demo() -> anyhow::Result<()> {
         if !output.status.success() {
             bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
         }
+        if output.stdout.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
         Ok(serde_json::from_slice(&output.stdout)?)
     };
+    let mut failures = Failures::default();
 
     println!();
     println!(
@@ -235,7 +241,8 @@ fn demo() -> anyhow::Result<()> {
         }
         match host(&args) {
             Ok(outcome) => {
-                for issued in outcome["issued"].as_array().into_iter().flatten() {
+                let issued = outcome["issued"].as_array().map(Vec::as_slice);
+                for issued in issued.unwrap_or_default() {
                     println!(
                         "{:<10} {:<6} {} {:<10} coupon {}",
                         plugin,
@@ -258,17 +265,26 @@ fn demo() -> anyhow::Result<()> {
                         error["message"].as_str().unwrap_or("")
                     );
                 }
+                // Some recipients are there to show a per-recipient failure; the first is
+                // always one the platform accepts.
+                if issued.is_none_or(|issued| issued.is_empty()) {
+                    failures.add(format!("{plugin} send: nobody was issued a coupon"));
+                }
             }
-            Err(e) => println!(
-                "{plugin:<10} {:<6} {} {:<10} {e}",
-                "send",
-                pad("-", 34),
-                "error"
-            ),
+            Err(e) => {
+                println!(
+                    "{plugin:<10} {:<6} {} {:<10} {e}",
+                    "send",
+                    pad("-", 34),
+                    "error"
+                );
+                failures.add(format!("{plugin} send"));
+            }
         }
         match host(&["query", plugin, "--recipient", query_recipient, "--json"]) {
             Ok(result) => {
-                for coupon in result["coupons"].as_array().into_iter().flatten() {
+                let coupons = result["coupons"].as_array().map(Vec::as_slice);
+                for coupon in coupons.unwrap_or_default() {
                     let fen = coupon["amount_fen"].as_i64();
                     println!(
                         "{:<10} {:<6} {} {:<10} {} {}",
@@ -281,18 +297,64 @@ fn demo() -> anyhow::Result<()> {
                             .unwrap_or_default()
                     );
                 }
+                // The query recipient was just sent a coupon: it must show.
+                if coupons.is_none_or(|coupons| coupons.is_empty()) {
+                    println!(
+                        "{plugin:<10} {:<6} {} {:<10} no coupon held",
+                        "query",
+                        pad(query_recipient, 34),
+                        "error"
+                    );
+                    failures.add(format!("{plugin} query: {query_recipient} holds nothing"));
+                }
             }
-            Err(e) => println!(
-                "{plugin:<8} {:<6} {:<22} {:<10} {e}",
-                "query", query_recipient, "error"
-            ),
+            Err(e) => {
+                println!(
+                    "{plugin:<10} {:<6} {} {:<10} {e}",
+                    "query",
+                    pad(query_recipient, 34),
+                    "error"
+                );
+                failures.add(format!("{plugin} query"));
+            }
         }
     }
 
-    // A campaign: a file of recipients streamed in batches, with a report per line.
+    if let Err(e) = demo_campaign(&host) {
+        println!("campaign: error: {e:#}");
+        failures.add("the campaign");
+    }
+    if let Err(e) = demo_accounts(&host) {
+        println!("two merchants: error: {e:#}");
+        failures.add("two merchants through one plugin");
+    }
+    drop(sim);
+
+    println!();
+    if failures.0.is_empty() {
+        println!("demo: every step succeeded");
+        Ok(())
+    } else {
+        println!(
+            "demo: {} step(s) failed: {}",
+            failures.0.len(),
+            failures.0.join("; ")
+        );
+        std::process::exit(1);
+    }
+}
+
+/// A campaign: a file of recipients streamed in batches, with a report per line. It must end
+/// `done` with every valid recipient issued.
+fn demo_campaign(
+    host: &dyn Fn(&[&str]) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<()> {
     let file = root().join("target/demo/recipients.txt");
     std::fs::create_dir_all(file.parent().unwrap())?;
-    let mut lines: Vec<String> = (0..2_000).map(|i| format!("nick:演示买家{i:05}")).collect();
+    let recipients = 2_000;
+    let mut lines: Vec<String> = (0..recipients)
+        .map(|i| format!("nick:演示买家{i:05}"))
+        .collect();
     lines.push("nick:演示买家00007".to_owned()); // listed twice: sent once
     lines.push("not a recipient".to_owned());
     std::fs::write(&file, lines.join("\n"))?;
@@ -324,21 +386,35 @@ fn demo() -> anyhow::Result<()> {
         "--json",
     ])?;
     println!(
-        "{} issued, {} failed, {} unknown, {} rejected or skipped, {} pending — {:.1} s",
+        "{} issued, {} failed, {} unknown, {} rejected, {} skipped, {} pending — {:.1} s",
         status["issued"],
         status["failed"],
         status["unknown"],
         status["rejected"],
+        status.get("skipped").unwrap_or(&serde_json::Value::Null),
         status["pending"],
         started.elapsed().as_secs_f64()
     );
-    println!(
-        "report: coupon-host --config {} campaign report {id}",
-        config.display()
-    );
+    // The report of every line, as `campaign report` writes it.
+    let report = root().join(format!("target/demo/{id}.csv"));
+    let report_arg = report.to_string_lossy().into_owned();
+    host(&["campaign", "report", &id, "--output", &report_arg])?;
+    let rows = std::fs::read_to_string(&report)?
+        .lines()
+        .count()
+        .saturating_sub(1);
+    println!("report: target/demo/{id}.csv, one row per line of the file ({rows} rows)");
+    if status["issued"].as_u64() != Some(recipients) || status["pending"].as_u64() != Some(0) {
+        bail!("the campaign did not issue a coupon to each of its {recipients} recipients");
+    }
+    Ok(())
+}
 
-    // Two merchants through one taobao plugin: the plugin's own session (account `default`,
-    // seller sim-seller) and a second seller who authorizes the app (account `shop-2`).
+/// Two merchants through one taobao plugin: the plugin's own session (account `default`,
+/// seller sim-seller) and a second seller who authorizes the app (account `shop-2`).
+fn demo_accounts(
+    host: &dyn Fn(&[&str]) -> anyhow::Result<serde_json::Value>,
+) -> anyhow::Result<()> {
     println!();
     println!("==> two merchants through one taobao plugin");
     let code = mint_code("sim-seller-2")?;
@@ -370,6 +446,9 @@ fn demo() -> anyhow::Result<()> {
         ])?;
         let issued = sent["issued"].as_array().map(Vec::len).unwrap_or(0);
         println!("{account:<8} send coupon {coupon} to nick:王五: {issued} issued");
+        if issued != 1 {
+            bail!("{account} could not send its own coupon {coupon}");
+        }
     }
     match host(&[
         "send",
@@ -406,7 +485,6 @@ fn demo() -> anyhow::Result<()> {
             .collect();
         println!("{account:<8} sees nick:王五 holding: {}", titles.join(", "));
     }
-    drop(sim);
     Ok(())
 }
 

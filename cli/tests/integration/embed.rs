@@ -42,6 +42,100 @@ async fn the_embedding_example_runs_against_the_simulator() {
     assert!(matches!(refused, Err(Error::ShuttingDown)), "{refused:?}");
 }
 
+/// The README's embedding commands as a user copies them: their environment (the demo's master
+/// key and secrets), `examples/sandbox.toml` and the example's arguments. Only what cannot be
+/// the same in a test changes: the simulator's address (a free port, not 18080), the component
+/// paths (this run's builds) and where state is kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_embedding_commands_run_as_written() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let block = readme
+        .split("```sh\n")
+        .map(|block| block.split("```").next().unwrap())
+        .find(|block| block.contains("--example embed"))
+        .expect("the README shows how to run the embedding example");
+    let command = block.replace("\\\n", " ");
+    let line = command
+        .lines()
+        .find(|line| line.contains("--example embed"))
+        .unwrap();
+    let secrets: Vec<(String, String)> = line
+        .split_whitespace()
+        .map_while(|word| word.split_once('='))
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    assert!(
+        secrets
+            .iter()
+            .any(|(name, _)| name == "COUPON_HOST_MASTER_KEY"),
+        "{line}"
+    );
+    let args: Vec<&str> = line
+        .split_once(" -- ")
+        .expect("the example's arguments follow --")
+        .1
+        .split_whitespace()
+        .collect();
+    let [config, plugin, coupon, recipient, account] = args[..] else {
+        panic!("expected CONFIG PLUGIN COUPON KIND:ID ACCOUNT, got {args:?}");
+    };
+
+    let sim = coupon_sim::Sim::start(SimConfig::demo()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join(config)).unwrap();
+    let mut rewritten = String::new();
+    let mut section = "";
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("[plugins.") {
+            section = name.trim_end_matches(']');
+        }
+        let line = if line.starts_with("component = ") {
+            let (_, path) = coupon_host_tests::PLUGINS
+                .iter()
+                .find(|(name, _)| *name == section)
+                .unwrap_or_else(|| panic!("no component built for plugin {section}"));
+            format!("component = {path:?}")
+        } else if line.starts_with("path = ") {
+            format!("path = {:?}", dir.path().join("coupon-host.db"))
+        } else if line.starts_with("cache_dir = ") {
+            format!("cache_dir = {:?}", crate::support::cache_dir())
+        } else {
+            line.replace("http://127.0.0.1:18080", &sim.base_url())
+        };
+        rewritten.push_str(&line);
+        rewritten.push('\n');
+    }
+    let config_path = dir.path().join("sandbox.toml");
+    std::fs::write(&config_path, rewritten).unwrap();
+    let lookup = |name: &str| {
+        secrets
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let config = coupon_host::Config::load_with_env(&config_path, &lookup)
+        .expect("examples/sandbox.toml loads with the README's environment");
+    let host = coupon_host::Host::new(config).await.expect("host starts");
+    let report = example::run(
+        &host,
+        plugin,
+        coupon,
+        recipient.parse().unwrap(),
+        Some(account),
+    )
+    .await
+    .expect("the example runs as the README runs it");
+    assert_eq!(report.outcome.issued.len(), 1, "{:?}", report.outcome);
+    assert!(
+        report.coupons.iter().any(|c| c.state == CouponState::Held),
+        "{:?}",
+        report.coupons
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_refuses_new_calls_and_waits_for_running_ones() {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;

@@ -294,3 +294,69 @@ fn the_library_alone_carries_no_cli_crates() {
         "{tree}"
     );
 }
+
+/// The README's two set-up commands (the `sh` blocks under "Two commands"): the demo, then the
+/// test suite.
+fn readme_setup_commands() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split_once("## Two commands")
+        .expect("the README has a section \"Two commands\"")
+        .1;
+    let section = section.split("\n## ").next().unwrap();
+    let commands: Vec<String> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().trim().to_owned())
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert!(commands[0].ends_with("cargo xtask demo"), "{commands:?}");
+    assert!(
+        commands[1].ends_with("cargo test --workspace"),
+        "{commands:?}"
+    );
+    commands
+}
+
+/// CI runs both of the README's set-up commands exactly as written, the demo after the tests
+/// (so a demo that stops working fails CI, and its build is warm).
+#[test]
+fn ci_runs_both_readme_commands_as_written() {
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    let line_of = |command: &str| {
+        ci.lines()
+            .position(|line| line.trim() == command)
+            .unwrap_or_else(|| panic!(".ci/run does not run the README's command {command:?}"))
+    };
+    let commands = readme_setup_commands();
+    let demo = line_of(&commands[0]);
+    let tests = line_of(&commands[1]);
+    assert!(demo > tests, ".ci/run must run the demo after the tests");
+    assert!(
+        ci.lines().any(|line| line.trim() == "set -euo pipefail"),
+        ".ci/run must stop at the first failing command"
+    );
+}
+
+#[path = "../../../xtask/src/demo_secrets.rs"]
+mod demo_secrets;
+
+/// The demo's credentials (xtask), the README's embedding commands and the example's own doc
+/// set the same values: the README's are the ones a user copies, and the embedding test runs
+/// with them.
+#[test]
+fn the_readme_and_the_example_set_the_demo_credentials() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let example = std::fs::read_to_string(root().join("host/examples/embed.rs")).unwrap();
+    for (name, value) in demo_secrets::DEMO_SECRETS {
+        let assignment = format!("{name}={value}");
+        assert!(
+            readme.contains(&assignment),
+            "README.md does not set {name} as the demo does"
+        );
+        assert!(
+            example.contains(&assignment),
+            "host/examples/embed.rs does not set {name} as the demo does"
+        );
+    }
+}
