@@ -339,12 +339,7 @@ async fn a_missing_or_wrong_master_key_is_one_clear_error_at_start() {
         wrong.stderr
     );
     // Named at the config's file and line, like any config error, with how to make a key.
-    let line = std::fs::read_to_string(&env.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.starts_with("master_key_env"))
-        .unwrap()
-        + 1;
+    let line = env.config_line("master_key_env");
     assert!(
         wrong.stderr.starts_with(&format!(
             "error: {}:{line}: accounts.master_key_env: ",

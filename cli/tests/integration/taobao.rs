@@ -253,12 +253,7 @@ async fn a_component_that_does_not_match_its_pin_is_refused() {
     let message = error.to_string();
     assert!(message.contains("plugin \"taobao\""), "{message}");
     // Named where the pin is written, like every other config error.
-    let line = std::fs::read_to_string(&env.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.contains(&wrong))
-        .unwrap()
-        + 1;
+    let line = env.config_line(&wrong);
     assert!(
         message.starts_with(&format!(
             "{}:{line}: plugins.taobao.sha256: ",

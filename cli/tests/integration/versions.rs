@@ -146,12 +146,7 @@ async fn the_declared_qps_is_the_default_and_the_ceiling() {
     add_douyin_plugin(&env, "greedy", &auth, "{ qps = 500 }");
     let error = load_error(&env).await;
     // A config problem, named at its file and line like any other: not a component that failed.
-    let line = std::fs::read_to_string(&env.config_path)
-        .unwrap()
-        .lines()
-        .position(|line| line.contains("qps = 500"))
-        .unwrap()
-        + 1;
+    let line = env.config_line("qps = 500");
     assert!(
         error.starts_with(&format!(
             "{}:{line}: plugins.greedy.limits.qps: 500 is above the 100",
