@@ -83,6 +83,19 @@ pub(crate) enum AccountsCommand {
     },
 }
 
+impl AccountsCommand {
+    /// Whether it was given `--json` (its failure is then a JSON object too).
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            AccountsCommand::Add { json, .. }
+            | AccountsCommand::List { json, .. }
+            | AccountsCommand::Show { json, .. }
+            | AccountsCommand::Authorize { json, .. } => *json,
+            AccountsCommand::Remove { .. } | AccountsCommand::Rekey { .. } => false,
+        }
+    }
+}
+
 fn read_env(var: &str) -> anyhow::Result<String> {
     let value =
         std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
@@ -137,7 +150,7 @@ pub(crate) async fn run(host: &Host, command: AccountsCommand) -> anyhow::Result
                 for account in &accounts {
                     print_line(account);
                 }
-                println!("{} accounts", accounts.len());
+                println!("{}", crate::cli::count(accounts.len(), "account"));
             }
         }
         AccountsCommand::Show { plugin, name, json } => {
@@ -160,7 +173,8 @@ pub(crate) async fn run(host: &Host, command: AccountsCommand) -> anyhow::Result
         AccountsCommand::Rekey { new_key_env } => {
             let count = host.accounts_rekey(&new_key_env).await?;
             println!(
-                "sealed {count} accounts again under the key in {new_key_env}; start hosts with [accounts] master_key_env naming it"
+                "sealed {} again under the key in {new_key_env}; now set [accounts] master_key_env = \"{new_key_env}\" in the config (or give the old variable the new key), for every host",
+                crate::cli::count(count, "account")
             );
         }
     }

@@ -66,6 +66,16 @@ pub(crate) enum CampaignCommand {
     },
 }
 
+impl CampaignCommand {
+    /// Whether it was given `--json` (its failure is then a JSON object too).
+    pub(crate) fn json(&self) -> bool {
+        match self {
+            CampaignCommand::Run { json, .. } | CampaignCommand::Status { json, .. } => *json,
+            CampaignCommand::Report { .. } => false,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ReportFormat {
     Csv,
@@ -101,8 +111,10 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
                 }
                 return Ok(());
             }
-            let mut display = ProgressDisplay::new();
-            let status = host.campaign(spec, |p| display.update(p)).await;
+            let prepared = host.campaign_prepare(spec).await?;
+            let (mut display, watch) = ProgressDisplay::start(host, prepared.id()).await;
+            let status = prepared.run(|p| display.update(p)).await;
+            watch.abort();
             display.finish();
             let status = status?;
             if json {
@@ -120,6 +132,8 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             }
         }
         CampaignCommand::Report { id, format, output } => {
+            // An unknown id fails before anything is written: no header, no file.
+            host.campaign_status(&id).await?;
             let out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(
                     std::fs::File::create(path)
@@ -152,7 +166,7 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
                                 text(&line.code),
                                 text(&line.message),
                             ])
-                            .map_err(std::io::Error::other)
+                            .map_err(io_error)
                     })
                     .await?;
                     writer.flush()?;
@@ -172,6 +186,17 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
     Ok(())
 }
 
+/// A CSV writer's error as the I/O error it is, when it is one (a closed pipe must stay
+/// recognisable, to end quietly).
+fn io_error(error: csv::Error) -> std::io::Error {
+    if error.is_io_error()
+        && let csv::ErrorKind::Io(io) = error.into_kind()
+    {
+        return io;
+    }
+    std::io::Error::other("cannot write the report as CSV")
+}
+
 fn print_status(status: &CampaignStatus) {
     println!(
         "campaign {}\t{}\t{} of {} done: {} issued, {} failed, {} unknown, {} rejected, {} pending",
@@ -187,15 +212,49 @@ fn print_status(status: &CampaignStatus) {
     );
 }
 
-/// A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI).
+/// How often the whole campaign's status is read while it runs, and a plain progress line
+/// printed when stderr is not a terminal.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI). It shows
+/// the whole campaign (read from the storage, so the work of earlier runs and of other processes
+/// on it counts) and what this run did, apart.
 struct ProgressDisplay {
     bar: Option<indicatif::ProgressBar>,
     started: Instant,
     last_line: Instant,
+    /// The whole campaign, as last read from the storage.
+    whole: std::sync::Arc<std::sync::Mutex<Option<CampaignStatus>>>,
+    /// Lines finished when this run started.
+    finished_before: u64,
 }
 
 impl ProgressDisplay {
-    fn new() -> Self {
+    /// Reads where the campaign stands (saying so when this run joins work already done) and
+    /// starts reading it again every [`PROGRESS_EVERY`] until the returned task is aborted.
+    async fn start(host: &Host, id: &str) -> (Self, tokio::task::JoinHandle<()>) {
+        let before = host.campaign_status(id).await.ok();
+        let finished_before = before.as_ref().map_or(0, CampaignStatus::finished);
+        if let Some(before) = &before
+            && finished_before > 0
+        {
+            eprintln!(
+                "campaign {id}: {finished_before} of {} done before this run (by earlier runs or other processes); progress counts the whole campaign, and this run apart",
+                before.total
+            );
+        }
+        let whole = std::sync::Arc::new(std::sync::Mutex::new(before));
+        let watch = {
+            let (host, id, whole) = (host.clone(), id.to_owned(), whole.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(PROGRESS_EVERY).await;
+                    if let Ok(status) = host.campaign_status(&id).await {
+                        *whole.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                    }
+                }
+            })
+        };
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(0);
             bar.set_style(
@@ -206,40 +265,53 @@ impl ProgressDisplay {
             );
             bar
         });
-        ProgressDisplay {
+        let display = ProgressDisplay {
             bar,
             started: Instant::now(),
             last_line: Instant::now(),
-        }
+            whole,
+            finished_before,
+        };
+        (display, watch)
     }
 
     fn update(&mut self, progress: &Progress) {
-        let s = &progress.status;
-        let rate =
-            progress.finished_this_run as f64 / self.started.elapsed().as_secs_f64().max(0.001);
+        let elapsed = self.started.elapsed().as_secs_f64().max(0.001);
+        let own = progress.finished_this_run;
+        let own_rate = own as f64 / elapsed;
+        // The whole as last read; before the first read, this run's own count on top of what
+        // was done before it.
+        let whole = self
+            .whole
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| progress.status.clone());
+        let finished = whole.finished().max(self.finished_before + own);
+        let pending = whole.total.saturating_sub(finished);
+        // Everyone's pace (other processes' too), for the ETA.
+        let rate = (finished.saturating_sub(self.finished_before) as f64 / elapsed).max(own_rate);
         let message = format!(
-            "issued {} failed {} unknown {} rejected {} · {rate:.0}/s",
-            s.issued, s.failed, s.unknown, s.rejected
+            "issued {} failed {} unknown {} rejected {} · this run {own} · {own_rate:.0}/s",
+            whole.issued, whole.failed, whole.unknown, whole.rejected
         );
         match &self.bar {
             Some(bar) => {
-                bar.set_length(s.total);
-                bar.set_position(s.finished());
+                bar.set_length(whole.total);
+                bar.set_position(finished);
                 bar.set_message(message);
             }
             None => {
-                if self.last_line.elapsed() >= std::time::Duration::from_secs(2) {
+                if self.last_line.elapsed() >= PROGRESS_EVERY {
                     self.last_line = Instant::now();
                     let eta = if rate > 0.0 {
-                        format!("{:.0}s", s.pending as f64 / rate)
+                        format!("{:.0}s", pending as f64 / rate)
                     } else {
                         "-".to_owned()
                     };
                     eprintln!(
-                        "campaign {}: {}/{} done, {message}, ETA {eta}",
-                        s.id,
-                        s.finished(),
-                        s.total
+                        "campaign {}: {finished}/{} done, {message}, ETA {eta}",
+                        whole.id, whole.total
                     );
                 }
             }

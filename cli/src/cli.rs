@@ -26,7 +26,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -155,16 +155,39 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
+impl Command {
+    /// Whether the command was given `--json`: its failure is then one JSON object on stdout too.
+    fn json(&self) -> bool {
+        match self {
+            Command::Plugins { json }
+            | Command::Send { json, .. }
+            | Command::Query { json, .. } => *json,
+            Command::Campaign(command) => command.json(),
+            Command::Accounts(command) => command.json(),
+            Command::Serve(_) | Command::Check(_) | Command::Worker { .. } => false,
+        }
+    }
+
+    /// Whether it runs until stopped (`serve`, `worker`): its own lifecycle (serving, reloads,
+    /// stopping) is logged at `info` by default, where a one-shot command logs warnings only.
+    fn long_running(&self) -> bool {
+        matches!(self, Command::Serve(_) | Command::Worker { .. })
+    }
+}
+
 pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    let json = cli.command.json();
+    crate::failure::init(cli.log_format);
+    init_tracing(cli.log_format, cli.command.long_running());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let error = anyhow::Error::new(e).context("cannot start the async runtime");
+            crate::failure::report(&error, json);
             return ExitCode::FAILURE;
         }
     };
@@ -174,23 +197,39 @@ pub(crate) fn main() -> ExitCode {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`… | head`): it has what it wanted.
+        Err(error) if crate::failure::is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            // One line: the chain joined, as scripts read stderr line by line.
-            let message = format!("{error:#}").replace('\n', " ");
-            eprintln!("error: {message}");
+            crate::failure::report(&error, json);
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_tracing(format: LogFormat) {
+/// The log level when `COUPON_HOST_LOG` does not say: warnings; for `serve` and `worker` also
+/// this binary's own `info` lines (listening, a SIGHUP reload, stopping), not every call's.
+fn default_log_filter(long_running: bool) -> &'static str {
+    // The binary's crate is `coupon_host` too (its name is the binary's): `coupon_host::cli`
+    // is this module, which the library does not have.
+    if long_running {
+        "warn,coupon_host::cli=info"
+    } else {
+        "warn"
+    }
+}
+
+fn init_tracing(format: LogFormat, long_running: bool) {
+    use std::io::IsTerminal;
+
     let filter = tracing_subscriber::EnvFilter::try_from_env("COUPON_HOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log_filter(long_running)));
     // A span's close event carries its fields (plugin, idempotency key, outcome, latency):
     // one line per send, query and platform call at `info`.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        // Colours only for a person at a terminal: a log file or a collector gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -207,10 +246,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .config
         .context("no config: pass --config FILE (or set COUPON_HOST_CONFIG)")?;
     let loaded = coupon_host::Config::load(&config)?;
-    let serve_config = loaded.serve.clone();
-    if let Command::Serve(args) = &cli.command {
-        args.check_exposure(&serve_config)?;
-    }
+    // `[serve]` is checked by `serve` alone: another command runs where the server's folders
+    // are not.
+    let serve_config = match &cli.command {
+        Command::Serve(args) => {
+            let serve_config = loaded.serve()?;
+            args.check_exposure(&serve_config)?;
+            serve_config
+        }
+        _ => Default::default(),
+    };
     let host = Host::new(loaded).await?;
     match cli.command {
         Command::Plugins { json } => {
@@ -248,7 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .iter()
                 .map(|r| r.parse::<Recipient>())
                 .collect::<Result<Vec<_>, _>>()?;
-            let request = SendRequest {
+            let mut request = SendRequest {
                 coupon,
                 recipients,
                 quantity,
@@ -256,7 +301,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 options,
                 account,
             };
-            let outcome = host.send(&plugin, request).await?;
+            // Known before the send, so that a failure as a whole names it: resent under the
+            // same key, nobody gets the coupon twice.
+            let key = request.idempotency_key_or_generate().to_owned();
+            let outcome = host
+                .send(&plugin, request)
+                .await
+                .map_err(|error| crate::failure::SendFailed { key, error })?;
             if json {
                 print_json(&outcome)?;
             } else {
@@ -385,7 +436,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
             tracing::warn!(
                 "second signal: exiting now; unfinished sends stay in flight in the journal, to be reconciled by the next run"
             );
-            eprintln!("error: interrupted while draining");
+            crate::failure::line("interrupted while draining", None);
             std::process::exit(130);
         });
     }
@@ -428,8 +479,22 @@ fn termination() -> impl std::future::Future<Output = ()> + Send + 'static {
 }
 
 pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(value)?);
+    use std::io::Write;
+
+    // Not `println!`, which panics when stdout is a closed pipe.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::to_string(value)?)?;
+    stdout.flush()?;
     Ok(())
+}
+
+/// `1 coupon`, `2 coupons`.
+pub(crate) fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn yuan(fen: Option<i64>) -> String {
@@ -476,5 +541,5 @@ fn print_coupons(coupons: &[Coupon]) {
             yuan(coupon.threshold_fen)
         );
     }
-    println!("{} coupons", coupons.len());
+    println!("{}", count(coupons.len(), "coupon"));
 }

@@ -5,6 +5,7 @@ mod accounts;
 mod campaign;
 mod check;
 mod cli;
+mod failure;
 
 fn main() -> std::process::ExitCode {
     cli::main()

@@ -146,7 +146,7 @@ impl AccountBook {
                                 line: None,
                                 key: "accounts.master_key_env".to_owned(),
                                 message: format!(
-                                    "the key in {var} is not the master key the stored accounts were sealed with"
+                                    "the key in {var} is not the master key the stored accounts were sealed with: set {var} to that key (to change keys, run `accounts rekey --new-key-env NEW` with the old one, then name NEW here; make a key with `openssl rand -hex 32`)"
                                 ),
                             }));
                         }
@@ -557,6 +557,12 @@ impl AccountBook {
 
     /// Forgets a kept account (its journal and campaigns stay).
     pub(crate) async fn remove(&self, auth: &PluginAuth, name: &str) -> Result<()> {
+        if name == DEFAULT_ACCOUNT {
+            return Err(Error::InvalidRequest(format!(
+                "account {DEFAULT_ACCOUNT:?} of plugin {:?} is the plugin's own credentials in the config (plugins.{}.auth), not an account the host keeps: there is nothing to remove; to stop using it, change the config",
+                auth.plugin, auth.plugin
+            )));
+        }
         check_name(name)?;
         if !self.storage.account_remove(&auth.plugin, name).await? {
             return Err(Error::InvalidRequest(format!(
@@ -628,7 +634,7 @@ fn master_key(var: &str, value: &Secret) -> Result<SealKey> {
             file: Default::default(),
             line: None,
             key: "accounts.master_key_env".to_owned(),
-            message: format!("{var} must hold 32 bytes as 64 hex digits"),
+            message: crate::config::master_key_format(var),
         })
     })?;
     Ok(SealKey::new(&bytes))

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -25,8 +26,62 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Accounts kept by the host.
     pub accounts: AccountsConfig,
-    /// How `coupon-host serve` admits clients and bounds their requests.
-    pub serve: ServeConfig,
+    /// `[serve]` as written: checked by [`Config::serve`] only, so that a server's settings
+    /// (a `campaigns_dir` that exists on the server alone) do not stop other commands.
+    serve: RawServe,
+    /// Where the config came from, to name its file and line in errors found after it parsed.
+    pub(crate) origin: Origin,
+}
+
+/// A config's file, folder and text: errors the host finds at start (a wrong master key, a
+/// component that does not match its pin, a `limits.qps` above the platform's) name the line.
+#[derive(Clone)]
+pub(crate) struct Origin {
+    file: PathBuf,
+    base: PathBuf,
+    text: Arc<str>,
+}
+
+impl fmt::Debug for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Origin").field("file", &self.file).finish()
+    }
+}
+
+impl Origin {
+    fn locator(&self) -> Locator<'_> {
+        Locator::new(&self.text, &self.file)
+    }
+
+    /// Names the file and line of an error about what the config says that was found without
+    /// them (a [`ConfigError`] with no file; a pin mismatch with no place): other errors pass.
+    pub(crate) fn locate(&self, error: crate::Error) -> crate::Error {
+        match error {
+            crate::Error::Config(e) if e.file.as_os_str().is_empty() => {
+                let path: Vec<&str> = e.key.split('.').collect();
+                crate::Error::Config(self.locator().at(&path, e.message))
+            }
+            crate::Error::Integrity {
+                plugin,
+                path,
+                expected,
+                actual,
+                pinned_at: None,
+            } => {
+                let at = self
+                    .locator()
+                    .at(&["plugins", plugin.as_str(), "sha256"], "");
+                crate::Error::Integrity {
+                    pinned_at: Some(at.place()),
+                    plugin,
+                    path,
+                    expected,
+                    actual,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// `[serve]`: who may call the HTTP API, which files a campaign may name, and how long the
@@ -318,7 +373,7 @@ struct RawConfig {
     serve: RawServe,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawServe {
     #[serde(default)]
@@ -330,7 +385,7 @@ struct RawServe {
     max_campaign_file_mib: Option<u32>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone, Debug)]
 #[serde(deny_unknown_fields)]
 struct RawApiKey {
     sha256: String,
@@ -509,16 +564,14 @@ impl Config {
                     if key.expose().trim().len() != 64
                         || !key.expose().trim().bytes().all(|b| b.is_ascii_hexdigit())
                     {
-                        return Err(locator.at(
-                            &["accounts", "master_key_env"],
-                            format!("{var} must hold 32 bytes as 64 hex digits"),
-                        ));
+                        return Err(
+                            locator.at(&["accounts", "master_key_env"], master_key_format(var))
+                        );
                     }
                     Some((var.clone(), key))
                 }
             },
         };
-        let serve = validate_serve(raw.serve, &base, &locator)?;
         let mut plugins = BTreeMap::new();
         for (name, plugin) in raw.plugins {
             let plugin = validate_plugin(&name, plugin, &base, &locator, env)?;
@@ -529,9 +582,30 @@ impl Config {
             runtime,
             plugins,
             accounts,
-            serve,
+            serve: raw.serve,
+            origin: Origin {
+                file: file.to_owned(),
+                base,
+                text: text.into(),
+            },
         })
     }
+
+    /// `[serve]`, checked: API keys, `campaigns_dir` (which must exist), the timeouts and
+    /// caps. Only `coupon-host serve` asks, so that another command (`plugins`, `worker`, …)
+    /// on a machine without the server's folders runs with the same file.
+    pub fn serve(&self) -> Result<ServeConfig, ConfigError> {
+        validate_serve(
+            self.serve.clone(),
+            &self.origin.base,
+            &self.origin.locator(),
+        )
+    }
+}
+
+/// What a master key must look like, and how to make one.
+pub(crate) fn master_key_format(var: &str) -> String {
+    format!("{var} must hold 32 bytes as 64 hex digits; make a key with `openssl rand -hex 32`")
 }
 
 /// Whether `name` is a valid plugin or key name: a-z, 0-9, '-' and '_', at least one.
@@ -1115,11 +1189,11 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let text = format!(
             "{GOOD}\n[serve]\ndrain_timeout_s = 5\n\n[serve.keys.engine]\nsha256 = \"{digest}\"\nscopes = [\"send\", \"metrics\"]\n"
         );
-        let config = parse(&text).unwrap();
-        assert_eq!(config.serve.drain_timeout_s, 5);
-        assert_eq!(config.serve.read_timeout_s, 10);
-        assert_eq!(config.serve.campaigns_dir, None);
-        let key = &config.serve.keys["engine"];
+        let serve = parse(&text).unwrap().serve().unwrap();
+        assert_eq!(serve.drain_timeout_s, 5);
+        assert_eq!(serve.read_timeout_s, 10);
+        assert_eq!(serve.campaigns_dir, None);
+        let key = &serve.keys["engine"];
         assert_eq!(key.sha256, [0xab; 32]);
         assert_eq!(
             key.scopes.iter().copied().collect::<Vec<_>>(),
@@ -1132,15 +1206,15 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
             "test.toml:14: serve.keys.engine.scopes: unknown variant `admin`, expected one of `send`, `query`, `campaigns`, `accounts`, `metrics`"
         );
         assert_eq!(
-            error(&text.replace(&digest, "abc")),
+            serve_error(&text.replace(&digest, "abc")),
             "test.toml:13: serve.keys.engine.sha256: must be 64 hex digits: the SHA-256 of the key (`printf %s KEY | sha256sum`)"
         );
         assert_eq!(
-            error(&text.replace("[\"send\", \"metrics\"]", "[]")),
+            serve_error(&text.replace("[\"send\", \"metrics\"]", "[]")),
             "test.toml:14: serve.keys.engine.scopes: name at least one of send, query, campaigns, accounts, metrics"
         );
         assert_eq!(
-            error(&text.replace("drain_timeout_s = 5", "drain_timeout_s = 5000")),
+            serve_error(&text.replace("drain_timeout_s = 5", "drain_timeout_s = 5000")),
             "test.toml:10: serve.drain_timeout_s: must be between 0 and 3600"
         );
         assert!(
@@ -1150,13 +1224,21 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         let twice =
             format!("{text}\n[serve.keys.other]\nsha256 = \"{digest}\"\nscopes = [\"query\"]\n");
         assert_eq!(
-            error(&twice),
+            serve_error(&twice),
             "test.toml:17: serve.keys.other.sha256: the same key as serve.keys.engine: give each client its own key"
         );
         assert!(
-            error(&text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\""))
+            serve_error(&text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\""))
                 .starts_with("test.toml:10: serve.campaigns_dir: ")
         );
+        // Only `serve` asks: the rest of the config loads, for `plugins`, `worker`, ….
+        let elsewhere = text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\"");
+        assert!(parse(&elsewhere).unwrap().plugins.contains_key("taobao"));
+    }
+
+    /// The error `Config::serve` finds in a config that loads.
+    fn serve_error(text: &str) -> String {
+        parse(text).unwrap().serve().unwrap_err().to_string()
     }
 
     #[test]

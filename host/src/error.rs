@@ -19,16 +19,23 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
+impl ConfigError {
+    /// `file:line: key`, without the message.
+    pub(crate) fn place(&self) -> String {
+        let mut place = self.file.display().to_string();
         if let Some(line) = self.line {
-            write!(f, ":{line}")?;
+            place.push_str(&format!(":{line}"));
         }
         if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
+            place.push_str(&format!(": {}", self.key));
         }
-        write!(f, ": {}", self.message)
+        place
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.place(), self.message)
     }
 }
 
@@ -56,7 +63,7 @@ pub enum Error {
     },
 
     /// The component does not match its `sha256` pin.
-    #[error("plugin {plugin:?}: component {} has sha256 {actual}, but the config pins {expected}", path.display())]
+    #[error("{}plugin {plugin:?}: component {} has sha256 {actual}, but the config pins {expected}", pinned_at.as_ref().map(|at| format!("{at}: ")).unwrap_or_default(), path.display())]
     Integrity {
         /// The plugin.
         plugin: String,
@@ -66,6 +73,8 @@ pub enum Error {
         expected: String,
         /// The file's digest.
         actual: String,
+        /// Where the pin is written, `file:line: plugins.NAME.sha256`, when known.
+        pinned_at: Option<String>,
     },
 
     /// The request is invalid before any adapter sees it.

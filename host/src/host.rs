@@ -108,13 +108,15 @@ impl Host {
             holder: holder_id().to_string(),
             ttl_ms: config.storage.lease_ms as i64,
         };
+        let origin = config.origin.clone();
         let accounts = Arc::new(
             AccountBook::open(
                 storage.clone(),
                 config.accounts.master_key.clone(),
                 lease.holder.clone(),
             )
-            .await?,
+            .await
+            .map_err(|e| origin.locate(e))?,
         );
         let delivery = Arc::new(Delivery::new(runtime.clone(), storage.clone(), lease));
         let http = egress::Clients::new()?;
@@ -138,7 +140,7 @@ impl Host {
         let host = Host { inner };
         let mut plugins = BTreeMap::new();
         for (name, plugin_config) in config.plugins {
-            let plugin = host.load_plugin(&name, plugin_config).await?;
+            let plugin = host.load_plugin(&name, plugin_config, &origin).await?;
             plugins.insert(name, Arc::new(plugin));
         }
         *host.write_plugins() = Arc::new(plugins);
@@ -154,8 +156,9 @@ impl Host {
         let mut report = ReloadReport::default();
         let current = self.read_plugins();
         let mut next = BTreeMap::new();
+        let origin = config.origin.clone();
         for (name, plugin_config) in config.plugins {
-            match self.load_plugin(&name, plugin_config).await {
+            match self.load_plugin(&name, plugin_config, &origin).await {
                 Ok(plugin) => {
                     report.loaded.push(name.clone());
                     next.insert(name, Arc::new(plugin));
@@ -185,7 +188,24 @@ impl Host {
         Ok(self.reload(config).await)
     }
 
-    async fn load_plugin(&self, name: &str, mut plugin_config: PluginConfig) -> Result<Plugin> {
+    /// Loads one plugin; an error about what the config says names its file and line
+    /// (`origin`).
+    async fn load_plugin(
+        &self,
+        name: &str,
+        plugin_config: PluginConfig,
+        origin: &crate::config::Origin,
+    ) -> Result<Plugin> {
+        self.load_plugin_unlocated(name, plugin_config)
+            .await
+            .map_err(|e| origin.locate(e))
+    }
+
+    async fn load_plugin_unlocated(
+        &self,
+        name: &str,
+        mut plugin_config: PluginConfig,
+    ) -> Result<Plugin> {
         let runtime = &self.inner.runtime;
         let component = runtime.load(
             name,
@@ -221,7 +241,7 @@ impl Host {
         if describe.max_recipients_per_call == 0 || describe.recipient_kinds.is_empty() {
             return Err(load_error("describe() must name at least one recipient kind and allow at least one recipient per call".to_owned()));
         }
-        fit_to_declared(name, &mut plugin_config, &describe).map_err(load_error)?;
+        fit_to_declared(name, &mut plugin_config, &describe)?;
         let limiter = self.limiter(name, &plugin_config);
         let auth = PluginAuth {
             plugin: name.to_owned(),
@@ -588,21 +608,30 @@ impl crate::campaign::Plugins for Lookup {
 /// Holds a plugin's config to what its adapter declares (contract 0.2.0): the auth scheme must
 /// be the one the adapter expects, and `limits.qps` defaults to the platform's documented limit
 /// and may not exceed it.
-fn fit_to_declared(
-    name: &str,
-    config: &mut PluginConfig,
-    describe: &AdapterInfo,
-) -> std::result::Result<(), String> {
+/// Holds a plugin's config to what its adapter declares. A mismatch is the config's fault: a
+/// config error at the key (its file and line are added by the caller, see `Origin::locate`).
+fn fit_to_declared(name: &str, config: &mut PluginConfig, describe: &AdapterInfo) -> Result<()> {
+    let config_error = |key: &str, message: String| {
+        Error::Config(crate::error::ConfigError {
+            file: Default::default(),
+            line: None,
+            key: format!("plugins.{name}.{key}"),
+            message,
+        })
+    };
     if let Some(expected) = &describe.auth_scheme {
         let configured = config.auth.scheme();
         if configured != expected {
-            return Err(format!(
-                "the adapter expects auth scheme {expected:?}, and plugins.{name}.auth {}",
-                if configured == "none" {
-                    "is not set".to_owned()
-                } else {
-                    format!("says {configured:?}")
-                }
+            return Err(config_error(
+                "auth",
+                format!(
+                    "the adapter expects auth scheme {expected:?}, and this {}",
+                    if configured == "none" {
+                        "is not set".to_owned()
+                    } else {
+                        format!("says {configured:?}")
+                    }
+                ),
             ));
         }
     }
@@ -622,8 +651,11 @@ fn fit_to_declared(
                 config.limits.burst = (platform / 10).max(1);
             }
             Some(qps) if qps > platform => {
-                return Err(format!(
-                    "plugins.{name}.limits.qps is {qps}, above the {platform} requests a second the platform allows (the adapter declares it)"
+                return Err(config_error(
+                    "limits.qps",
+                    format!(
+                        "{qps} is above the {platform} requests a second the platform allows (the adapter declares it): set at most {platform}, or leave it out"
+                    ),
                 ));
             }
             Some(_) => {}
@@ -646,7 +678,7 @@ fn validate_key(key: &str) -> Result<()> {
 /// A generated key: milliseconds since the epoch, then 80 random bits (like a UUIDv7). Keys that
 /// grow with time go in at the end of the journal's B-trees, which are keyed on them; fully
 /// random keys dirtied (and had to read) a random leaf page of each table per send.
-fn new_idempotency_key() -> String {
+pub(crate) fn new_idempotency_key() -> String {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);

@@ -314,6 +314,7 @@ impl Runtime {
                 path: path.to_owned(),
                 expected: expected.to_owned(),
                 actual: sha256,
+                pinned_at: None,
             });
         }
         let component = self.compile_cached(&bytes, &sha256).map_err(load_error)?;

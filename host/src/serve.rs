@@ -503,7 +503,7 @@ async fn send(
     let Path(name) = name.map_err(bad_path)?;
     state.known(&name)?;
     let body: SendBody = parse(read_body(request, &state).await?)?;
-    let request = SendRequest {
+    let mut request = SendRequest {
         coupon: body.coupon,
         recipients: body.recipients,
         quantity: body.quantity,
@@ -511,8 +511,12 @@ async fn send(
         options: body.options.into_iter().collect(),
         account: body.account,
     };
-    let outcome = state.host.send(&name, request).await?;
-    Ok(Json(outcome).into_response())
+    // Known before the send, so that a failure names it: a `5xx` is resent under this key.
+    let key = request.idempotency_key_or_generate().to_owned();
+    match state.host.send(&name, request).await {
+        Ok(outcome) => Ok(Json(outcome).into_response()),
+        Err(error) => Err(ApiError::from(error).with("idempotency_key", key)),
+    }
 }
 
 async fn query(
@@ -532,8 +536,16 @@ async fn query(
     Ok(Json(json!({ "coupons": coupons })).into_response())
 }
 
+/// The plugins, each component named by its file name only: where the server keeps its files
+/// is not a client's business (any valid key may call this route).
 async fn plugins(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "plugins": state.host.plugins() }))
+    let mut plugins = state.host.plugins();
+    for plugin in &mut plugins {
+        if let Some(name) = plugin.component.file_name() {
+            plugin.component = name.into();
+        }
+    }
+    Json(json!({ "plugins": plugins }))
 }
 
 async fn healthz() -> Json<Value> {
@@ -692,8 +704,9 @@ fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
 /// | 500 | `storage`, `internal` | the host itself failed |
 ///
 /// An adapter error carries `class`, `code` (the platform's) and, when the platform said so,
-/// `retry_after_ms`. After a `5xx` on a send the platform may have issued some coupons: resend
-/// with the same `idempotency_key`, or query, before sending anew.
+/// `retry_after_ms`. Every failure of a send carries the `idempotency_key` it ran under (the
+/// generated one when the request had none). After a `5xx` on a send the platform may have
+/// issued some coupons: resend with that `idempotency_key`, or query, before sending anew.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,

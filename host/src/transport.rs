@@ -81,6 +81,10 @@ impl Transport for Network {
             Method::Get => reqwest::Method::GET,
             Method::Post => reqwest::Method::POST,
         };
+        // Named in a connection failure: scheme, host and port only (a GET's query string may
+        // carry a session).
+        let origin = request.url.origin().ascii_serialization();
+        let transport_error = |error| transport_error(error, &origin);
         let mut builder = self
             .client
             .request(method, request.url)
@@ -124,15 +128,19 @@ impl Transport for Network {
 }
 
 /// Sorts a transport failure into "never left" (connect) and "may have been applied" (timeout).
-/// The URL is stripped: on a GET it carries the query string, which may hold a session.
-pub(crate) fn transport_error(error: reqwest::Error) -> TransportError {
+/// The URL is stripped: on a GET it carries the query string, which may hold a session; a
+/// connection failure names `origin` (where it tried) instead.
+pub(crate) fn transport_error(error: reqwest::Error, origin: &str) -> TransportError {
     let error = error.without_url();
     if let Some(refused) = egress::refused_in(&error) {
         // The egress guard refused the resolved address: nothing was sent.
         return TransportError::Denied(refused.to_string());
     }
     if error.is_connect() {
-        TransportError::Connect(error.to_string())
+        TransportError::Connect(format!(
+            "cannot connect to {origin}: {}",
+            crate::error::full_message(&error)
+        ))
     } else if error.is_builder() {
         TransportError::Other(error.to_string())
     } else {

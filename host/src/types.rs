@@ -232,6 +232,14 @@ impl SendRequest {
             account: None,
         }
     }
+
+    /// The request's idempotency key, generated now (and kept in the request) when it has none:
+    /// a caller that must name the key even when the send fails as a whole (a `5xx`, to be
+    /// resent under the same key) takes it from here before sending.
+    pub fn idempotency_key_or_generate(&mut self) -> &str {
+        self.idempotency_key
+            .get_or_insert_with(crate::host::new_idempotency_key)
+    }
 }
 
 /// A coupon issued to one recipient.
@@ -448,12 +456,19 @@ impl CampaignStatus {
 pub struct WorkerStatus {
     /// The process (`host:pid:random`).
     pub id: String,
-    /// When it was last seen, unix ms.
-    pub seen_ms: i64,
+    /// How long ago it was last seen, in milliseconds, when the status was read.
+    pub seen_ago_ms: u64,
     /// Batches it finished for this campaign.
     pub batches: u64,
     /// Recipients in those batches.
     pub recipients: u64,
+}
+
+impl WorkerStatus {
+    /// The age of a sighting at `seen_ms` (unix ms), now.
+    pub(crate) fn age(seen_ms: i64) -> u64 {
+        crate::store::now_ms().saturating_sub(seen_ms).max(0) as u64
+    }
 }
 
 /// One line of a campaign report.

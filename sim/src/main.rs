@@ -20,8 +20,9 @@ use coupon_sim::{Sim, SimConfig};
 #[derive(Parser)]
 #[command(name = "coupon-sim", version, about)]
 struct Args {
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:8080")]
+    /// Address to listen on. The default is where `examples/sandbox.toml` and
+    /// `templates/simulator.toml` expect the simulator, apart from `coupon-host serve`'s 8080.
+    #[arg(long, default_value = "127.0.0.1:18080")]
     listen: SocketAddr,
     /// A seed file shaped like `SimConfig` (`.toml` for TOML, anything else JSON); without it,
     /// the demo seed (`SimConfig::demo()`).

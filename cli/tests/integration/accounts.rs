@@ -338,6 +338,21 @@ async fn a_missing_or_wrong_master_key_is_one_clear_error_at_start() {
         "{}",
         wrong.stderr
     );
+    // Named at the config's file and line, like any config error, with how to make a key.
+    let line = env.config_line("master_key_env");
+    assert!(
+        wrong.stderr.starts_with(&format!(
+            "error: {}:{line}: accounts.master_key_env: ",
+            env.config_path.display()
+        )),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong.stderr.contains("openssl rand -hex 32"),
+        "{}",
+        wrong.stderr
+    );
     // No key at all, with accounts kept.
     let config = std::fs::read_to_string(&env.config_path).unwrap();
     std::fs::write(

@@ -310,3 +310,323 @@ pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+/// The platform answers 502 to every attempt: the send fails as a whole. `--json` prints one
+/// JSON object naming the key it ran under, the text `error:` line names it too, and sent again
+/// under that key once the platform is back, the recipient gets the coupon, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_failed_as_a_whole_names_its_idempotency_key() {
+    let options = Options {
+        retry: format!("{}, max_attempts = 2", crate::support::FAST_RETRY),
+        ..Options::default()
+    };
+    let env = TestEnv::start(SimConfig::demo(), options).await;
+    let fail_twice = || {
+        env.sim.inject(coupon_sim::Fault::Status {
+            api: Some(crate::support::TAOBAO_SEND_API.to_owned()),
+            status: 502,
+            times: 2,
+        })
+    };
+    let send = ["send", "taobao", "--coupon", "48552", "--to", "nick:张三"];
+
+    fail_twice();
+    let output = env.cli(&[&send[..], &["--json"]].concat()).await;
+    assert_one_line_error(&output, "transient");
+    let json: serde_json::Value = serde_json::from_str(&output.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON object ({e}): {}", output.stdout));
+    let error = &json["error"];
+    assert_eq!(error["class"], "transient", "{json}");
+    assert!(error["code"].is_string(), "{json}");
+    assert!(
+        error["message"].as_str().unwrap().contains("taobao"),
+        "{json}"
+    );
+    let key = error["idempotency_key"].as_str().unwrap().to_owned();
+    assert!(output.stderr.contains(&key), "{}", output.stderr);
+    assert!(env.sim.ledger().is_empty());
+
+    // In text mode the `error:` line names the generated key.
+    fail_twice();
+    let output = env.cli(&send).await;
+    assert_one_line_error(&output, "--idempotency-key ch-");
+    assert!(output.stdout.is_empty(), "{}", output.stdout);
+
+    // Resent under the first key: issued once.
+    let resent = env
+        .cli(&[&send[..], &["--idempotency-key", &key, "--json"]].concat())
+        .await
+        .json();
+    assert_eq!(resent["idempotency_key"], key.as_str());
+    assert_eq!(resent["issued"][0]["recipient"], "nick:张三");
+    assert_eq!(env.sim.ledger().len(), 1);
+}
+
+/// Every command given `--json` answers a failure with one JSON object on stdout too, of the
+/// same shape; `--log-format json` makes the final `error:` a JSON log line.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_json_command_fails_with_one_json_object() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["query", "nope", "--recipient", "nick:a", "--json"],
+            "unknown-plugin",
+        ),
+        (
+            &["query", "taobao", "--recipient", "a", "--json"],
+            "invalid-request",
+        ),
+        (
+            &["campaign", "status", "nope", "--json"],
+            "unknown-campaign",
+        ),
+        (&["accounts", "list", "nope", "--json"], "unknown-plugin"),
+        (
+            &["send", "nope", "--coupon", "1", "--to", "nick:a", "--json"],
+            "unknown-plugin",
+        ),
+    ];
+    for (args, class) in cases {
+        let output = env.cli(args).await;
+        assert_one_line_error(&output, "");
+        let json: serde_json::Value = serde_json::from_str(&output.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {}", output.stdout));
+        assert_eq!(json["error"]["class"], class, "{args:?}: {json}");
+        assert!(json["error"]["code"].is_null(), "{json}");
+        assert!(json["error"]["message"].is_string(), "{json}");
+        assert_eq!(json.as_object().unwrap().len(), 1, "{json}");
+    }
+    // A config that does not load: `plugins --json` too.
+    std::fs::write(env.dir.path().join("broken.toml"), "[plugins.taobao\n").unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));
+    command
+        .args(["--config", "broken.toml", "plugins", "--json"])
+        .current_dir(env.dir.path());
+    let output = crate::support::run(command).await;
+    assert_one_line_error(&output, "broken.toml:1");
+    let json: serde_json::Value = serde_json::from_str(&output.stdout).unwrap();
+    assert_eq!(json["error"]["class"], "config", "{json}");
+
+    // With JSON logs, the last words are a JSON line too.
+    let mut command = env.command(&[
+        "--log-format",
+        "json",
+        "query",
+        "nope",
+        "--recipient",
+        "nick:a",
+    ]);
+    command.env("COUPON_HOST_LOG", "off");
+    let output = crate::support::run(command).await;
+    assert!(!output.status.success());
+    let lines: Vec<_> = output.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{}", output.stderr);
+    let line: serde_json::Value = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("not a JSON line ({e}): {}", lines[0]));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    let message = line["fields"]["message"].as_str().unwrap();
+    assert!(message.starts_with("error: unknown plugin"), "{line}");
+}
+
+/// Logs on a stderr that is not a terminal (a pipe here, a file or a collector in production)
+/// carry no colour codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_to_a_pipe_have_no_colour_codes() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let mut command = env.command(&["plugins"]);
+    command.env("COUPON_HOST_LOG", "info");
+    let output = crate::support::run(command).await;
+    assert!(output.status.success(), "{}", output.stderr);
+    assert!(output.stderr.contains("plugin loaded"), "{}", output.stderr);
+    assert!(!output.stderr.contains('\u{1b}'), "{:?}", output.stderr);
+}
+
+/// A report of a campaign that does not exist writes nothing before its error (no CSV header,
+/// no file); a report whose reader stops early (`| head`) ends quietly.
+#[tokio::test(flavor = "multi_thread")]
+async fn campaign_reports_fail_cleanly_and_stop_quietly() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let output = env.cli(&["campaign", "report", "nope"]).await;
+    assert_one_line_error(&output, "no campaign \"nope\"");
+    assert!(output.stdout.is_empty(), "{}", output.stdout);
+    let file = env.dir.path().join("report.csv");
+    let output = env
+        .cli(&[
+            "campaign",
+            "report",
+            "nope",
+            "--output",
+            file.to_str().unwrap(),
+        ])
+        .await;
+    assert_one_line_error(&output, "no campaign");
+    assert!(!file.exists());
+
+    // A report far larger than a pipe's buffer, its reader gone after one line.
+    let recipients = env.dir.path().join("many.txt");
+    let lines: Vec<String> = (0..5000).map(|i| format!("nick:读者-{i:05}")).collect();
+    std::fs::write(&recipients, lines.join("\n")).unwrap();
+    let run = env
+        .cli(&[
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            "48552",
+            "--recipients",
+            recipients.to_str().unwrap(),
+            "--id",
+            "piped",
+            "--json",
+        ])
+        .await
+        .json();
+    assert_eq!(run["issued"], 5000, "{run}");
+    let mut command = env.command(&["campaign", "report", "piped", "--format", "json"]);
+    command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    tokio::io::AsyncBufReadExt::read_line(&mut stdout, &mut first)
+        .await
+        .unwrap();
+    assert!(first.contains("读者-00000"), "{first}");
+    drop(stdout);
+    let output = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// A `campaign run` that joins work already done says how much, and its progress counts the
+/// whole campaign: here the first run stops after one batch, and the second joins at 100.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_run_joining_done_work_says_so() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let recipients = env.dir.path().join("joined.txt");
+    let lines: Vec<String> = (0..300).map(|i| format!("nick:j{i}")).collect();
+    std::fs::write(&recipients, lines.join("\n")).unwrap();
+    let args = [
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        "48552",
+        "--recipients",
+        recipients.to_str().unwrap(),
+        "--concurrency",
+        "1",
+    ];
+    // The first batch goes through; the second meets an expired session and stops the run.
+    env.sim.inject(coupon_sim::Fault::Delay {
+        api: Some(crate::support::TAOBAO_SEND_API.into()),
+        millis: 1,
+        apply: true,
+        times: 1,
+    });
+    env.sim.inject(coupon_sim::Fault::TopError {
+        api: Some(crate::support::TAOBAO_SEND_API.into()),
+        code: 27,
+        msg: "Invalid session".into(),
+        sub_code: Some("invalid-sessionkey".into()),
+        sub_msg: None,
+        times: 1,
+    });
+    let stopped = env.cli(&args).await;
+    assert!(!stopped.status.success());
+    assert_eq!(env.sim.ledger().len(), 100);
+    let joined = env.cli(&args).await;
+    assert!(joined.status.success(), "{}", joined.stderr);
+    assert!(
+        joined.stderr.contains(": 100 of 300 done before this run"),
+        "{}",
+        joined.stderr
+    );
+    assert_eq!(env.sim.ledger().len(), 300);
+}
+
+/// Counts read as English: one coupon, one account.
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_of_one_are_singular() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    // Douyin's demo seed has one activity: the recipient holds one coupon.
+    let to = ["--to", "open-id:一个"];
+    let sent = env
+        .cli(
+            &[
+                &["send", "douyin", "--coupon", "7218070000005644204"][..],
+                &to,
+            ]
+            .concat(),
+        )
+        .await;
+    assert!(sent.status.success(), "{}", sent.stderr);
+    let query = env
+        .cli(&["query", "douyin", "--recipient", "open-id:一个"])
+        .await;
+    assert_eq!(
+        query.stdout.lines().last(),
+        Some("1 coupon"),
+        "{}",
+        query.stdout
+    );
+    let list = env.cli(&["accounts", "list", "taobao"]).await;
+    assert_eq!(
+        list.stdout.lines().last(),
+        Some("1 account"),
+        "{}",
+        list.stdout
+    );
+}
+
+/// `default` is the plugin's own credentials, from the config: removing it is refused with
+/// that reason, not with advice to choose another name.
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_the_default_account_says_why_not() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let output = env.cli(&["accounts", "remove", "taobao", "default"]).await;
+    assert_one_line_error(
+        &output,
+        "own credentials in the config (plugins.taobao.auth)",
+    );
+    assert!(
+        !output.stderr.contains("choose another"),
+        "{}",
+        output.stderr
+    );
+}
+
+/// A platform nobody listens for: the failure names the address the host tried.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_connection_names_the_address() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    crate::hostile::append_config(
+        &env,
+        &format!(
+            r#"
+[plugins.closed]
+component = {component:?}
+allowed_hosts = ["http://127.0.0.1:{port}"]
+auth = {{ scheme = "top", app_key = "12345678", app_secret_env = "{secret}" }}
+retry = {{ max_attempts = 1 }}
+settings = {{ gateway = "http://127.0.0.1:{port}/router/rest" }}
+"#,
+            component = coupon_host_tests::TAOBAO,
+            secret = crate::support::APP_SECRET_ENV,
+        ),
+    );
+    let output = env
+        .cli(&["send", "closed", "--coupon", "48552", "--to", "nick:a"])
+        .await;
+    let said = format!("{}{}", output.stdout, output.stderr);
+    assert!(
+        said.contains(&format!("cannot connect to http://127.0.0.1:{port}")),
+        "{said}"
+    );
+}

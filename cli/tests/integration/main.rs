@@ -7,6 +7,7 @@ mod check;
 mod cli;
 mod conformance;
 mod delivery;
+mod docs;
 mod embed;
 mod fleet;
 mod hostile;

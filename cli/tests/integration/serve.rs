@@ -54,7 +54,7 @@ impl Server {
     }
 
     /// [`Server::start`], logging at `level` (`COUPON_HOST_LOG`): [`TRACE`] for the tests that
-    /// look for secrets in everything the server could log.
+    /// look for secrets in everything the server could log; `""` leaves it unset (the default).
     pub(crate) async fn start_at(env: &TestEnv, level: &str, args: &[&str]) -> Server {
         match Server::try_start_at(env, level, args).await {
             Ok(server) => server,
@@ -94,6 +94,9 @@ impl Server {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if level.is_empty() {
+            command.env_remove("COUPON_HOST_LOG");
+        }
         let mut child = command.spawn().expect("coupon-host starts");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -244,7 +247,15 @@ async fn every_endpoint_answers_in_the_shapes_the_cli_prints() {
 
     let plugins = server.get("/v1/plugins").await;
     assert_eq!(plugins.status, 200);
-    let cli_plugins = env.cli(&["plugins", "--json"]).await.json();
+    // The CLI's, but with each component named by its file name only: a client (any key) is
+    // not told where the server keeps its files.
+    let mut cli_plugins = env.cli(&["plugins", "--json"]).await.json();
+    for plugin in cli_plugins["plugins"].as_array_mut().unwrap() {
+        let path = plugin["component"].as_str().unwrap().to_owned();
+        assert!(path.starts_with('/'), "{path}");
+        let name = std::path::Path::new(&path).file_name().unwrap();
+        plugin["component"] = name.to_str().unwrap().into();
+    }
     assert_eq!(plugins.json(), cli_plugins);
 
     let sent = server
@@ -714,4 +725,112 @@ async fn sighup_reloads_the_config_and_a_broken_one_changes_nothing() {
         )
         .await;
     assert_eq!(sent.status, 200, "{}", sent.text);
+}
+
+/// A send that fails as a whole (the platform answering 502 until the retries are spent) names
+/// the idempotency key it ran under, generated, in its 502 answer; sent again under that key once
+/// the platform is back, it issues the coupon, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_send_failed_as_a_whole_answers_its_key_to_resend_with() {
+    let options = Options {
+        retry: format!("{}, max_attempts = 2", crate::support::FAST_RETRY),
+        ..Options::default()
+    };
+    let env = TestEnv::start(SimConfig::demo(), options).await;
+    let server = Server::start(&env, &[]).await;
+    env.sim.inject(coupon_sim::Fault::Status {
+        api: Some(TAOBAO_SEND_API.to_owned()),
+        status: 502,
+        times: 2,
+    });
+    let body = json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:resent"]});
+    let failed = server.send("taobao", body.clone()).await;
+    failed.error(502, "adapter");
+    let key = failed.json()["error"]["idempotency_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no key: {}", failed.text))
+        .to_owned();
+    assert!(env.sim.ledger().is_empty());
+
+    let mut again = body;
+    again["idempotency_key"] = key.clone().into();
+    let sent = server.send("taobao", again).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert_eq!(sent.json()["idempotency_key"], key.as_str());
+    assert_eq!(sent.json()["issued"][0]["recipient"], "nick:resent");
+    assert_eq!(env.sim.ledger().len(), 1);
+
+    // A key the client gave is the one named.
+    env.sim.inject(coupon_sim::Fault::Status {
+        api: Some(TAOBAO_SEND_API.to_owned()),
+        status: 502,
+        times: 2,
+    });
+    let given =
+        json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:other"], "idempotency_key": "mine-1"});
+    let failed = server.send("taobao", given).await;
+    failed.error(502, "adapter");
+    assert_eq!(failed.json()["error"]["idempotency_key"], "mine-1");
+}
+
+/// At the default log level (no `COUPON_HOST_LOG`), a successful SIGHUP reload leaves a line in
+/// the log: an operator who reloads sees that it took.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sighup_reload_is_logged_at_the_default_level() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let server = Server::start_at(&env, "", &[]).await;
+    let pid = server.child.id().unwrap();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    for _ in 0..1000 {
+        if server.stderr().contains("reloaded the config on SIGHUP") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let stderr = server.stderr();
+    let line = stderr
+        .lines()
+        .find(|line| line.contains("reloaded the config on SIGHUP"))
+        .unwrap_or_else(|| panic!("no reload line: {stderr}"));
+    let line: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["level"], "INFO", "{line}");
+    // The default level is not every call's: a send leaves no line.
+    let sent = server
+        .send(
+            "taobao",
+            json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:quiet"]}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let (_, stderr) = server.terminate().await;
+    assert!(!stderr.contains("\"message\":\"close\""), "{stderr}");
+}
+
+/// `[serve]` is `serve`'s: a `campaigns_dir` that does not exist here stops `serve` with the
+/// config's file and line, and no other command.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_settings_are_checked_by_serve_only() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    crate::hostile::append_config(&env, "\n[serve]\ncampaigns_dir = \"no-such-dir\"\n");
+    let plugins = env.cli(&["plugins", "--json"]).await.json();
+    assert_eq!(plugins["plugins"].as_array().unwrap().len(), 4);
+    let status = env.cli(&["campaign", "status", "nope"]).await;
+    assert!(
+        status.stderr.contains("no campaign") && !status.stderr.contains("campaigns_dir"),
+        "{}",
+        status.stderr
+    );
+    let Err((exit, _, stderr)) = Server::try_start(&env, &[]).await else {
+        panic!("serve started without its campaigns_dir");
+    };
+    assert!(!exit.success());
+    assert!(
+        stderr.contains(&format!("{}:", env.config_path.display()))
+            && stderr.contains("serve.campaigns_dir"),
+        "{stderr}"
+    );
 }

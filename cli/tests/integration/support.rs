@@ -211,6 +211,17 @@ retry = {{ {retry} }}
             .expect("host starts")
     }
 
+    /// The 1-based number of the config file's first line containing `needle`: where an error
+    /// about that line must point.
+    pub fn config_line(&self, needle: &str) -> usize {
+        std::fs::read_to_string(&self.config_path)
+            .unwrap()
+            .lines()
+            .position(|line| line.contains(needle))
+            .unwrap_or_else(|| panic!("no config line holds {needle:?}"))
+            + 1
+    }
+
     /// The `coupon-host` binary with this env's config and secrets, and `args`.
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_coupon-host"));

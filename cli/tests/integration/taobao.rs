@@ -252,6 +252,15 @@ async fn a_component_that_does_not_match_its_pin_is_refused() {
     assert!(matches!(error, Error::Integrity { .. }), "{error}");
     let message = error.to_string();
     assert!(message.contains("plugin \"taobao\""), "{message}");
+    // Named where the pin is written, like every other config error.
+    let line = env.config_line(&wrong);
+    assert!(
+        message.starts_with(&format!(
+            "{}:{line}: plugins.taobao.sha256: ",
+            env.config_path.display()
+        )),
+        "{message}"
+    );
     assert!(
         message.contains(&wrong) && message.contains(&actual),
         "{message}"

@@ -145,10 +145,16 @@ async fn the_declared_qps_is_the_default_and_the_ceiling() {
     );
     add_douyin_plugin(&env, "greedy", &auth, "{ qps = 500 }");
     let error = load_error(&env).await;
+    // A config problem, named at its file and line like any other: not a component that failed.
+    let line = env.config_line("qps = 500");
     assert!(
-        error.contains("plugins.greedy.limits.qps is 500, above the 100"),
+        error.starts_with(&format!(
+            "{}:{line}: plugins.greedy.limits.qps: 500 is above the 100",
+            env.config_path.display()
+        )),
         "{error}"
     );
+    assert!(!error.contains("cannot load component"), "{error}");
 
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
     let host = env.host().await;

@@ -3,7 +3,7 @@
 //! ```toml
 //! [storage]
 //! backend = "postgres"
-//! url_env = "COUPON_HOST_POSTGRES_URL" # the variable holding the URL, password included
+//! url_env = "COUPON_HOST_DATABASE_URL" # the variable holding the URL, password included
 //! pool_size = 16                       # optional, 1..=256
 //! schema = "public"                    # optional; created if missing
 //! ```

@@ -289,7 +289,7 @@ impl Ledger for Sqlite {
                 .query_map(params![id, since_ms], |row| {
                     Ok(WorkerStatus {
                         id: row.get(0)?,
-                        seen_ms: row.get(1)?,
+                        seen_ago_ms: WorkerStatus::age(row.get(1)?),
                         batches: row.get::<_, i64>(2)? as u64,
                         recipients: row.get::<_, i64>(3)? as u64,
                     })
