@@ -688,7 +688,8 @@ mod tests {
                                 && decode(line, encoding)
                                     .map(|t| is_blank(t.trim()))
                                     .unwrap_or(false);
-                            !(blank && !long) && !spaces
+                            let skipped = (blank && !long) || spaces;
+                            !skipped
                         })
                         .map(|(i, _)| i as u64 + 1)
                         .collect();
