@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use clap::{Subcommand, ValueEnum};
 use coupon_host::Host;
-use coupon_host::campaign::{CampaignSpec, CampaignStatus, Progress};
+use coupon_host::campaign::{CampaignSpec, CampaignStatus, Encoding, Progress};
 
 #[derive(Subcommand)]
 pub(crate) enum CampaignCommand {
@@ -17,9 +17,14 @@ pub(crate) enum CampaignCommand {
         /// The platform's coupon reference.
         #[arg(long)]
         coupon: String,
-        /// One `KIND:ID` per line, or CSV with a `recipient` column; streamed, any size.
+        /// One `KIND:ID` per line, or CSV with a `recipient` column; streamed, any size. Lines
+        /// of at most 4096 bytes; a longer one is rejected whole.
         #[arg(long, value_name = "FILE")]
         recipients: PathBuf,
+        /// The file's text encoding: utf-8 (strict: a line that is not UTF-8 is rejected, a
+        /// file mostly not UTF-8 is refused), gb18030 or gbk (Chinese spreadsheet exports).
+        #[arg(long, value_name = "ENCODING", default_value = "utf-8", value_parser = parse_encoding)]
+        encoding: Encoding,
         /// Batches in flight at once.
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
@@ -76,6 +81,10 @@ impl CampaignCommand {
     }
 }
 
+fn parse_encoding(name: &str) -> Result<Encoding, String> {
+    name.parse()
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ReportFormat {
     Csv,
@@ -88,6 +97,7 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             plugin,
             coupon,
             recipients,
+            encoding,
             concurrency,
             quantity,
             id,
@@ -97,6 +107,7 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
             json,
         } => {
             let mut spec = CampaignSpec::new(plugin, coupon, recipients);
+            spec.encoding = encoding;
             spec.account = account;
             spec.concurrency = concurrency;
             spec.quantity = quantity;

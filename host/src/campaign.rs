@@ -24,6 +24,9 @@
 
 mod file;
 
+pub use self::file::{Encoding, MAX_LINE_BYTES};
+
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -60,7 +63,17 @@ pub struct CampaignSpec {
     pub concurrency: usize,
     /// The campaign id; derived from the rest when `None`.
     pub id: Option<String>,
+    /// The recipients file's text encoding (default UTF-8).
+    pub encoding: Encoding,
+    /// The largest recipients file read, in bytes (default [`MAX_FILE_BYTES`]).
+    pub max_file_bytes: u64,
+    /// The recipients file, already opened and checked (by `serve`, beneath its campaigns
+    /// folder); `recipients` only names it then.
+    pub(crate) opened: Option<Arc<std::fs::File>>,
 }
+
+/// The largest recipients file a campaign reads by default (4 GiB, some 100 million lines).
+pub const MAX_FILE_BYTES: u64 = 4 << 30;
 
 impl CampaignSpec {
     /// A campaign of one coupon each, 4 batches at a time.
@@ -74,6 +87,9 @@ impl CampaignSpec {
             options: Vec::new(),
             concurrency: 4,
             id: None,
+            encoding: Encoding::Utf8,
+            max_file_bytes: MAX_FILE_BYTES,
+            opened: None,
         }
     }
 }
@@ -125,7 +141,9 @@ pub struct PreparedCampaign {
     campaigns: Arc<Campaigns>,
     spec: CampaignSpec,
     record: CampaignRecord,
-    source: PathBuf,
+    /// The host's copy of the file, as it was read when the campaign was checked: what is
+    /// enqueued, whatever happens to the operator's file meanwhile.
+    copy: std::fs::File,
     layout: file::Layout,
 }
 
@@ -165,9 +183,22 @@ impl Campaigns {
                 "the concurrency must be between 1 and 256".to_owned(),
             ));
         }
-        let source = std::fs::canonicalize(&spec.recipients).map_err(|e| {
+        let cannot_read = |e: std::io::Error| {
             Error::InvalidRequest(format!("cannot read {}: {e}", spec.recipients.display()))
-        })?;
+        };
+        // Opened once: checked on the descriptor, then read whole (through the cap) into the
+        // host's copy, which is all that is read after.
+        let opened = match &spec.opened {
+            Some(opened) => opened.clone(),
+            None => Arc::new(
+                crate::open::open_regular(&spec.recipients, true)
+                    .map_err(cannot_read)?
+                    .0,
+            ),
+        };
+        let source = crate::open::path_of(&opened)
+            .or_else(|| std::fs::canonicalize(&spec.recipients).ok())
+            .unwrap_or_else(|| spec.recipients.clone());
         let id = match &spec.id {
             Some(id) => {
                 check_id(id)?;
@@ -175,18 +206,30 @@ impl Campaigns {
             }
             None => campaign_id(&spec, &account.name, &source),
         };
-        let surveyed = {
-            let source = source.clone();
-            tokio::task::spawn_blocking(move || file::survey(&source))
-                .await
-                .map_err(|e| Error::runtime_from("reading the recipients failed", e))??
-        };
-        let (sha256, layout, total) = surveyed;
+        let copy = tempfile::tempfile_in(&self.data_dir)
+            .or_else(|_| tempfile::tempfile())
+            .map_err(|e| Error::storage_from("cannot make the campaign's copy of its file", e))?;
+        let (encoding, cap) = (spec.encoding, spec.max_file_bytes);
+        let (survey, copy) = tokio::task::spawn_blocking(move || {
+            let mut copy = copy;
+            let survey =
+                file::survey(crate::open::Capped::new(&*opened, cap), &mut copy, encoding)?;
+            copy.seek(SeekFrom::Start(0))?;
+            Ok::<_, std::io::Error>((survey, copy))
+        })
+        .await
+        .map_err(|e| Error::runtime_from("reading the recipients failed", e))?
+        .map_err(cannot_read)?;
+        let shown = spec.recipients.display().to_string();
+        survey.check_encoding(&shown, spec.encoding)?;
+        let file::Survey {
+            sha256,
+            layout,
+            total,
+            ..
+        } = survey;
         if total == 0 {
-            return Err(Error::InvalidRequest(format!(
-                "{} has no recipients",
-                spec.recipients.display()
-            )));
+            return Err(Error::InvalidRequest(format!("{shown} has no recipients")));
         }
         let record = CampaignRecord {
             id: id.clone(),
@@ -207,7 +250,7 @@ impl Campaigns {
             campaigns: self.clone(),
             spec,
             record,
-            source,
+            copy,
             layout,
         })
     }
@@ -540,7 +583,7 @@ impl PreparedCampaign {
             campaigns,
             spec,
             record,
-            source,
+            copy,
             layout,
         } = self;
         let plugin = campaigns.plugins.plugin(&spec.plugin)?;
@@ -548,8 +591,8 @@ impl PreparedCampaign {
         enqueue(
             campaigns.storage.clone(),
             record.clone(),
-            source,
-            layout,
+            copy,
+            (layout, spec.encoding),
             plugin,
             Arc::new(tokio::sync::Notify::new()),
         )
@@ -565,7 +608,7 @@ impl PreparedCampaign {
             campaigns,
             spec,
             record,
-            source,
+            copy,
             layout,
         } = self;
         let id = record.id.clone();
@@ -583,8 +626,8 @@ impl PreparedCampaign {
             let read = enqueue(
                 campaigns.storage.clone(),
                 record.clone(),
-                source,
-                layout,
+                copy,
+                (layout, spec.encoding),
                 plugin,
                 queued.clone(),
             );
@@ -680,13 +723,14 @@ impl PreparedCampaign {
     }
 }
 
-/// Streams the file into the ledger: rejects, accepted recipients, and each batch queued once
-/// full (the last one at the end), waking the workers; then marks the campaign enqueued.
+/// Streams the file (the host's copy) into the ledger: rejects, accepted recipients, and each
+/// batch queued once full (the last one at the end), waking the workers; then marks the
+/// campaign enqueued.
 async fn enqueue(
     storage: Storage,
     record: CampaignRecord,
-    source: PathBuf,
-    layout: file::Layout,
+    copy: std::fs::File,
+    (layout, encoding): (file::Layout, Encoding),
     plugin: Arc<Plugin>,
     queued: Arc<tokio::sync::Notify>,
 ) -> Result<()> {
@@ -698,13 +742,14 @@ async fn enqueue(
         tokio::task::spawn_blocking(move || {
             let mut chunk = Vec::with_capacity(ENQUEUE_CHUNK);
             let mut open = true;
-            file::read_lines(&source, layout, |parsed| {
+            file::read_lines(copy, layout, encoding, |parsed| {
                 chunk.push(file::classify(parsed, &kinds, &platform));
                 if chunk.len() >= ENQUEUE_CHUNK {
                     open = sender.blocking_send(std::mem::take(&mut chunk)).is_ok();
                 }
                 open
-            })?;
+            })
+            .map_err(|e| Error::runtime_from("cannot read the campaign's copy of its file", e))?;
             if !chunk.is_empty() {
                 let _ = sender.blocking_send(chunk);
             }
@@ -807,6 +852,11 @@ fn campaign_id(spec: &CampaignSpec, account: &str, source: &Path) -> String {
         hash.update([0]);
     }
     hash.update(source.to_string_lossy().as_bytes());
+    // UTF-8 adds nothing, so campaigns started before encodings keep their ids.
+    if spec.encoding != Encoding::Utf8 {
+        hash.update([2]);
+        hash.update(spec.encoding.as_str().as_bytes());
+    }
     // The default account adds nothing, so campaigns started before accounts keep their ids.
     if account != crate::store::DEFAULT_ACCOUNT {
         hash.update([1]);

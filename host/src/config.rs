@@ -678,6 +678,16 @@ fn validate_serve(
                         format!("{} is not a folder", dir.display()),
                     )
                 })?;
+            if let Some(system) = system_folder(&canonical) {
+                return Err(at(
+                    &["campaigns_dir"],
+                    format!(
+                        "{} is {system}: any client with the `campaigns` scope could read every \
+                         file in it; give a folder that holds only campaign files",
+                        canonical.display()
+                    ),
+                ));
+            }
             Some(canonical)
         }
     };
@@ -740,11 +750,28 @@ fn validate_plugin(
     }
 
     let component = base.join(&raw.component);
-    if !component.is_file() {
-        return Err(at(
-            &["component"],
-            format!("component file {} not found", component.display()),
-        ));
+    match std::fs::metadata(&component) {
+        Ok(metadata) => {
+            if let Some(what) = crate::open::not_regular(&metadata) {
+                return Err(at(
+                    &["component"],
+                    format!(
+                        "component file {} is {what}, not a regular file",
+                        component.display()
+                    ),
+                ));
+            }
+        }
+        Err(error) => {
+            let why = match error.kind() {
+                std::io::ErrorKind::NotFound => "not found".to_owned(),
+                _ => error.to_string(),
+            };
+            return Err(at(
+                &["component"],
+                format!("component file {}: {why}", component.display()),
+            ));
+        }
     }
 
     let sha256 = match raw.sha256 {
@@ -1076,6 +1103,29 @@ fn contains_offset(item: &toml_edit::Item, offset: usize) -> bool {
     })
 }
 
+/// The folders a `campaigns_dir` may not be, nor be inside: the root and the system's own.
+const SYSTEM_FOLDERS: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/sbin",
+    "/sys", "/usr", "/var/lib", "/var/log",
+];
+
+/// What a canonical folder is when it is no place for campaign files: the root, a system
+/// folder, inside one, or holding one.
+fn system_folder(dir: &Path) -> Option<String> {
+    if dir.parent().is_none() {
+        return Some("the root folder".to_owned());
+    }
+    SYSTEM_FOLDERS.iter().find_map(|system| {
+        if dir.starts_with(system) {
+            Some(format!("the system folder {system} or inside it"))
+        } else if Path::new(system).starts_with(dir) {
+            Some(format!("a folder that holds the system folder {system}"))
+        } else {
+            None
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1161,9 +1211,17 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
         );
         assert!(error(&path_host).contains("without a path"));
         let missing = GOOD.replace("a.wasm", "missing.wasm");
-        assert!(
-            error(&missing).starts_with("test.toml:3: plugins.taobao.component: component file")
-        );
+        assert!(error(&missing).ends_with("missing.wasm: not found"));
+        // Not a file: said what it is, not "not found".
+        for (path, what) in [("/dev/zero", "a character device"), ("/", "a folder")] {
+            let refused = error(&GOOD.replace("a.wasm", path));
+            assert_eq!(
+                refused,
+                format!(
+                    "test.toml:3: plugins.taobao.component: component file {path} is {what}, not a regular file"
+                )
+            );
+        }
     }
 
     #[test]
@@ -1231,6 +1289,17 @@ settings = { gateway = "https://eco.taobao.com/router/rest" }
             serve_error(&text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\""))
                 .starts_with("test.toml:10: serve.campaigns_dir: ")
         );
+        for system in ["/", "/etc", "/proc/self", "/usr/share", "/dev", "/var"] {
+            let refused = serve_error(&text.replace(
+                "drain_timeout_s = 5",
+                &format!("campaigns_dir = \"{system}\""),
+            ));
+            assert!(
+                refused.starts_with("test.toml:10: serve.campaigns_dir: ")
+                    && (refused.contains("the root folder") || refused.contains("system folder")),
+                "{refused}"
+            );
+        }
         // Only `serve` asks: the rest of the config loads, for `plugins`, `worker`, ….
         let elsewhere = text.replace("drain_timeout_s = 5", "campaigns_dir = \"no-such-dir\"");
         assert!(parse(&elsewhere).unwrap().plugins.contains_key("taobao"));

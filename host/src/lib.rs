@@ -43,6 +43,7 @@ mod delivery;
 mod drain;
 mod host;
 mod limiter;
+mod open;
 mod runtime;
 mod seal;
 mod secret;

@@ -34,6 +34,27 @@ use crate::types::{
 /// How often the epoch ticks; deadlines are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// The largest component file the host loads, in bytes (adapters are a few MiB; a JavaScript
+/// one, with its engine, some 12).
+pub(crate) const MAX_COMPONENT_BYTES: u64 = 128 << 20;
+
+/// A component file's bytes: opened once without blocking, refused at once when it is not a
+/// regular file (saying what it is: a FIFO, a device, a folder), read through
+/// [`MAX_COMPONENT_BYTES`].
+pub(crate) fn read_component(path: &Path) -> std::result::Result<Vec<u8>, String> {
+    let (file, _) = crate::open::open_regular(path, false).map_err(|e| match e.kind() {
+        // What it is, when it is not a regular file.
+        std::io::ErrorKind::InvalidInput => e.to_string(),
+        _ => format!("cannot read it: {e}"),
+    })?;
+    crate::open::read_capped(file, MAX_COMPONENT_BYTES).map_err(|e| {
+        format!(
+            "cannot read it: {e}; the host loads components of at most {} MiB",
+            MAX_COMPONENT_BYTES >> 20
+        )
+    })
+}
+
 /// The most bytes a guest may hand the host in one transfer: the arguments of one host call, or the
 /// answer of one adapter call. wasmtime counts them while lifting (its "hostcall fuel", 128 MiB by
 /// default) and fails the lift when they run out, so a guest cannot make the host allocate more:
@@ -304,7 +325,7 @@ impl Runtime {
             path: path.to_owned(),
             reason,
         };
-        let bytes = std::fs::read(path).map_err(|e| load_error(format!("cannot read it: {e}")))?;
+        let bytes = read_component(path).map_err(load_error)?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = pin
             && expected != sha256

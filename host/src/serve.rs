@@ -297,10 +297,43 @@ struct SendBody {
     quantity: u32,
     #[serde(default, deserialize_with = "present")]
     idempotency_key: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     options: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "present")]
     account: Option<String>,
+}
+
+/// A JSON object whose keys are each given once: a repeated key is refused (like a repeated
+/// field of the body), not silently the last one.
+fn unique_keys<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = BTreeMap<String, String>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of strings, each key once")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            use serde::de::Error as _;
+            let mut out = BTreeMap::new();
+            while let Some((key, value)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&key) {
+                    let shown: String = key.chars().take(64).collect();
+                    return Err(A::Error::custom(format!("duplicate option `{shown}`")));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+    deserializer.deserialize_map(Unique)
 }
 
 fn one() -> u32 {
@@ -376,10 +409,14 @@ struct CampaignBody {
     concurrency: Option<usize>,
     #[serde(default, deserialize_with = "present")]
     id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     options: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "present")]
     account: Option<String>,
+    /// The text encoding of a `recipients_file` (inline recipients are JSON text): utf-8 (the
+    /// default), gb18030, gbk.
+    #[serde(default, deserialize_with = "present")]
+    encoding: Option<String>,
 }
 
 /// Checks and registers a campaign, starts it in the background and answers `202` with its id.
@@ -403,16 +440,25 @@ async fn campaign_start(
     if full() {
         return Err(too_many_campaigns(state.options.max_campaigns));
     }
-    let file = match (body.recipients, body.recipients_file) {
+    let encoding = match &body.encoding {
+        None => crate::campaign::Encoding::Utf8,
+        Some(name) => name.parse().map_err(|message: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", message)
+        })?,
+    };
+    let (file, opened) = match (body.recipients, body.recipients_file) {
         (Some(list), None) if list.is_empty() => {
             return Err(Error::InvalidRequest("no recipients".to_owned()).into());
         }
-        (Some(list), None) => state.host.campaign_file(&list)?,
-        (None, Some(name)) => files::resolve(
-            state.options.campaigns_dir.as_deref(),
-            &name,
-            state.options.max_campaign_file_bytes,
-        )?,
+        (Some(list), None) => (state.host.campaign_file(&list)?, None),
+        (None, Some(name)) => {
+            let (path, file) = files::resolve(
+                state.options.campaigns_dir.as_deref(),
+                &name,
+                state.options.max_campaign_file_bytes,
+            )?;
+            (path, Some(Arc::new(file)))
+        }
         _ => {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -426,6 +472,12 @@ async fn campaign_start(
     spec.id = body.id;
     spec.account = body.account;
     spec.options = body.options.into_iter().collect();
+    if opened.is_some() {
+        // Inline recipients are JSON text, kept as UTF-8.
+        spec.encoding = encoding;
+    }
+    spec.max_file_bytes = state.options.max_campaign_file_bytes;
+    spec.opened = opened;
     if let Some(concurrency) = body.concurrency {
         spec.concurrency = concurrency;
     }
@@ -489,7 +541,7 @@ async fn campaign_status(
 #[serde(deny_unknown_fields)]
 struct QueryBody {
     recipient: Recipient,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     options: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "present")]
     account: Option<String>,
@@ -628,6 +680,22 @@ impl AppState {
 /// so), `408` when it has not all arrived within `read_timeout`.
 async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError> {
     let max = state.options.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            format!("the body is larger than {max} bytes"),
+        )
+    };
+    // A length over the limit is refused before a byte of the body is waited for.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max as u64) {
+        return Err(too_large());
+    }
     // The body limit comes from the `DefaultBodyLimit` layer of `app`.
     let read = tokio::time::timeout(
         state.options.read_timeout,
@@ -643,11 +711,7 @@ async fn read_body(request: Request, state: &AppState) -> Result<Bytes, ApiError
             ),
         )),
         Ok(Err(rejection)) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload-too-large",
-                format!("the body is larger than {max} bytes"),
-            ))
+            Err(too_large())
         }
         Ok(Err(rejection)) => Err(ApiError::new(
             rejection.status(),
@@ -682,7 +746,7 @@ fn parse<T: DeserializeOwned>(bytes: Bytes) -> Result<T, ApiError> {
 ///
 /// | status | `kind` | when |
 /// |---|---|---|
-/// | 400 | `malformed-json`, `bad-path` | the body is not JSON; a path parameter is not UTF-8 |
+/// | 400 | `malformed-json`, `bad-path`, `bad-request` | the body is not JSON; a path parameter is not UTF-8; two `Authorization` headers |
 /// | 401 | `unauthorized` | no API key, or not a valid one (`WWW-Authenticate: Bearer`) |
 /// | 403 | `forbidden` | the key lacks the route's scope |
 /// | 404 | `unknown-plugin`, `unknown-account`, `unknown-campaign`, `not-found` | no such plugin, account (of the account routes), campaign, route |

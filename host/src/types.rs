@@ -71,38 +71,66 @@ impl fmt::Display for Recipient {
 #[error("invalid recipient {input:?}: {reason}")]
 pub struct ParseRecipientError {
     input: String,
-    reason: &'static str,
+    reason: String,
 }
 
 /// The longest recipient id accepted (platform ids are far shorter).
 pub const MAX_RECIPIENT_ID_BYTES: usize = 256;
 
+/// Why `c` may not be in a recipient id, if it may not: a control character (Unicode `Cc`), a
+/// format character (`Cf`: zero-width characters, bidi controls, the BOM) or a private-use
+/// character (`Co`). None of them is seen when an id is shown, so two ids that look the same
+/// could differ by one, and a bidi control would make a report line lie about its text.
+fn forbidden_in_id(c: char) -> Option<&'static str> {
+    use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+    match c.general_category() {
+        GeneralCategory::Control => Some("a control character"),
+        GeneralCategory::Format => Some("a format character (zero-width, bidi control or BOM)"),
+        GeneralCategory::PrivateUse => Some("a private-use character"),
+        _ => None,
+    }
+}
+
 impl FromStr for Recipient {
     type Err = ParseRecipientError;
 
+    /// Reads `KIND:ID`. The id is held to one rule wherever a recipient comes from (the CLI,
+    /// JSON, a campaign file): not blank, at most [`MAX_RECIPIENT_ID_BYTES`] bytes, no control,
+    /// format or private-use character, and kept in Unicode NFC, so the same id written
+    /// composed or decomposed (`é` as U+00E9 or as `e` U+0301) is one recipient.
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let error = |reason| ParseRecipientError {
+        use unicode_normalization::UnicodeNormalization;
+        let error = |reason: String| ParseRecipientError {
             input: input.chars().take(64).collect(),
             reason,
         };
-        let (kind, id) = input
-            .split_once(':')
-            .ok_or_else(|| error("expected KIND:ID with KIND one of nick, open-id, customer-id"))?;
+        let (kind, id) = input.split_once(':').ok_or_else(|| {
+            error("expected KIND:ID with KIND one of nick, open-id, customer-id".to_owned())
+        })?;
         if id.trim().is_empty() {
-            return Err(error("the id is empty"));
+            return Err(error("the id is empty".to_owned()));
         }
+        if id.len() > MAX_RECIPIENT_ID_BYTES * 4 {
+            // Not normalised at all: NFC never shrinks text by that much.
+            return Err(error("the id is longer than 256 bytes".to_owned()));
+        }
+        if let Some((c, what)) = id.chars().find_map(|c| forbidden_in_id(c).map(|w| (c, w))) {
+            return Err(error(format!(
+                "the id contains {what}, U+{:04X}",
+                u32::from(c)
+            )));
+        }
+        let id: String = id.nfc().collect();
         if id.len() > MAX_RECIPIENT_ID_BYTES {
-            return Err(error("the id is longer than 256 bytes"));
+            return Err(error("the id is longer than 256 bytes".to_owned()));
         }
-        if id.chars().any(char::is_control) {
-            return Err(error("the id contains control characters"));
-        }
-        let id = id.to_owned();
         match kind {
             "nick" => Ok(Recipient::Nick(id)),
             "open-id" => Ok(Recipient::OpenId(id)),
             "customer-id" => Ok(Recipient::CustomerId(id)),
-            _ => Err(error("KIND must be nick, open-id or customer-id")),
+            _ => Err(error(
+                "KIND must be nick, open-id or customer-id".to_owned(),
+            )),
         }
     }
 }
@@ -619,9 +647,32 @@ mod tests {
             let err = bad.parse::<Recipient>().unwrap_err().to_string();
             assert!(err.starts_with("invalid recipient"), "{err}");
         }
+        for (bad, named) in [
+            ("nick:\u{200b}", "U+200B"),
+            ("nick:a\u{202e}b", "U+202E"),
+            ("nick:\u{feff}a", "U+FEFF"),
+            ("nick:a\u{e000}", "U+E000"),
+            ("nick:a\u{7}", "U+0007"),
+        ] {
+            let err = bad.parse::<Recipient>().unwrap_err().to_string();
+            assert!(err.contains(named), "{err}");
+        }
         let long = format!("nick:{}", "x".repeat(10_000));
         let err = long.parse::<Recipient>().unwrap_err().to_string();
         assert!(err.len() < 200, "error echoes the whole input: {err}");
+    }
+
+    #[test]
+    fn composed_and_decomposed_ids_are_one_recipient_kept_composed() {
+        let composed: Recipient = "nick:\u{e9}".parse().unwrap();
+        let decomposed: Recipient = "nick:e\u{301}".parse().unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(decomposed.id(), "\u{e9}");
+        // Combining marks are letters' parts, not format characters: they stay.
+        assert_eq!(
+            "nick:\u{e9}\u{301}".parse::<Recipient>().unwrap().id(),
+            "\u{e9}\u{301}"
+        );
     }
 
     #[test]

@@ -549,3 +549,206 @@ fn rand_between(low: u64, high: u64) -> u64 {
     use std::hash::{BuildHasher, RandomState};
     low + RandomState::new().hash_one(std::time::SystemTime::now()) % (high - low)
 }
+
+/// The recipients in the simulator's ledger for `platform` (platform ids, no `KIND:`).
+fn ledger(env: &TestEnv, platform: &str) -> BTreeSet<String> {
+    env.sim
+        .ledger()
+        .into_iter()
+        .filter(|issuance| issuance.platform == platform)
+        .map(|issuance| issuance.recipient)
+        .collect()
+}
+
+/// Taobao issued the coupon to exactly `expected`, as the report says.
+fn assert_sent_exactly(env: &TestEnv, lines: &[ReportLine], expected: &[&str]) {
+    assert_eq!(
+        ledger(env, "taobao"),
+        expected
+            .iter()
+            .map(|id| id.to_string())
+            .collect::<BTreeSet<_>>()
+    );
+    assert_report_matches_ledger(env, "taobao", lines);
+}
+
+/// `coupon-host campaign run taobao --coupon 48552 --recipients FILE [extra…] --json`.
+async fn run_file(env: &TestEnv, file: &Path, extra: &[&str]) -> crate::support::CliOutput {
+    let mut args = vec![
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        "48552",
+        "--recipients",
+        file.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    tokio::time::timeout(Duration::from_secs(120), env.cli(&args))
+        .await
+        .unwrap_or_else(|_| panic!("campaign run on {} did not end", file.display()))
+}
+
+/// Issue 22's `printf 'nick:legit1\n#%s%s\nnick:legit2\n' "$(head -c 65535 /dev/zero | tr '\0'
+/// x)" nick:injected`: the 65 KiB comment is one line, rejected whole; the nick at its end is
+/// not a line and is sent nothing; the report has the file's 3 lines, numbered as `wc -l` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_line_over_the_limit_is_one_rejected_line_and_nothing_in_it_is_sent() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = env.dir.path().join("injected.txt");
+    let text = format!(
+        "nick:legit1\n#{}nick:injected\nnick:legit2\n",
+        "x".repeat(65_535)
+    );
+    std::fs::write(&file, &text).unwrap();
+    let run = run_file(&env, &file, &[]).await;
+    let status = run.json();
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(
+        (&status["total"], &status["issued"], &status["rejected"]),
+        (&3.into(), &2.into(), &1.into()),
+        "{status}"
+    );
+    let lines = report(&env, status["id"].as_str().unwrap());
+    let rows: Vec<_> = lines.iter().map(|l| (l.line, l.state.as_str())).collect();
+    assert_eq!(rows, [(1, "issued"), (2, "rejected"), (3, "issued")]);
+    assert!(
+        lines[1]
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("longer than 4096 bytes"),
+        "{:?}",
+        lines[1]
+    );
+    assert_sent_exactly(&env, &lines, &["legit1", "legit2"]);
+}
+
+/// A GBK export (bytes from the GBK table, not from the host's decoder): refused as UTF-8
+/// before anything is sent, with what to do; sent under the right nicks with `--encoding gbk`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gbk_file_is_refused_as_utf8_and_sent_with_its_encoding() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = env.dir.path().join("gbk.txt");
+    // nick:张三 / nick:李四 / nick:王五 in GBK (Python: '张三'.encode('gbk') == b'\xd5\xc5\xc8\xfd').
+    std::fs::write(
+        &file,
+        b"nick:\xd5\xc5\xc8\xfd\r\nnick:\xc0\xee\xcb\xc4\r\nnick:\xcd\xf5\xce\xe5\r\n",
+    )
+    .unwrap();
+    let refused = run_file(&env, &file, &[]).await;
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains("is not UTF-8 text")
+            && refused.stderr.contains("give its encoding"),
+        "{}",
+        refused.stderr
+    );
+    assert!(refused.stderr.contains("line 1"), "{}", refused.stderr);
+    assert!(env.sim.calls().is_empty(), "{:?}", env.sim.calls());
+
+    let status = run_file(&env, &file, &["--encoding", "gbk"]).await.json();
+    assert_eq!(status["issued"], 3, "{status}");
+    assert_eq!(
+        ledger(&env, "taobao"),
+        BTreeSet::from(["张三".to_owned(), "李四".to_owned(), "王五".to_owned()])
+    );
+    let unknown = run_file(&env, &file, &["--encoding", "latin-1"]).await;
+    assert!(
+        unknown.stderr.contains("use utf-8, gb18030 or gbk"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+/// A line that is not UTF-8 in a UTF-8 file is rejected with its line and byte; a BOM is taken;
+/// invisible characters are refused in ids, and NFC and NFD spellings are one recipient.
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_are_held_to_the_rule_and_a_bad_line_is_named() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = env.dir.path().join("ids.txt");
+    let mut bytes = b"\xEF\xBB\xBFnick:caf\xC3\xA9\n".to_vec(); // BOM, then NFC é
+    bytes.extend_from_slice("nick:cafe\u{301}\n".as_bytes()); // the same, NFD
+    bytes.extend_from_slice("nick:\u{200b}\nnick:a\u{202e}b\nnick:\u{feff}c\n".as_bytes());
+    bytes.extend_from_slice(b"nick:ok\xff\xfe\nnick:plain\n");
+    std::fs::write(&file, &bytes).unwrap();
+    let status = run_file(&env, &file, &[]).await.json();
+    assert_eq!(status["issued"], 2, "{status}");
+    let lines = report(&env, status["id"].as_str().unwrap());
+    let rows: Vec<_> = lines.iter().map(|l| (l.line, l.state.as_str())).collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "issued"),
+            (2, "skipped"),
+            (3, "rejected"),
+            (4, "rejected"),
+            (5, "rejected"),
+            (6, "rejected"),
+            (7, "issued")
+        ]
+    );
+    let reason = |i: usize| lines[i].message.clone().unwrap_or_default();
+    assert!(reason(2).contains("U+200B"), "{}", reason(2));
+    assert!(reason(3).contains("U+202E"), "{}", reason(3));
+    assert!(reason(4).contains("U+FEFF"), "{}", reason(4));
+    assert!(
+        reason(5).contains("not valid UTF-8 at byte offset 7"),
+        "{}",
+        reason(5)
+    );
+    assert_sent_exactly(&env, &lines, &["caf\u{e9}", "plain"]);
+}
+
+/// `--recipients` that is not a regular file is refused at once, saying what it is; a symbolic
+/// link is not followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_device_a_fifo_or_a_link_is_refused_at_once() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let fifo = env.dir.path().join("fifo");
+    crate::support::mkfifo(&fifo);
+    let list = write_lines(env.dir.path(), "list.txt", ["nick:a".to_owned()]);
+    let link = env.dir.path().join("link.txt");
+    std::os::unix::fs::symlink(&list, &link).unwrap();
+    for (file, what) in [
+        (Path::new("/dev/zero"), "a character device"),
+        (fifo.as_path(), "a FIFO"),
+        (env.dir.path(), "a folder"),
+        (link.as_path(), "a symbolic link"),
+    ] {
+        let out = run_file(&env, file, &[]).await;
+        assert!(!out.status.success());
+        assert!(out.stderr.contains(what), "{what}: {}", out.stderr);
+    }
+    assert!(env.sim.calls().is_empty());
+}
+
+/// The file is read once, when the campaign is checked: what is sent is what was read then,
+/// even when another file is put at its path before it runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prepared_campaign_sends_the_file_as_it_was_read() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..3).map(|i| format!("nick:first{i}")),
+    );
+    let host = env.host().await;
+    let prepared = host
+        .campaign_prepare(CampaignSpec::new("taobao", "48552", file.clone()))
+        .await
+        .unwrap();
+    let swapped = write_lines(
+        env.dir.path(),
+        "other.txt",
+        (0..3).map(|i| format!("nick:swapped{i}")),
+    );
+    std::fs::rename(&swapped, &file).unwrap();
+    let status = prepared.run(|_| {}).await.unwrap();
+    assert_eq!(status.issued, 3);
+    assert_eq!(
+        ledger(&env, "taobao"),
+        (0..3).map(|i| format!("first{i}")).collect::<BTreeSet<_>>()
+    );
+}

@@ -349,7 +349,16 @@ async fn what_is_not_an_adapter_is_one_line_error() {
     let text = dir.path().join("adapter.wasm");
     std::fs::write(&text, b"not wasm at all").unwrap();
     let missing = dir.path().join("missing.wasm");
+    // Not files at all: refused at once, without a byte read (a FIFO without a writer would
+    // hang a reader; /dev/zero would fill the memory).
+    let fifo = dir.path().join("adapter.fifo");
+    crate::support::mkfifo(&fifo);
+    let zero = std::path::PathBuf::from("/dev/zero");
+    let folder = dir.path().to_owned();
     for (file, says) in [
+        (&zero, "it is a character device, not a regular file"),
+        (&fifo, "it is a FIFO (named pipe), not a regular file"),
+        (&folder, "it is a folder, not a regular file"),
         (&core, "it is a core wasm module, not a component"),
         (
             &empty,

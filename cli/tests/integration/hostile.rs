@@ -289,7 +289,15 @@ async fn a_campaign_reads_only_regular_files_inside_campaigns_dir() {
     // A file inside the folder is sent.
     let started = post_file(&server, "list.txt").await;
     assert_eq!(started.status, 202, "{}", started.text);
-    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let status = done(&server, started.json()["id"].as_str().unwrap()).await;
+    assert_eq!(status["issued"], 2, "{status}");
+    // The drain is not held by anything those requests started.
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// Waits for a campaign to be done; its status.
+async fn done(server: &Server, id: &str) -> Value {
     let mut status = Value::Null;
     for _ in 0..500 {
         status = server.get(&format!("/v1/campaigns/{id}")).await.json();
@@ -298,8 +306,153 @@ async fn a_campaign_reads_only_regular_files_inside_campaigns_dir() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(status["issued"], 2, "{status}");
-    // The drain is not held by anything those requests started.
+    status
+}
+
+/// Issue 22, through `serve`: a line over the limit (the `printf` of the issue) is one rejected
+/// line and the nick inside it is sent nothing; a GBK file is refused until its encoding is
+/// given; a link inside the folder is not followed; what a swapped-in file holds is not read.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_file_is_read_as_written_or_refused() {
+    let env = with_keys("campaigns_dir = \"campaigns\"").await;
+    let dir = env.dir.path().join("campaigns");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("injected.txt"),
+        format!(
+            "nick:legit1\n#{}nick:injected\nnick:legit2\n",
+            "x".repeat(65_535)
+        ),
+    )
+    .unwrap();
+    // nick:张三 / nick:李四 / nick:王五, GBK (from the GBK table).
+    std::fs::write(
+        dir.join("gbk.txt"),
+        b"nick:\xd5\xc5\xc8\xfd\nnick:\xc0\xee\xcb\xc4\nnick:\xcd\xf5\xce\xe5\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("list.txt"), "nick:file-a\n").unwrap();
+    std::os::unix::fs::symlink(dir.join("list.txt"), dir.join("alias.txt")).unwrap();
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+
+    let message = post_file(&server, "alias.txt")
+        .await
+        .error(422, "invalid-recipients-file");
+    assert!(message.contains("symbolic link"), "{message}");
+    let message = post_file(&server, "gbk.txt")
+        .await
+        .error(422, "invalid-request");
+    assert!(message.contains("give its encoding"), "{message}");
+    assert!(env.sim.calls().is_empty(), "{:?}", env.sim.calls());
+
+    let started = post_file(&server, "injected.txt").await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let status = done(&server, started.json()["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (&status["total"], &status["issued"], &status["rejected"]),
+        (&3.into(), &2.into(), &1.into()),
+        "{status}"
+    );
+
+    let body = json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients_file": "gbk.txt", "encoding": "gbk"});
+    let started = server.post("/v1/campaigns", body.to_string()).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let status = done(&server, started.json()["id"].as_str().unwrap()).await;
+    assert_eq!(status["issued"], 3, "{status}");
+    let body = json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients_file": "gbk.txt", "encoding": "latin-1"});
+    server
+        .post("/v1/campaigns", body.to_string())
+        .await
+        .error(422, "invalid-body");
+
+    let sent: std::collections::BTreeSet<String> = env
+        .sim
+        .ledger()
+        .into_iter()
+        .map(|issuance| issuance.recipient)
+        .collect();
+    let expected = ["legit1", "legit2", "张三", "李四", "王五"];
+    assert_eq!(sent, expected.iter().map(|s| s.to_string()).collect());
+    let (status, stderr) = server.terminate().await;
+    assert!(status.success(), "{status}\n{stderr}");
+}
+
+/// A key given twice in `options` is refused like a field given twice; a `Content-Length` over
+/// the body limit is answered `413` without waiting for a byte of the body; two
+/// `Authorization` headers are `400`, whichever of them is valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn ambiguous_or_impossible_requests_are_refused_at_once() {
+    // A body read timeout far past the test's own bound: waiting for the body would fail it.
+    let env = with_keys("read_timeout_s = 3600\ncampaigns_dir = \"campaigns\"").await;
+    std::fs::create_dir_all(env.dir.path().join("campaigns")).unwrap();
+    let server = Server::start(&env, &[]).await;
+    let auth = format!("Bearer {ENGINE_KEY}");
+    let auth = Some(auth.as_str());
+    let send = "/v1/plugins/taobao/send";
+
+    for (path, body) in [
+        (
+            send,
+            format!(
+                r#"{{"coupon":"{TAOBAO_COUPON}","recipients":["nick:a"],"options":{{"a":"1","a":"2"}}}}"#
+            ),
+        ),
+        (
+            "/v1/plugins/taobao/query",
+            r#"{"recipient":"nick:a","options":{"b":"1","b":"1"}}"#.to_owned(),
+        ),
+        (
+            "/v1/campaigns",
+            format!(
+                r#"{{"plugin":"taobao","coupon":"{TAOBAO_COUPON}","recipients":["nick:a"],"options":{{"a":"1","a":"2"}}}}"#
+            ),
+        ),
+        // Top-level fields given twice, as before.
+        (
+            send,
+            format!(r#"{{"coupon":"{TAOBAO_COUPON}","coupon":"1","recipients":["nick:a"]}}"#),
+        ),
+    ] {
+        let message = call(&server, "POST", path, auth, &body)
+            .await
+            .error(422, "invalid-body");
+        assert!(message.contains("duplicate"), "{path}: {message}");
+    }
+
+    for path in [send, "/v1/campaigns"] {
+        let (status, answer) = raw(
+            &server,
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\n\
+                 content-type: application/json\r\ncontent-length: 999999999999\r\n\
+                 connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(status.contains(" 413 "), "{path}: {status}");
+        assert!(answer.contains("payload-too-large"), "{answer}");
+    }
+
+    for second in [ENGINE_KEY, "not-a-key"] {
+        let (status, answer) = raw(
+            &server,
+            format!(
+                "GET /v1/plugins HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ENGINE_KEY}\r\n\
+                 authorization: Bearer {second}\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await;
+        assert!(status.contains(" 400 "), "{status}");
+        assert!(answer.contains("bad-request"), "{answer}");
+    }
+    // One header, as ever, is enough.
+    assert_eq!(
+        call(&server, "GET", "/v1/plugins", auth, "").await.status,
+        200
+    );
+    assert!(env.sim.calls().is_empty(), "{:?}", env.sim.calls());
     let (status, stderr) = server.terminate().await;
     assert!(status.success(), "{status}\n{stderr}");
 }

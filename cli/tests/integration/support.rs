@@ -358,3 +358,12 @@ settings = {{ gateway = "{gateway}" }}
         panic!("the simulator never saw {count} Taobao sends");
     }
 }
+
+/// Makes a FIFO (named pipe) at `path`, with the system's `mkfifo`.
+pub fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}

@@ -79,12 +79,28 @@ pub(crate) struct Guard {
 
 /// Lets a request through when no key is configured, or when it carries a valid key with the
 /// scope the route needs; otherwise answers `401` (no key, or an unknown one) or `403` (a key
-/// without the scope) before anything else of the request is read.
+/// without the scope) before anything else of the request is read. Two `Authorization`
+/// headers are `400`, keys or not.
 pub(crate) async fn authorize(
     State(guard): State<Guard>,
     request: Request,
     next: Next,
 ) -> Response {
+    if request
+        .headers()
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        // Which one would count is a guess a proxy and this server may make differently.
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "the request has more than one Authorization header: send one",
+        )
+        .into_response();
+    }
     if guard.keys.is_empty() {
         return next.run(request).await;
     }

@@ -1,12 +1,14 @@
 //! Which files `POST /v1/campaigns` may name in `recipients_file`.
 //!
 //! Only files inside `[serve] campaigns_dir`, named relative to it: the path is checked as
-//! text (relative, no `..`), then canonicalised (so a symlink cannot lead out of the folder),
-//! then its metadata must say a regular file no larger than the cap. All of this happens before
-//! the file is opened, so a device (`/dev/zero`), a FIFO or a folder is refused without a
-//! byte read and without the open blocking. Without `campaigns_dir` no file is taken: the
-//! recipients come inline.
+//! text (relative, no `..`), then opened once beneath the folder, following no symbolic link
+//! (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`), without blocking; the opened
+//! descriptor must be a regular file no larger than the cap. The campaign reads that
+//! descriptor, never the path again, so nothing swapped in at the path afterwards is read; a
+//! device (`/dev/zero`), a FIFO or a folder is refused without a byte read. Without
+//! `campaigns_dir` no file is taken: the recipients come inline.
 
+use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 
 use axum::http::StatusCode;
@@ -16,13 +18,14 @@ use super::ApiError;
 /// The longest `recipients_file` accepted, in bytes of text.
 const MAX_NAME_BYTES: usize = 1024;
 
-/// Resolves `requested` inside `dir` (canonical) or says why not, as a `422
-/// invalid-recipients-file` (`413 payload-too-large` for a file over `max_bytes`).
+/// Opens `requested` inside `dir` (canonical) or says why not, as a `422
+/// invalid-recipients-file` (`413 payload-too-large` for a file over `max_bytes`): its path
+/// (for the campaign's id and messages) and the opened file.
 pub(crate) fn resolve(
     dir: Option<&Path>,
     requested: &str,
     max_bytes: u64,
-) -> Result<PathBuf, ApiError> {
+) -> Result<(PathBuf, File), ApiError> {
     let refuse = |message: String| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -55,24 +58,14 @@ pub(crate) fn resolve(
             "recipients_file {shown:?}: name a file inside the campaigns folder, relative to it, without `..`"
         )));
     }
-    let canonical = std::fs::canonicalize(dir.join(path)).map_err(|error| {
-        refuse(format!(
-            "recipients_file {shown:?}: not found in the campaigns folder ({})",
-            error.kind()
-        ))
+    let (file, metadata) = crate::open::open_beneath(dir, path).map_err(|error| {
+        let why = match error.kind() {
+            std::io::ErrorKind::NotFound => "not found in the campaigns folder".to_owned(),
+            std::io::ErrorKind::InvalidInput => error.to_string(),
+            other => other.to_string(),
+        };
+        refuse(format!("recipients_file {shown:?}: {why}"))
     })?;
-    if !canonical.starts_with(dir) {
-        return Err(refuse(format!(
-            "recipients_file {shown:?} leads outside the campaigns folder (a symbolic link?)"
-        )));
-    }
-    let metadata = std::fs::metadata(&canonical)
-        .map_err(|error| refuse(format!("recipients_file {shown:?}: {}", error.kind())))?;
-    if !metadata.is_file() {
-        return Err(refuse(format!(
-            "recipients_file {shown:?} is not a regular file"
-        )));
-    }
     if metadata.len() > max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,14 +76,18 @@ pub(crate) fn resolve(
             ),
         ));
     }
-    Ok(canonical)
+    let named: PathBuf = path
+        .components()
+        .filter(|part| matches!(part, Component::Normal(_)))
+        .collect();
+    Ok((dir.join(named), file))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn kind(result: Result<PathBuf, ApiError>) -> String {
+    fn kind(result: Result<(PathBuf, File), ApiError>) -> String {
         let error = result.expect_err("refused");
         format!("{} {}", error.status.as_u16(), error.body["kind"])
     }
@@ -108,10 +105,34 @@ mod tests {
             .unwrap();
         std::os::unix::fs::symlink(dir.join("list.txt"), dir.join("alias.txt")).unwrap();
 
-        let ok = |name: &str| resolve(Some(&dir), name, 1 << 20).unwrap();
+        let ok = |name: &str| resolve(Some(&dir), name, 1 << 20).unwrap().0;
         assert_eq!(ok("list.txt"), dir.join("list.txt"));
         assert_eq!(ok("./sub/more.txt"), dir.join("sub/more.txt"));
-        assert_eq!(ok("alias.txt"), dir.join("list.txt"));
+        // What was opened is read, whatever the path names later.
+        let (_, mut opened) = resolve(Some(&dir), "list.txt", 1 << 20).unwrap();
+        std::fs::rename(root.path().join("outside.txt"), dir.join("list.txt")).unwrap();
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut opened, &mut text).unwrap();
+        assert_eq!(text, "nick:a\n");
+        std::fs::write(root.path().join("outside.txt"), "nick:c\n").unwrap();
+        // A FIFO is refused at once, without blocking on a writer that never comes.
+        let fifo = dir.join("fifo");
+        assert!(
+            std::process::Command::new("mkfifo")
+                .arg(&fifo)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let error = resolve(Some(&dir), "fifo", 1 << 20).expect_err("a FIFO");
+        assert!(
+            error.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("a FIFO (named pipe)"),
+            "{:?}",
+            error.body
+        );
 
         let refused = "422 \"invalid-recipients-file\"";
         for name in [
@@ -121,6 +142,8 @@ mod tests {
             "sub/../../outside.txt",
             "sub/../list.txt",
             "escape.txt",
+            // A link, even to a file inside: no link is followed.
+            "alias.txt",
             "sub",
             "missing.txt",
             "list.txt\0",
