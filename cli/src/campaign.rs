@@ -174,7 +174,7 @@ pub(crate) async fn run(host: &Host, command: CampaignCommand) -> anyhow::Result
 
 fn print_status(status: &CampaignStatus) {
     println!(
-        "campaign {}\t{}\t{} of {} done: {} issued, {} failed, {} unknown, {} rejected, {} pending",
+        "campaign {}\t{}\t{} of {} done: {} issued, {} failed, {} unknown, {} rejected, {} skipped, {} pending",
         status.id,
         status.state,
         status.finished(),
@@ -183,8 +183,15 @@ fn print_status(status: &CampaignStatus) {
         status.failed,
         status.unknown,
         status.rejected,
+        status.skipped,
         status.pending
     );
+    if let Some(error) = &status.error {
+        println!(
+            "stopped: {} {}: {}; fix the cause and run it again to resume",
+            error.class, error.code, error.message
+        );
+    }
 }
 
 /// A progress bar on a terminal; a plain line every few seconds otherwise (logs, CI).
@@ -218,8 +225,8 @@ impl ProgressDisplay {
         let rate =
             progress.finished_this_run as f64 / self.started.elapsed().as_secs_f64().max(0.001);
         let message = format!(
-            "issued {} failed {} unknown {} rejected {} · {rate:.0}/s",
-            s.issued, s.failed, s.unknown, s.rejected
+            "issued {} failed {} unknown {} rejected {} skipped {} · {rate:.0}/s",
+            s.issued, s.failed, s.unknown, s.rejected, s.skipped
         );
         match &self.bar {
             Some(bar) => {

@@ -48,6 +48,9 @@ pub struct ServeConfig {
     pub max_campaigns: u32,
     /// The largest `recipients_file`, in MiB.
     pub max_campaign_file_mib: u32,
+    /// Whether the server also works every unfinished campaign on the storage, as
+    /// `coupon-host worker` does (so a campaign cut off by a drain resumes on restart).
+    pub work_campaigns: bool,
 }
 
 impl Default for ServeConfig {
@@ -59,6 +62,7 @@ impl Default for ServeConfig {
             read_timeout_s: 10,
             max_campaigns: 16,
             max_campaign_file_mib: 256,
+            work_campaigns: true,
         }
     }
 }
@@ -328,6 +332,7 @@ struct RawServe {
     read_timeout_s: Option<u64>,
     max_campaigns: Option<u32>,
     max_campaign_file_mib: Option<u32>,
+    work_campaigns: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -643,6 +648,7 @@ fn validate_serve(
             1,
             65536,
         )? as u32,
+        work_campaigns: raw.work_campaigns.unwrap_or(defaults.work_campaigns),
     })
 }
 

@@ -324,11 +324,12 @@ fn demo() -> anyhow::Result<()> {
         "--json",
     ])?;
     println!(
-        "{} issued, {} failed, {} unknown, {} rejected or skipped, {} pending — {:.1} s",
+        "{} issued, {} failed, {} unknown, {} rejected, {} skipped, {} pending — {:.1} s",
         status["issued"],
         status["failed"],
         status["unknown"],
         status["rejected"],
+        status["skipped"],
         status["pending"],
         started.elapsed().as_secs_f64()
     );
