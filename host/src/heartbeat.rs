@@ -182,12 +182,16 @@ impl Heartbeat {
                 .process_reap(&process.holder, Some(process.beat_ms))
                 .await
             {
-                Ok(Some(reaped)) => tracing::warn!(
+                Ok(Some(reaped)) if reaped.batches + reaped.sends > 0 => tracing::warn!(
                     process = %process.holder,
                     batches = reaped.batches,
                     sends = reaped.sends,
                     "took over a dead process's work ({why}): its leases are given back"
                 ),
+                // It held nothing (a command that ended without saying so).
+                Ok(Some(_)) => {
+                    tracing::debug!(process = %process.holder, "a process ended ({why})");
+                }
                 Ok(None) => {}
                 Err(error) => {
                     tracing::warn!(process = %process.holder, error = %crate::error::full_message(&error), "cannot reap a dead process");

@@ -146,23 +146,28 @@ on_both!(
 /// its heartbeat.
 const LONG_LEASE_MS: u64 = 3_600_000;
 
-/// Polls a campaign's status until it is done (bounded, far below [`LONG_LEASE_MS`]).
-async fn wait_until_done(env: &TestEnv, id: &str) -> serde_json::Value {
+/// Polls a campaign's status until it is done (bounded, far below [`LONG_LEASE_MS`]); returns
+/// it, and what the `campaign status` processes logged (each is a process on the storage too,
+/// and may be the one that reaps a dead one).
+async fn wait_until_done(env: &TestEnv, id: &str) -> (serde_json::Value, String) {
     let mut status = serde_json::Value::Null;
+    let mut logs = String::new();
     for _ in 0..1500 {
-        status = env.cli(&["campaign", "status", id, "--json"]).await.json();
+        let out = env.cli(&["campaign", "status", id, "--json"]).await;
+        logs.push_str(&out.stderr);
+        status = out.json();
         if status["state"] == "done" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    status
+    (status, logs)
 }
 
 /// A worker of a three-worker fleet killed with SIGKILL mid-campaign, leases an hour long, and
-/// no replacement: the two left notice it by its silent heartbeat, take its batches and its
-/// sends in flight over, and finish the campaign: nobody twice, nobody missing. The takeover is
-/// in the log of the worker that made it.
+/// no replacement: the processes left notice it is dead by its heartbeat, take its batches and
+/// its sends in flight over, and finish the campaign: nobody twice, nobody missing. The takeover
+/// is in the log of the process that made it.
 async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(shared: Shared) {
     let count = match shared {
         Shared::Postgres => 20_000,
@@ -200,10 +205,9 @@ async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(sh
     kill_9(&workers[0]);
     workers[0].wait().await.unwrap();
 
-    let status = wait_until_done(&env, &id).await;
+    let (status, mut logs) = wait_until_done(&env, &id).await;
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["issued"], count, "{status}");
-    let mut logs = String::new();
     for worker in &workers[1..] {
         terminate(worker);
     }
@@ -215,7 +219,7 @@ async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(sh
     assert!(
         logs.lines().any(|line| line.contains("took over a dead process's work")
             && line.contains(&format!(":{dead}:"))),
-        "a survivor says it took the killed worker's work over:\n{logs}"
+        "a process on the storage says it took the killed worker's work over:\n{logs}"
     );
     let expected: BTreeSet<String> = (0..count).map(|i| format!("hb{i}")).collect();
     assert_each_once(&env, &expected);
