@@ -647,8 +647,8 @@ impl PreparedCampaign {
             status: campaigns.storage.campaign_status(&id).await?,
             ..Progress::default()
         };
-        progress.status.pending = total
-            .saturating_sub(progress.status.rejected + progress.status.skipped);
+        progress.status.pending =
+            total.saturating_sub(progress.status.rejected + progress.status.skipped);
         progress.status.issued = 0;
         progress.status.failed = 0;
         progress.status.unknown = 0;

@@ -305,7 +305,11 @@ async fn stock_running_out_stops_the_campaign_instead_of_failing_everyone_after(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stopped_campaign_says_stopped_with_its_error() {
     let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
-    let file = write_lines(env.dir.path(), "r.txt", (0..30).map(|i| format!("nick:x{i}")));
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..30).map(|i| format!("nick:x{i}")),
+    );
     let run = env
         .cli(&[
             "campaign",
@@ -320,12 +324,24 @@ async fn a_stopped_campaign_says_stopped_with_its_error() {
         ])
         .await;
     assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
-    assert!(run.stderr.contains("stopped: coupon-unavailable"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped: coupon-unavailable"),
+        "{}",
+        run.stderr
+    );
 
     let text = env.cli(&["campaign", "status", "unknown-coupon"]).await;
     assert!(text.status.success(), "{}", text.stderr);
-    assert!(text.stdout.contains("\tstopped\t0 of 30 done"), "{}", text.stdout);
-    assert!(text.stdout.contains("stopped: coupon-unavailable"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("\tstopped\t0 of 30 done"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("stopped: coupon-unavailable"),
+        "{}",
+        text.stdout
+    );
     assert!(!text.stdout.contains("running"), "{}", text.stdout);
     let json = env
         .cli(&["campaign", "status", "unknown-coupon", "--json"])
@@ -337,34 +353,56 @@ async fn a_stopped_campaign_says_stopped_with_its_error() {
     assert_eq!(env.sim.ledger().len(), 0);
 }
 
+/// A Taobao campaign of coupon `coupon` to `count` nicks `PREFIX0…`, enqueued by a host that
+/// does not work it: the env, that host and the campaign's id.
+async fn enqueued(
+    coupon: &str,
+    prefix: &str,
+    count: usize,
+) -> (TestEnv, coupon_host::Host, String) {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..count).map(|i| format!("nick:{prefix}{i}")),
+    );
+    let host = env.host().await;
+    let id = host
+        .campaign_enqueue(CampaignSpec::new("taobao", coupon, file))
+        .await
+        .unwrap();
+    (env, host, id)
+}
+
+/// Works every campaign with a worker host of its own (2 batches at a time) until campaign `id`
+/// says `state` (bounded: 120 s); its status then.
+async fn work_until(
+    env: &TestEnv,
+    host: &coupon_host::Host,
+    id: &str,
+    state: &str,
+) -> coupon_host::campaign::CampaignStatus {
+    let worker = env.host().await;
+    let reached = async {
+        while host.campaign_status(id).await.unwrap().state != state {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), worker.work(2, reached))
+        .await
+        .unwrap_or_else(|_| panic!("campaign {id} never became {state}"))
+        .unwrap();
+    host.campaign_status(id).await.unwrap()
+}
+
 /// A campaign a worker stops (not the process that started it): its status says `stopped`,
 /// with the refusal, though the one who started it only enqueued it.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_campaign_a_worker_stops_says_stopped_with_its_error() {
-    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
-    let file = write_lines(env.dir.path(), "r.txt", (0..200).map(|i| format!("nick:w{i}")));
-    let host = env.host().await;
-    let id = host
-        .campaign_enqueue(CampaignSpec::new("taobao", "99999", file))
-        .await
-        .unwrap();
+    let (env, host, id) = enqueued("99999", "w", 200).await;
     // Enqueued, nobody works it yet: it waits, and does not say it runs.
     assert_eq!(host.campaign_status(&id).await.unwrap().state, "waiting");
-    let worker = env.host().await;
-    let stopped = async {
-        loop {
-            let status = host.campaign_status(&id).await.unwrap();
-            if status.state == "stopped" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(60), worker.work(2, stopped))
-        .await
-        .expect("the worker stops the campaign")
-        .unwrap();
-    let status = host.campaign_status(&id).await.unwrap();
+    let status = work_until(&env, &host, &id, "stopped").await;
     assert_eq!(status.state, "stopped", "{status:?}");
     assert_eq!(
         status.error.as_ref().map(|e| e.class),
@@ -379,13 +417,7 @@ async fn a_campaign_a_worker_stops_says_stopped_with_its_error() {
 /// would have run out.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_batch_held_by_a_silent_process_elsewhere_is_taken_over() {
-    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
-    let file = write_lines(env.dir.path(), "r.txt", (0..250).map(|i| format!("nick:h{i}")));
-    let host = env.host().await;
-    let id = host
-        .campaign_enqueue(CampaignSpec::new("taobao", "48552", file))
-        .await
-        .unwrap();
+    let (env, host, id) = enqueued("48552", "h", 250).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -409,20 +441,7 @@ async fn a_batch_held_by_a_silent_process_elsewhere_is_taken_over() {
     assert_eq!(leased, 1);
     drop(db);
 
-    let worker = env.host().await;
-    let done = async {
-        loop {
-            if host.campaign_status(&id).await.unwrap().state == "done" {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(120), worker.work(2, done))
-        .await
-        .expect("the campaign ends before the hour-long lease")
-        .unwrap();
-    let status = host.campaign_status(&id).await.unwrap();
+    let status = work_until(&env, &host, &id, "done").await;
     assert_eq!((status.issued, status.pending), (250, 0), "{status:?}");
     assert_report_matches_ledger(&env, "taobao", &report(&env, &id));
 }

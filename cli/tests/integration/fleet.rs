@@ -142,6 +142,41 @@ on_both!(
     hosts_starting_together_fetch_the_douyin_token_once,
 );
 
+/// `campaign run` of a Taobao campaign of `file`, 3 batches at a time, printing JSON.
+fn run_args(file: &str) -> [&str; 10] {
+    [
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        TAOBAO_COUPON,
+        "--recipients",
+        file,
+        "--concurrency",
+        "3",
+        "--json",
+    ]
+}
+
+/// Enqueues a Taobao campaign of `file` with `campaign run --detach`; its id.
+pub(crate) async fn enqueue_detached(env: &TestEnv, file: &str) -> String {
+    let enqueued = env
+        .cli(&[
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            TAOBAO_COUPON,
+            "--recipients",
+            file,
+            "--detach",
+            "--json",
+        ])
+        .await
+        .json();
+    enqueued["id"].as_str().unwrap().to_owned()
+}
+
 /// Leases far longer than any test waits: a dead process's work can only be taken over through
 /// its heartbeat.
 const LONG_LEASE_MS: u64 = 3_600_000;
@@ -180,23 +215,12 @@ async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(sh
         return;
     };
     let file = write_nicks(&env, "list.txt", "hb", count);
-    let enqueued = env
-        .cli(&[
-            "campaign",
-            "run",
-            "taobao",
-            "--coupon",
-            TAOBAO_COUPON,
-            "--recipients",
-            &file,
-            "--detach",
-            "--json",
-        ])
-        .await
-        .json();
-    let id = enqueued["id"].as_str().unwrap().to_owned();
+    let id = enqueue_detached(&env, &file).await;
     let waiting = env.cli(&["campaign", "status", &id, "--json"]).await.json();
-    assert_eq!(waiting["state"], "waiting", "nobody works it yet: {waiting}");
+    assert_eq!(
+        waiting["state"], "waiting",
+        "nobody works it yet: {waiting}"
+    );
 
     let worker = ["worker", "--concurrency", "3"];
     let mut workers: Vec<Child> = (0..3).map(|_| spawn(&env, &worker)).collect();
@@ -217,8 +241,9 @@ async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(sh
         logs.push_str(&String::from_utf8_lossy(&out.stderr));
     }
     assert!(
-        logs.lines().any(|line| line.contains("took over a dead process's work")
-            && line.contains(&format!(":{dead}:"))),
+        logs.lines()
+            .any(|line| line.contains("took over a dead process's work")
+                && line.contains(&format!(":{dead}:"))),
         "a process on the storage says it took the killed worker's work over:\n{logs}"
     );
     let expected: BTreeSet<String> = (0..count).map(|i| format!("hb{i}")).collect();
@@ -237,18 +262,7 @@ async fn a_campaign_run_killed_and_started_again_takes_its_work_over_at_once(sha
         return;
     };
     let file = write_nicks(&env, "list.txt", "again", count);
-    let args = [
-        "campaign",
-        "run",
-        "taobao",
-        "--coupon",
-        TAOBAO_COUPON,
-        "--recipients",
-        &file,
-        "--concurrency",
-        "3",
-        "--json",
-    ];
+    let args = run_args(&file);
     let first = spawn(&env, &args);
     wait_for_ledger(&env, count / 4).await;
     let dead = first.id().unwrap();
@@ -262,8 +276,11 @@ async fn a_campaign_run_killed_and_started_again_takes_its_work_over_at_once(sha
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["issued"], count, "{status}");
     assert!(
-        again.stderr.lines().any(|line| line.contains("took over a dead process's work")
-            && line.contains(&format!("its pid {dead} is gone"))),
+        again
+            .stderr
+            .lines()
+            .any(|line| line.contains("took over a dead process's work")
+                && line.contains(&format!("its pid {dead} is gone"))),
         "{}",
         again.stderr
     );
@@ -278,18 +295,7 @@ async fn one_campaign_run_twice_at_once_issues_nobody_twice(shared: Shared) {
         return;
     };
     let file = write_nicks(&env, "list.txt", "twice", 1500);
-    let args = [
-        "campaign",
-        "run",
-        "taobao",
-        "--coupon",
-        TAOBAO_COUPON,
-        "--recipients",
-        &file,
-        "--concurrency",
-        "3",
-        "--json",
-    ];
+    let args = run_args(&file);
     let (first, second) = tokio::join!(run(env.command(&args)), run(env.command(&args)));
     for out in [&first, &second] {
         let status = out.json();
@@ -312,21 +318,7 @@ async fn workers_share_a_campaign_and_a_killed_one_is_replaced(shared: Shared) {
         return;
     };
     let file = write_nicks(&env, "list.txt", "w", count);
-    let enqueued = env
-        .cli(&[
-            "campaign",
-            "run",
-            "taobao",
-            "--coupon",
-            TAOBAO_COUPON,
-            "--recipients",
-            &file,
-            "--detach",
-            "--json",
-        ])
-        .await
-        .json();
-    let id = enqueued["id"].as_str().unwrap().to_owned();
+    let id = enqueue_detached(&env, &file).await;
     assert_eq!(env.sim.ledger().len(), 0, "--detach sends nothing");
 
     let worker = ["worker", "--concurrency", "3"];

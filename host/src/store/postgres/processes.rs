@@ -26,7 +26,8 @@ const END: &str = "UPDATE processes SET ended_ms = $3 WHERE holder = $1 AND ende
     AND ($2::int8 IS NULL OR beat_ms = $2::int8) RETURNING holder";
 
 /// `$1` holder, `$2` when [`END`] ended it.
-const REQUEUE: &str = "UPDATE campaign_batches SET state = 'queued', holder = '', lease_until_ms = 0
+const REQUEUE: &str =
+    "UPDATE campaign_batches SET state = 'queued', holder = '', lease_until_ms = 0
     WHERE holder = $1 AND state = 'leased'
     AND EXISTS (SELECT 1 FROM processes WHERE holder = $1 AND ended_ms = $2::int8)
     RETURNING batch";
@@ -68,8 +69,13 @@ impl Processes for Postgres {
     async fn processes(&self) -> Result<Vec<Process>> {
         let conn = self.conn().await?;
         let [list] = prepare(&conn, [LIST]).await?;
-        let found = pipeline(&conn, Wrap::None, "cannot read the processes", &[(&list, &[])])
-            .await?;
+        let found = pipeline(
+            &conn,
+            Wrap::None,
+            "cannot read the processes",
+            &[(&list, &[])],
+        )
+        .await?;
         Ok(found[0]
             .iter()
             .map(|row| Process {
