@@ -476,6 +476,33 @@ async fn a_campaign_cut_by_a_drain_resumes_on_restart_without_being_posted_again
     assert!(!stderr.contains("\"level\":\"ERROR\""), "{stderr}");
 }
 
+/// A campaign the platform refuses whole (an unknown coupon) says `stopped` over HTTP, with
+/// the refusal, and `"running":false`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_campaign_says_stopped_over_http() {
+    let env = with_keys("").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    let recipients: Vec<String> = (0..30).map(|i| format!("nick:refused{i}")).collect();
+    let body = json!({"plugin": "taobao", "coupon": "99999", "recipients": recipients});
+    let started = server.post("/v1/campaigns", body.to_string()).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..1000 {
+        status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+        if status["state"] == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert_eq!(status["running"], false, "{status}");
+    assert_eq!(status["error"]["class"], "coupon-unavailable", "{status}");
+    assert_eq!(status["pending"], 30, "{status}");
+    let (exit, stderr) = server.terminate().await;
+    assert_eq!(exit.code(), Some(0), "{stderr}");
+}
+
 /// With `work_campaigns = false`, `serve` leaves campaigns it does not run to workers.
 #[tokio::test(flavor = "multi_thread")]
 async fn serve_told_not_to_work_campaigns_leaves_them_waiting() {
