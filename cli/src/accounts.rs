@@ -140,6 +140,9 @@ pub(crate) async fn run(host: &Host, command: AccountsCommand) -> anyhow::Result
             }
             spec.qps = qps;
             let account = host.account_add(&plugin, spec).await?;
+            if let Some(warning) = &account.warning {
+                eprintln!("warning: {warning}");
+            }
             print_account(&account, json)?;
         }
         AccountsCommand::List { plugin, json } => {

@@ -210,7 +210,7 @@ fn io_error(error: csv::Error) -> std::io::Error {
 
 fn print_status(status: &CampaignStatus) {
     println!(
-        "campaign {}\t{}\t{} of {} done: {} issued, {} failed, {} unknown, {} rejected, {} pending",
+        "campaign {}\t{}\t{} of {} done: {} issued, {} failed, {} unknown, {} rejected, {} skipped, {} pending",
         status.id,
         status.state,
         status.finished(),
@@ -219,8 +219,15 @@ fn print_status(status: &CampaignStatus) {
         status.failed,
         status.unknown,
         status.rejected,
+        status.skipped,
         status.pending
     );
+    if let Some(error) = &status.error {
+        println!(
+            "stopped: {} {}: {}; fix the cause and run it again to resume",
+            error.class, error.code, error.message
+        );
+    }
 }
 
 /// How often the whole campaign's status is read while it runs, and a plain progress line
@@ -303,8 +310,8 @@ impl ProgressDisplay {
         // Everyone's pace (other processes' too), for the ETA.
         let rate = (finished.saturating_sub(self.finished_before) as f64 / elapsed).max(own_rate);
         let message = format!(
-            "issued {} failed {} unknown {} rejected {} · this run {own} · {own_rate:.0}/s",
-            whole.issued, whole.failed, whole.unknown, whole.rejected
+            "issued {} failed {} unknown {} rejected {} skipped {} · this run {own} · {own_rate:.0}/s",
+            whole.issued, whole.failed, whole.unknown, whole.rejected, whole.skipped
         );
         match &self.bar {
             Some(bar) => {

@@ -532,6 +532,7 @@ impl AccountBook {
                 client_key: None,
                 qps: None,
                 settings: Default::default(),
+                warning: None,
             });
         }
         for stored in self.storage.account_list(Some(&auth.plugin)).await? {
@@ -667,6 +668,7 @@ fn info(stored: &StoredAccount) -> AccountInfo {
         client_key: stored.client_key.clone(),
         qps: stored.qps,
         settings: stored.settings.clone(),
+        warning: None,
     }
 }
 

@@ -92,6 +92,28 @@ impl CampaignSpec {
             opened: None,
         }
     }
+
+    /// Checks what can be checked without reading anything: the coupon, the quantity, the
+    /// concurrency and a given id. A start is checked this way before anything is written.
+    pub fn check(&self) -> Result<()> {
+        if self.coupon.trim().is_empty() {
+            return Err(Error::InvalidRequest("the coupon is empty".to_owned()));
+        }
+        if self.quantity == 0 {
+            return Err(Error::InvalidRequest(
+                "the quantity must be at least 1".to_owned(),
+            ));
+        }
+        if !(1..=256).contains(&self.concurrency) {
+            return Err(Error::InvalidRequest(
+                "the concurrency must be between 1 and 256".to_owned(),
+            ));
+        }
+        if let Some(id) = &self.id {
+            check_id(id)?;
+        }
+        Ok(())
+    }
 }
 
 /// Progress, reported after every batch.
@@ -134,6 +156,8 @@ pub(crate) struct Campaigns {
     pub(crate) storage: Storage,
     /// Where inline recipient lists are kept as files.
     pub(crate) data_dir: PathBuf,
+    /// This process's heartbeat: says which campaigns it works, and tells who works one.
+    pub(crate) heartbeat: Arc<crate::heartbeat::Heartbeat>,
 }
 
 /// A campaign checked and registered, ready to run ([`Host::campaign_prepare`](crate::Host::campaign_prepare)).
@@ -165,24 +189,12 @@ impl Campaigns {
     /// Checks a campaign (plugin, coupon, the file: readable, not empty, unchanged under an
     /// earlier run) and registers it, without sending anything.
     pub(crate) async fn prepare(self: &Arc<Self>, spec: CampaignSpec) -> Result<PreparedCampaign> {
+        spec.check()?;
         let plugin = self.plugins.plugin(&spec.plugin)?;
         let account = self
             .plugins
             .account(&plugin, spec.account.as_deref())
             .await?;
-        if spec.coupon.trim().is_empty() {
-            return Err(Error::InvalidRequest("the coupon is empty".to_owned()));
-        }
-        if spec.quantity == 0 {
-            return Err(Error::InvalidRequest(
-                "the quantity must be at least 1".to_owned(),
-            ));
-        }
-        if !(1..=256).contains(&spec.concurrency) {
-            return Err(Error::InvalidRequest(
-                "the concurrency must be between 1 and 256".to_owned(),
-            ));
-        }
         let cannot_read = |e: std::io::Error| {
             Error::InvalidRequest(format!("cannot read {}: {e}", spec.recipients.display()))
         };
@@ -200,10 +212,7 @@ impl Campaigns {
             .or_else(|| std::fs::canonicalize(&spec.recipients).ok())
             .unwrap_or_else(|| spec.recipients.clone());
         let id = match &spec.id {
-            Some(id) => {
-                check_id(id)?;
-                id.clone()
-            }
+            Some(id) => id.clone(),
             None => campaign_id(&spec, &account.name, &source),
         };
         let copy = tempfile::tempfile_in(&self.data_dir)
@@ -258,7 +267,8 @@ impl Campaigns {
     /// Keeps an inline list of recipients as a campaign file in the host's data folder, named by
     /// its content, so that posting the same list again names the same file, and so the same
     /// campaign, which then resumes rather than starts over.
-    pub(crate) fn file(&self, recipients: &[Recipient]) -> Result<PathBuf> {
+    /// Returns the file, and whether this call wrote it.
+    pub(crate) fn file(&self, recipients: &[Recipient]) -> Result<(PathBuf, bool)> {
         let mut text = String::new();
         for recipient in recipients {
             text.push_str(&recipient.to_string());
@@ -269,16 +279,21 @@ impl Campaigns {
             &hex::encode(Sha256::digest(text.as_bytes()))[..32]
         );
         let path = self.data_dir.join("campaigns").join(name);
-        if !path.exists() {
-            crate::text::write_atomically(&path, text.as_bytes())
-                .map_err(|e| Error::storage_from(format!("cannot write {}", path.display()), e))?;
+        if path.exists() {
+            return Ok((path, false));
         }
-        Ok(path)
+        crate::text::write_atomically(&path, text.as_bytes())
+            .map_err(|e| Error::storage_from(format!("cannot write {}", path.display()), e))?;
+        Ok((path, true))
     }
 
     /// Where a campaign stands, with the workers seen on it in the last minute.
     pub(crate) async fn status(&self, id: &str) -> Result<CampaignStatus> {
         let mut status = self.storage.campaign_status(id).await?;
+        // `running` in the ledger means only "not finished": it runs if a live process works it.
+        if status.state == "running" && !self.heartbeat.is_worked(id).await? {
+            status.state = "waiting".to_owned();
+        }
         status.workers = self.storage.campaign_workers(id, now_ms() - 60_000).await?;
         Ok(status)
     }
@@ -315,7 +330,17 @@ impl Campaigns {
             .await?
             .ok_or_else(|| Error::UnknownCampaign(batch.campaign.clone()))?;
         let key = crate::store::ledger::batch_key(&record.id, batch.index);
-        let _call = self.plugins.enter()?;
+        let _call = match self.plugins.enter() {
+            Ok(call) => call,
+            Err(e) => {
+                // Shutting down: the batch goes back unsent, for whoever works the campaign next.
+                let _ = self
+                    .storage
+                    .campaign_release(&batch.campaign, batch.index, holder, false, 0)
+                    .await;
+                return Err(Stop::Failed(e));
+            }
+        };
         let plugin = self.plugins.plugin(&record.scope.plugin)?;
         let account = match self
             .plugins
@@ -448,7 +473,22 @@ impl Campaigns {
                     match claim {
                         Claim::Batch(batch) => {
                             let result = campaigns.work_batch(&batch, &holder).await;
+                            let closing = matches!(result, Err(Stop::Failed(Error::ShuttingDown)));
+                            let failed = matches!(result, Err(Stop::Failed(_)));
                             let _ = results.send(result);
+                            if closing {
+                                // The host takes no new call: no batch is claimed any more.
+                                return;
+                            }
+                            if failed {
+                                // Given back at once (if it is still ours), not left leased
+                                // until the lease runs out; and a pause before the next claim.
+                                let _ = campaigns
+                                    .storage
+                                    .campaign_release(&batch.campaign, batch.index, &holder, false, 0)
+                                    .await;
+                                tokio::time::sleep(IDLE_POLL).await;
+                            }
                         }
                         Claim::Wait => {
                             let _ = tokio::time::timeout(IDLE_POLL, waiting).await;
@@ -486,6 +526,7 @@ impl Campaigns {
             halt.clone(),
             results,
         );
+        let _working = self.heartbeat.works_every_campaign();
         tracing::info!(concurrency, holder = %self.delivery.lease().holder, "worker running");
         let mut report = WorkReport::default();
         let mut stop = std::pin::pin!(stop);
@@ -506,6 +547,9 @@ impl Campaigns {
                     }
                     Some(Err(Stop::Refused(error))) => {
                         tracing::error!(%error, "the platform refused a whole batch; its campaign is stopped");
+                    }
+                    Some(Err(Stop::Failed(Error::ShuttingDown))) => {
+                        tracing::info!("worker stopping: the host is shutting down");
                     }
                     Some(Err(Stop::Failed(error))) => {
                         tracing::error!(error = %crate::error::full_message(&error), "a batch failed; it will be claimed again");
@@ -613,6 +657,7 @@ impl PreparedCampaign {
         } = self;
         let id = record.id.clone();
         let span = tracing::info_span!("campaign", id = %id, plugin = %spec.plugin);
+        let _working = campaigns.heartbeat.works(&id);
         let total = record.total_lines;
         span.in_scope(|| tracing::info!(total, "campaign running"));
         let plugin = campaigns.plugins.plugin(&spec.plugin)?;
@@ -645,7 +690,8 @@ impl PreparedCampaign {
             status: campaigns.storage.campaign_status(&id).await?,
             ..Progress::default()
         };
-        progress.status.pending = total.saturating_sub(progress.status.rejected);
+        progress.status.pending =
+            total.saturating_sub(progress.status.rejected + progress.status.skipped);
         progress.status.issued = 0;
         progress.status.failed = 0;
         progress.status.unknown = 0;
@@ -716,6 +762,7 @@ impl PreparedCampaign {
                 failed = status.failed,
                 unknown = status.unknown,
                 rejected = status.rejected,
+                skipped = status.skipped,
                 "campaign finished"
             )
         });

@@ -103,6 +103,9 @@ pub struct ServeConfig {
     pub max_campaigns: u32,
     /// The largest `recipients_file`, in MiB.
     pub max_campaign_file_mib: u32,
+    /// Whether the server also works every unfinished campaign on the storage, as
+    /// `coupon-host worker` does (so a campaign cut off by a drain resumes on restart).
+    pub work_campaigns: bool,
 }
 
 impl Default for ServeConfig {
@@ -114,6 +117,7 @@ impl Default for ServeConfig {
             read_timeout_s: 10,
             max_campaigns: 16,
             max_campaign_file_mib: 256,
+            work_campaigns: true,
         }
     }
 }
@@ -383,6 +387,7 @@ struct RawServe {
     read_timeout_s: Option<u64>,
     max_campaigns: Option<u32>,
     max_campaign_file_mib: Option<u32>,
+    work_campaigns: Option<bool>,
 }
 
 #[derive(Deserialize, Clone, Debug)]
@@ -727,6 +732,7 @@ fn validate_serve(
             1,
             65536,
         )? as u32,
+        work_campaigns: raw.work_campaigns.unwrap_or(defaults.work_campaigns),
     })
 }
 

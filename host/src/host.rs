@@ -47,6 +47,8 @@ struct Inner {
     accounts: Arc<AccountBook>,
     /// Calls in flight; closed by [`Host::shutdown`].
     calls: Arc<crate::drain::CallGate>,
+    /// This process's heartbeat in the storage.
+    heartbeat: Arc<crate::heartbeat::Heartbeat>,
 }
 
 type LimiterKey = (String, String, Option<u32>, u32);
@@ -118,6 +120,7 @@ impl Host {
             .await
             .map_err(|e| origin.locate(e))?,
         );
+        let heartbeat = crate::heartbeat::Heartbeat::start(storage.clone(), &lease.holder).await?;
         let delivery = Arc::new(Delivery::new(runtime.clone(), storage.clone(), lease));
         let http = egress::Clients::new()?;
         let inner = Arc::new_cyclic(|weak: &std::sync::Weak<Inner>| Inner {
@@ -126,7 +129,9 @@ impl Host {
                 delivery: delivery.clone(),
                 storage: storage.clone(),
                 data_dir,
+                heartbeat: heartbeat.clone(),
             }),
+            heartbeat,
             runtime,
             storage,
             http,
@@ -442,6 +447,16 @@ impl Host {
     /// the storage file), named by its content, so that posting the same list again names the
     /// same file, and so the same campaign, which then resumes rather than starts over.
     pub fn campaign_file(&self, recipients: &[Recipient]) -> Result<std::path::PathBuf> {
+        self.inner.campaigns.file(recipients).map(|(path, _)| path)
+    }
+
+    /// [`Host::campaign_file`], saying whether this call wrote the file (a refused start
+    /// removes what it wrote).
+    #[cfg(feature = "serve")]
+    pub(crate) fn campaign_file_written(
+        &self,
+        recipients: &[Recipient],
+    ) -> Result<(std::path::PathBuf, bool)> {
         self.inner.campaigns.file(recipients)
     }
 
@@ -461,9 +476,37 @@ impl Host {
 
     /// Keeps a merchant's authorization on `plugin` (or replaces the account of that name): its
     /// credentials are sealed with the master key before they are stored.
+    ///
+    /// When the plugin had one account and now has two, calls that name no
+    /// account fail (`invalid-request`) until they name one: the returned
+    /// [`AccountInfo::warning`] says so, and so does a warning in the log.
     pub async fn account_add(&self, plugin: &str, spec: AccountSpec) -> Result<AccountInfo> {
         let plugin = self.plugin(plugin)?;
-        self.inner.accounts.add(&plugin_auth(&plugin), spec).await
+        let auth = plugin_auth(&plugin);
+        let before: Vec<String> = self
+            .inner
+            .accounts
+            .list(&auth)
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .collect();
+        let mut info = self.inner.accounts.add(&auth, spec).await?;
+        if before.len() == 1 && !before.contains(&info.name) {
+            let mut names = before;
+            names.push(info.name.clone());
+            let warning = format!(
+                "plugin {:?} now has {} accounts ({}): from now on, every send, query or \
+                 campaign of it that names no account (--account, or \"account\" in a request) \
+                 fails with invalid-request (HTTP 422) until it names one",
+                info.plugin,
+                names.len(),
+                names.join(", ")
+            );
+            tracing::warn!(plugin = %info.plugin, "{warning}");
+            info.warning = Some(warning);
+        }
+        Ok(info)
     }
 
     /// Exchanges an OAuth authorization code for `account`'s session at the plugin's OAuth
@@ -531,6 +574,8 @@ impl Host {
     /// ```
     pub async fn shutdown(&self) {
         self.inner.calls.close_and_wait().await;
+        // Nothing runs any more: the others need not wait to see this process dead.
+        self.inner.heartbeat.end().await;
     }
 
     /// Gives up every lease this process holds on sends and campaign batches, so another process
@@ -539,7 +584,9 @@ impl Host {
     pub async fn release_leases(&self) -> Result<()> {
         let holder = &self.inner.delivery.lease().holder;
         self.inner.storage.journal_release_holder(holder).await?;
-        self.inner.storage.campaign_release_holder(holder).await
+        self.inner.storage.campaign_release_holder(holder).await?;
+        self.inner.heartbeat.end().await;
+        Ok(())
     }
 
     /// Whether [`shutdown`](Host::shutdown) was called.

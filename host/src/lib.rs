@@ -41,6 +41,7 @@ mod accounts;
 mod auth;
 mod delivery;
 mod drain;
+mod heartbeat;
 mod host;
 mod limiter;
 mod open;

@@ -94,7 +94,13 @@ pub struct ServeOptions {
     /// How long [`serve`] drains after its shutdown signal before it cancels what is left
     /// (default 30 s).
     pub drain_timeout: Duration,
+    /// Whether [`serve`] also works every unfinished campaign on the storage, like
+    /// `coupon-host worker` ([`WORK_CONCURRENCY`] batches at a time; default `true`).
+    pub work_campaigns: bool,
 }
+
+/// Batches [`serve`] works at once when it works campaigns ([`ServeOptions::work_campaigns`]).
+pub const WORK_CONCURRENCY: usize = 4;
 
 impl Default for ServeOptions {
     fn default() -> Self {
@@ -115,6 +121,7 @@ impl ServeOptions {
             max_campaigns: config.max_campaigns as usize,
             read_timeout: Duration::from_secs(config.read_timeout_s),
             drain_timeout: Duration::from_secs(config.drain_timeout_s),
+            work_campaigns: config.work_campaigns,
         }
     }
 
@@ -126,6 +133,7 @@ impl ServeOptions {
         self.max_campaigns = (config.max_campaigns as usize).max(1);
         self.read_timeout = Duration::from_secs(config.read_timeout_s.max(1));
         self.drain_timeout = Duration::from_secs(config.drain_timeout_s);
+        self.work_campaigns = config.work_campaigns;
         self
     }
 }
@@ -389,8 +397,55 @@ where
 struct Campaigns {
     /// Running campaigns, with the handle that cancels each at the end of a drain.
     running: BTreeMap<String, tokio::task::AbortHandle>,
+    /// Starts admitted and not yet running or refused: they hold a place under
+    /// `max_campaigns` while they are checked, so a refused start never wrote anything.
+    admitted: usize,
     /// The error the last run of a campaign ended with (cleared when a run finishes).
     errors: BTreeMap<String, String>,
+}
+
+/// A place under `max_campaigns`, held from admission until the campaign runs or is refused.
+struct Admission {
+    campaigns: Arc<std::sync::Mutex<Campaigns>>,
+}
+
+impl Admission {
+    /// Takes a place, or refuses with `429` when every place is taken.
+    fn take(state: &AppState) -> Result<Admission, ApiError> {
+        let mut campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+        if campaigns.running.len() + campaigns.admitted >= state.options.max_campaigns {
+            return Err(too_many_campaigns(state.options.max_campaigns));
+        }
+        campaigns.admitted += 1;
+        Ok(Admission {
+            campaigns: state.campaigns.clone(),
+        })
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        let mut campaigns = self.campaigns.lock().unwrap_or_else(|p| p.into_inner());
+        campaigns.admitted -= 1;
+    }
+}
+
+/// An inline list's campaign file, written by this request: removed again unless the campaign
+/// it belongs to was registered.
+struct NewFile(Option<PathBuf>);
+
+impl NewFile {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 /// `POST /v1/campaigns`: the body of a campaign.
@@ -432,13 +487,15 @@ async fn campaign_start(
     if state.draining.load(Ordering::SeqCst) {
         return Err(Error::ShuttingDown.into());
     }
-    let full = || {
-        let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
-        campaigns.running.len() >= state.options.max_campaigns
-    };
-    // A cheap refusal before any file is read; checked again when the campaign is registered.
-    if full() {
-        return Err(too_many_campaigns(state.options.max_campaigns));
+    // Validated, then admitted, before anything is written: a refused start (422, 429) leaves
+    // no file and no campaign behind.
+    let mut spec = crate::campaign::CampaignSpec::new(body.plugin, body.coupon, PathBuf::new());
+    spec.quantity = body.quantity;
+    spec.id = body.id;
+    spec.account = body.account;
+    spec.options = body.options.into_iter().collect();
+    if let Some(concurrency) = body.concurrency {
+        spec.concurrency = concurrency;
     }
     let encoding = match &body.encoding {
         None => crate::campaign::Encoding::Utf8,
@@ -446,11 +503,20 @@ async fn campaign_start(
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", message)
         })?,
     };
+    spec.check()?;
+    let admission = Admission::take(&state)?;
+    let mut written = NewFile(None);
     let (file, opened) = match (body.recipients, body.recipients_file) {
         (Some(list), None) if list.is_empty() => {
             return Err(Error::InvalidRequest("no recipients".to_owned()).into());
         }
-        (Some(list), None) => (state.host.campaign_file(&list)?, None),
+        (Some(list), None) => {
+            let (path, new) = state.host.campaign_file_written(&list)?;
+            if new {
+                written = NewFile(Some(path.clone()));
+            }
+            (path, None)
+        }
         (None, Some(name)) => {
             let (path, file) = files::resolve(
                 state.options.campaigns_dir.as_deref(),
@@ -467,27 +533,18 @@ async fn campaign_start(
             ));
         }
     };
-    let mut spec = crate::campaign::CampaignSpec::new(body.plugin, body.coupon, file);
-    spec.quantity = body.quantity;
-    spec.id = body.id;
-    spec.account = body.account;
-    spec.options = body.options.into_iter().collect();
+    spec.recipients = file;
     if opened.is_some() {
         // Inline recipients are JSON text, kept as UTF-8.
         spec.encoding = encoding;
     }
     spec.max_file_bytes = state.options.max_campaign_file_bytes;
     spec.opened = opened;
-    if let Some(concurrency) = body.concurrency {
-        spec.concurrency = concurrency;
-    }
     let prepared = state.host.campaign_prepare(spec).await?;
+    written.keep();
     let id = prepared.id().to_owned();
     let mut campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
     if !campaigns.running.contains_key(&id) {
-        if campaigns.running.len() >= state.options.max_campaigns {
-            return Err(too_many_campaigns(state.options.max_campaigns));
-        }
         campaigns.errors.remove(&id);
         let registry = state.campaigns.clone();
         let ended = state.campaign_ended.clone();
@@ -496,9 +553,20 @@ async fn campaign_start(
             let result = prepared.run(|_| {}).await;
             let mut campaigns = registry.lock().unwrap_or_else(|p| p.into_inner());
             campaigns.running.remove(&run_id);
-            if let Err(error) = result {
-                tracing::error!(campaign = %run_id, %error, "campaign ended early");
-                campaigns.errors.insert(run_id, error.to_string());
+            match result {
+                Ok(_) => {}
+                // A drain pauses it: the next process that works campaigns resumes it.
+                Err(Error::ShuttingDown) => {
+                    tracing::info!(campaign = %run_id, "campaign paused by the drain; it resumes where campaigns are worked");
+                }
+                // Its status says why (state `stopped`, with the platform's refusal).
+                Err(error @ Error::CampaignStopped { .. }) => {
+                    tracing::warn!(campaign = %run_id, %error, "campaign stopped");
+                }
+                Err(error) => {
+                    tracing::error!(campaign = %run_id, %error, "campaign ended early");
+                    campaigns.errors.insert(run_id, error.to_string());
+                }
             }
             drop(campaigns);
             ended.notify_waiters();
@@ -506,7 +574,9 @@ async fn campaign_start(
         campaigns.running.insert(id.clone(), task.abort_handle());
         tracing::info!(campaign = %id, "campaign started");
     }
+    // The place it held is now the running campaign's (or was never needed: it ran already).
     drop(campaigns);
+    drop(admission);
     Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response())
 }
 
@@ -527,11 +597,15 @@ async fn campaign_status(
 ) -> Result<Json<Value>, ApiError> {
     let Path(id) = id.map_err(bad_path)?;
     let status = state.host.campaign_status(&id).await?;
+    let running = status.state == "running";
     let mut value = serde_json::to_value(status).expect("a status serializes");
+    // `running` says what `state` says: a live process (this one or another) works it.
+    value["running"] = json!(running);
     let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
-    value["running"] = json!(campaigns.running.contains_key(&id));
-    if let Some(error) = campaigns.errors.get(&id) {
-        value["error"] = json!(error);
+    if value.get("error").is_none()
+        && let Some(error) = campaigns.errors.get(&id)
+    {
+        value["error"] = json!({ "class": "unknown", "code": "host", "message": error });
     }
     Ok(Json(value))
 }

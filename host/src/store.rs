@@ -9,6 +9,7 @@
 //! | [`Ledger`] | campaigns: their lines, rejects, batches (a work queue, leased) and workers |
 //! | [`Pacing`] | the platform's window of requests per credential, and its bans |
 //! | [`Accounts`] | merchants' authorizations per plugin, their secrets sealed |
+//! | [`Processes`] | every process's heartbeat, and the reaping of dead ones' leases |
 //!
 //! A backend implements them all ([`Backend`]) and is chosen by `[storage] backend = "…"` through
 //! [`BACKENDS`] (Spin's `MakeKeyValueStore` shape): a new backend is a new folder under `store/`
@@ -21,6 +22,7 @@ pub(crate) mod kv;
 pub(crate) mod ledger;
 pub(crate) mod pacing;
 pub(crate) mod postgres;
+pub(crate) mod processes;
 pub(crate) mod sqlite;
 #[cfg(test)]
 mod suite;
@@ -36,6 +38,7 @@ pub(crate) use self::journal::{Begin, Detail, Journal, Lease, Row, RowState, Row
 pub(crate) use self::kv::{Kv, KvError, KvQuota};
 pub(crate) use self::ledger::{Batch, CampaignRecord, Claim, Ledger, Reject};
 pub(crate) use self::pacing::{Admission, Pacing};
+pub(crate) use self::processes::{Process, Processes, Reaped};
 pub(crate) use self::tokens::{StoredToken, Tokens};
 use crate::error::{Error, Result};
 use crate::secret::Secret;
@@ -63,11 +66,14 @@ impl Scope {
 
 /// Everything a backend keeps.
 pub(crate) trait Backend:
-    Kv + Tokens + Journal + Ledger + Pacing + Accounts + Send + Sync
+    Kv + Tokens + Journal + Ledger + Pacing + Accounts + Processes + Send + Sync
 {
 }
 
-impl<T: Kv + Tokens + Journal + Ledger + Pacing + Accounts + Send + Sync> Backend for T {}
+impl<T: Kv + Tokens + Journal + Ledger + Pacing + Accounts + Processes + Send + Sync> Backend
+    for T
+{
+}
 
 /// An open backend, shared by every part of the host.
 pub(crate) type Storage = Arc<dyn Backend>;

@@ -452,7 +452,10 @@ pub struct CampaignStatus {
     pub coupon: String,
     /// The recipients file.
     pub source: String,
-    /// `running` (started, not finished: run it again to resume) or `done`.
+    /// `running` (a live process works it), `waiting` (not finished, and no live process
+    /// works it: a rerun, `coupon-host worker` or `serve` resumes it), `stopped` (a batch was
+    /// refused for a reason every batch would meet: see `error`; fix the cause and run it
+    /// again) or `done`.
     pub state: String,
     /// Recipient lines in the file (blank lines, comments and a CSV header not counted).
     pub total: u64,
@@ -462,11 +465,16 @@ pub struct CampaignStatus {
     pub failed: u64,
     /// Recipients whose fate could not be told (review them).
     pub unknown: u64,
-    /// Lines not sent: malformed, a kind the plugin does not take, or a repeat of an earlier
-    /// line's recipient.
+    /// Lines not sent because they are malformed or name a kind the plugin does not take.
     pub rejected: u64,
+    /// Lines not sent because they repeat an earlier line's recipient (sent once).
+    #[serde(default)]
+    pub skipped: u64,
     /// Recipients not finished yet.
     pub pending: u64,
+    /// Why it stopped (state `stopped`): the platform's refusal of a whole batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<AdapterError>,
     /// The worker processes that worked on it and were seen lately, with their progress.
     #[serde(default)]
     pub workers: Vec<WorkerStatus>,
@@ -475,7 +483,7 @@ pub struct CampaignStatus {
 impl CampaignStatus {
     /// Lines with a final state.
     pub fn finished(&self) -> u64 {
-        self.issued + self.failed + self.unknown + self.rejected
+        self.issued + self.failed + self.unknown + self.rejected + self.skipped
     }
 }
 
@@ -618,6 +626,10 @@ pub struct AccountInfo {
     pub qps: Option<u32>,
     /// Settings that override the plugin's.
     pub settings: std::collections::BTreeMap<String, String>,
+    /// What adding it changed for other calls (`accounts add`): set when the plugin went from
+    /// one account to several, so calls that name no account now fail until they name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[cfg(test)]

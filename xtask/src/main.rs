@@ -391,7 +391,7 @@ fn demo_campaign(
         status["failed"],
         status["unknown"],
         status["rejected"],
-        status.get("skipped").unwrap_or(&serde_json::Value::Null),
+        status["skipped"],
         status["pending"],
         started.elapsed().as_secs_f64()
     );

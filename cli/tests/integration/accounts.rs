@@ -760,3 +760,51 @@ async fn accounts_are_managed_over_http_and_no_secret_comes_back() {
     }
     crate::serve::assert_no_secret(&log);
 }
+
+/// The first `accounts add` on a plugin whose config holds credentials (account `default`)
+/// makes calls that name no account fail: it says so, on stderr and in its JSON; the next add
+/// changes nothing more and says nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_first_added_account_says_calls_without_one_now_fail() {
+    let mut env = env().await;
+    env.secrets
+        .push(("COUPON_TEST_B_SESSION".to_owned(), "b-session".to_owned()));
+    let add = |name: &'static str| {
+        [
+            "accounts",
+            "add",
+            "taobao",
+            name,
+            "--session-env",
+            "COUPON_TEST_B_SESSION",
+            "--json",
+        ]
+    };
+    let first = env.cli(&add("shop-b")).await;
+    assert!(first.status.success(), "{}", first.stderr);
+    assert!(
+        first
+            .stderr
+            .contains("warning: plugin \"taobao\" now has 2 accounts (default, shop-b)"),
+        "{}",
+        first.stderr
+    );
+    assert!(
+        first.json()["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("fails with invalid-request")),
+        "{}",
+        first.stdout
+    );
+    // As it said: a send that names no account is refused.
+    let send = env
+        .cli(&["send", "taobao", "--coupon", COUPON_A, "--to", "nick:x"])
+        .await;
+    assert!(!send.status.success());
+    assert!(send.stderr.contains("several accounts"), "{}", send.stderr);
+
+    let second = env.cli(&add("shop-c")).await;
+    assert!(second.status.success(), "{}", second.stderr);
+    assert!(!second.stderr.contains("warning"), "{}", second.stderr);
+    assert!(second.json().get("warning").is_none(), "{}", second.stdout);
+}

@@ -114,7 +114,9 @@ async fn a_campaign_sends_each_line_once_and_reports_every_line() {
     assert_eq!(status["state"], "done", "{status}");
     assert_eq!(status["total"], 253);
     assert_eq!(status["issued"], 250);
-    assert_eq!(status["rejected"], 3);
+    // As the report says: two lines rejected, one repeat skipped.
+    assert_eq!(status["rejected"], 2);
+    assert_eq!(status["skipped"], 1);
     assert_eq!(status["pending"], 0);
     let id = status["id"].as_str().unwrap().to_owned();
 
@@ -287,7 +289,11 @@ async fn stock_running_out_stops_the_campaign_instead_of_failing_everyone_after(
         "{status:?}"
     );
     assert_eq!(*pending, 800);
-    assert_eq!(status.state, "running");
+    assert_eq!(status.state, "stopped");
+    assert_eq!(
+        status.error.as_ref().map(|e| e.class),
+        Some(ErrorClass::CouponUnavailable)
+    );
     let lines = report(&env, id);
     assert_eq!(lines.iter().filter(|l| l.state == "pending").count(), 800);
     assert!(
@@ -299,6 +305,153 @@ async fn stock_running_out_stops_the_campaign_instead_of_failing_everyone_after(
     );
     let done: Vec<ReportLine> = lines.into_iter().filter(|l| l.state != "pending").collect();
     assert_report_matches_ledger(&env, "taobao", &done);
+}
+
+/// The README's stopped campaign: a coupon the platform does not know refuses the first batch
+/// whole; `campaign run` exits 1 saying it stopped, and `campaign status` says `stopped` with
+/// the refusal (text and JSON), never `running`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_campaign_says_stopped_with_its_error() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..30).map(|i| format!("nick:x{i}")),
+    );
+    let run = env
+        .cli(&[
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            "99999",
+            "--recipients",
+            file.to_str().unwrap(),
+            "--id",
+            "unknown-coupon",
+        ])
+        .await;
+    assert_eq!(run.status.code(), Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("stopped: coupon-unavailable"),
+        "{}",
+        run.stderr
+    );
+
+    let text = env.cli(&["campaign", "status", "unknown-coupon"]).await;
+    assert!(text.status.success(), "{}", text.stderr);
+    assert!(
+        text.stdout.contains("\tstopped\t0 of 30 done"),
+        "{}",
+        text.stdout
+    );
+    assert!(
+        text.stdout.contains("stopped: coupon-unavailable"),
+        "{}",
+        text.stdout
+    );
+    assert!(!text.stdout.contains("running"), "{}", text.stdout);
+    let json = env
+        .cli(&["campaign", "status", "unknown-coupon", "--json"])
+        .await
+        .json();
+    assert_eq!(json["state"], "stopped", "{json}");
+    assert_eq!(json["error"]["class"], "coupon-unavailable", "{json}");
+    assert_eq!(json["pending"], 30, "{json}");
+    assert_eq!(env.sim.ledger().len(), 0);
+}
+
+/// A Taobao campaign of coupon `coupon` to `count` nicks `PREFIX0…`, enqueued by a host that
+/// does not work it: the env, that host and the campaign's id.
+async fn enqueued(
+    coupon: &str,
+    prefix: &str,
+    count: usize,
+) -> (TestEnv, coupon_host::Host, String) {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let file = write_lines(
+        env.dir.path(),
+        "r.txt",
+        (0..count).map(|i| format!("nick:{prefix}{i}")),
+    );
+    let host = env.host().await;
+    let id = host
+        .campaign_enqueue(CampaignSpec::new("taobao", coupon, file))
+        .await
+        .unwrap();
+    (env, host, id)
+}
+
+/// Works every campaign with a worker host of its own (2 batches at a time) until campaign `id`
+/// says `state` (bounded: 120 s); its status then.
+async fn work_until(
+    env: &TestEnv,
+    host: &coupon_host::Host,
+    id: &str,
+    state: &str,
+) -> coupon_host::campaign::CampaignStatus {
+    let worker = env.host().await;
+    let reached = async {
+        while host.campaign_status(id).await.unwrap().state != state {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), worker.work(2, reached))
+        .await
+        .unwrap_or_else(|_| panic!("campaign {id} never became {state}"))
+        .unwrap();
+    host.campaign_status(id).await.unwrap()
+}
+
+/// A campaign a worker stops (not the process that started it): its status says `stopped`,
+/// with the refusal, though the one who started it only enqueued it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_a_worker_stops_says_stopped_with_its_error() {
+    let (env, host, id) = enqueued("99999", "w", 200).await;
+    // Enqueued, nobody works it yet: it waits, and does not say it runs.
+    assert_eq!(host.campaign_status(&id).await.unwrap().state, "waiting");
+    let status = work_until(&env, &host, &id, "stopped").await;
+    assert_eq!(status.state, "stopped", "{status:?}");
+    assert_eq!(
+        status.error.as_ref().map(|e| e.class),
+        Some(ErrorClass::CouponUnavailable),
+        "{status:?}"
+    );
+    assert_eq!(status.pending, 200);
+}
+
+/// A batch leased for an hour by a process on another machine that stopped beating 60 s ago:
+/// a worker reaps it by its silent heartbeat and finishes the campaign, long before the lease
+/// would have run out.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_held_by_a_silent_process_elsewhere_is_taken_over() {
+    let (env, host, id) = enqueued("48552", "h", 250).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Planted as that process left them: its heartbeat, and batch 1 leased to it.
+    let db = rusqlite::Connection::open(env.dir.path().join("state.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    db.execute(
+        "INSERT INTO processes (holder, host, pid, works, beat_ms)
+         VALUES ('elsewhere:4242:dead', 'elsewhere', 4242, '*', ?1)",
+        [now - 60_000],
+    )
+    .unwrap();
+    let leased = db
+        .execute(
+            "UPDATE campaign_batches SET state = 'leased', holder = 'elsewhere:4242:dead',
+             lease_until_ms = ?2 WHERE campaign = ?1 AND batch = 1",
+            rusqlite::params![id, now + 3_600_000],
+        )
+        .unwrap();
+    assert_eq!(leased, 1);
+    drop(db);
+
+    let status = work_until(&env, &host, &id, "done").await;
+    assert_eq!((status.issued, status.pending), (250, 0), "{status:?}");
+    assert_report_matches_ledger(&env, "taobao", &report(&env, &id));
 }
 
 #[tokio::test(flavor = "multi_thread")]

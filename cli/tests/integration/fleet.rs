@@ -28,10 +28,20 @@ pub(crate) enum Shared {
 impl Shared {
     /// A test env on this storage, or `None` (said on one line) when the storage cannot be
     /// reached here (outside CI only: under CI that fails the test).
-    async fn env(self, sim: SimConfig, mut options: Options) -> Option<TestEnv> {
+    async fn env(self, sim: SimConfig, options: Options) -> Option<TestEnv> {
+        self.env_with_lease(sim, options, LEASE_MS).await
+    }
+
+    /// [`Shared::env`], with leases of `lease_ms`.
+    async fn env_with_lease(
+        self,
+        sim: SimConfig,
+        mut options: Options,
+        lease_ms: u64,
+    ) -> Option<TestEnv> {
         match self {
             Shared::Sqlite => {
-                options.storage = format!("path = \"state.db\"\nlease_ms = {LEASE_MS}");
+                options.storage = format!("path = \"state.db\"\nlease_ms = {lease_ms}");
                 Some(TestEnv::start(sim, options).await)
             }
             Shared::Postgres => {
@@ -39,7 +49,7 @@ impl Shared {
                 let url = reachable().await?;
                 let schema = SchemaGuard::new(&url, fresh_name("t_"));
                 options.storage = format!(
-                    "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{}\"\nlease_ms = {LEASE_MS}",
+                    "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nschema = \"{}\"\nlease_ms = {lease_ms}",
                     schema.schema
                 );
                 let mut env = TestEnv::start(sim, options).await;
@@ -124,11 +134,159 @@ macro_rules! on_both {
 }
 
 on_both!(
+    a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire,
+    a_campaign_run_killed_and_started_again_takes_its_work_over_at_once,
     one_campaign_run_twice_at_once_issues_nobody_twice,
     workers_share_a_campaign_and_a_killed_one_is_replaced,
     hosts_sharing_a_credential_are_never_told_too_frequent,
     hosts_starting_together_fetch_the_douyin_token_once,
 );
+
+/// `campaign run` of a Taobao campaign of `file`, 3 batches at a time, printing JSON.
+fn run_args(file: &str) -> [&str; 10] {
+    [
+        "campaign",
+        "run",
+        "taobao",
+        "--coupon",
+        TAOBAO_COUPON,
+        "--recipients",
+        file,
+        "--concurrency",
+        "3",
+        "--json",
+    ]
+}
+
+/// Enqueues a Taobao campaign of `file` with `campaign run --detach`; its id.
+pub(crate) async fn enqueue_detached(env: &TestEnv, file: &str) -> String {
+    let enqueued = env
+        .cli(&[
+            "campaign",
+            "run",
+            "taobao",
+            "--coupon",
+            TAOBAO_COUPON,
+            "--recipients",
+            file,
+            "--detach",
+            "--json",
+        ])
+        .await
+        .json();
+    enqueued["id"].as_str().unwrap().to_owned()
+}
+
+/// Leases far longer than any test waits: a dead process's work can only be taken over through
+/// its heartbeat.
+const LONG_LEASE_MS: u64 = 3_600_000;
+
+/// Polls a campaign's status until it is done (bounded, far below [`LONG_LEASE_MS`]); returns
+/// it, and what the `campaign status` processes logged (each is a process on the storage too,
+/// and may be the one that reaps a dead one).
+async fn wait_until_done(env: &TestEnv, id: &str) -> (serde_json::Value, String) {
+    let mut status = serde_json::Value::Null;
+    let mut logs = String::new();
+    for _ in 0..1500 {
+        let out = env.cli(&["campaign", "status", id, "--json"]).await;
+        logs.push_str(&out.stderr);
+        status = out.json();
+        if status["state"] == "done" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (status, logs)
+}
+
+/// A worker of a three-worker fleet killed with SIGKILL mid-campaign, leases an hour long, and
+/// no replacement: the processes left notice it is dead by its heartbeat, take its batches and
+/// its sends in flight over, and finish the campaign: nobody twice, nobody missing. The takeover
+/// is in the log of the process that made it.
+async fn a_killed_worker_is_noticed_by_its_heartbeat_before_its_leases_expire(shared: Shared) {
+    let count = match shared {
+        Shared::Postgres => 20_000,
+        Shared::Sqlite => 3_000,
+    };
+    let Some(env) = shared
+        .env_with_lease(SimConfig::demo(), Options::default(), LONG_LEASE_MS)
+        .await
+    else {
+        return;
+    };
+    let file = write_nicks(&env, "list.txt", "hb", count);
+    let id = enqueue_detached(&env, &file).await;
+    let waiting = env.cli(&["campaign", "status", &id, "--json"]).await.json();
+    assert_eq!(
+        waiting["state"], "waiting",
+        "nobody works it yet: {waiting}"
+    );
+
+    let worker = ["worker", "--concurrency", "3"];
+    let mut workers: Vec<Child> = (0..3).map(|_| spawn(&env, &worker)).collect();
+    wait_for_ledger(&env, count / 4).await;
+    let dead = workers[0].id().unwrap();
+    kill_9(&workers[0]);
+    workers[0].wait().await.unwrap();
+
+    let (status, mut logs) = wait_until_done(&env, &id).await;
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["issued"], count, "{status}");
+    for worker in &workers[1..] {
+        terminate(worker);
+    }
+    for worker in workers.drain(1..) {
+        let out = worker.wait_with_output().await.unwrap();
+        assert!(out.status.success(), "a worker stops cleanly on SIGTERM");
+        logs.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("took over a dead process's work")
+                && line.contains(&format!(":{dead}:"))),
+        "a process on the storage says it took the killed worker's work over:\n{logs}"
+    );
+    let expected: BTreeSet<String> = (0..count).map(|i| format!("hb{i}")).collect();
+    assert_each_once(&env, &expected);
+}
+
+/// A `campaign run` killed with SIGKILL and started again at once on the same machine, leases an
+/// hour long: the new process sees its predecessor's pid gone and takes its work over as it
+/// starts, and finishes the campaign: nobody twice, nobody missing.
+async fn a_campaign_run_killed_and_started_again_takes_its_work_over_at_once(shared: Shared) {
+    let count = 2_000;
+    let Some(env) = shared
+        .env_with_lease(SimConfig::demo(), Options::default(), LONG_LEASE_MS)
+        .await
+    else {
+        return;
+    };
+    let file = write_nicks(&env, "list.txt", "again", count);
+    let args = run_args(&file);
+    let first = spawn(&env, &args);
+    wait_for_ledger(&env, count / 4).await;
+    let dead = first.id().unwrap();
+    kill_9(&first);
+    first.wait_with_output().await.unwrap();
+
+    let again = tokio::time::timeout(Duration::from_secs(240), run(env.command(&args)))
+        .await
+        .expect("the second run finishes long before the leases would expire");
+    let status = again.json();
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["issued"], count, "{status}");
+    assert!(
+        again
+            .stderr
+            .lines()
+            .any(|line| line.contains("took over a dead process's work")
+                && line.contains(&format!("its pid {dead} is gone"))),
+        "{}",
+        again.stderr
+    );
+    let expected: BTreeSet<String> = (0..count).map(|i| format!("again{i}")).collect();
+    assert_each_once(&env, &expected);
+}
 
 /// The same campaign started by two `campaign run` processes at once: each batch is sent by
 /// one of them, and both end with the whole campaign done.
@@ -137,18 +295,7 @@ async fn one_campaign_run_twice_at_once_issues_nobody_twice(shared: Shared) {
         return;
     };
     let file = write_nicks(&env, "list.txt", "twice", 1500);
-    let args = [
-        "campaign",
-        "run",
-        "taobao",
-        "--coupon",
-        TAOBAO_COUPON,
-        "--recipients",
-        &file,
-        "--concurrency",
-        "3",
-        "--json",
-    ];
+    let args = run_args(&file);
     let (first, second) = tokio::join!(run(env.command(&args)), run(env.command(&args)));
     for out in [&first, &second] {
         let status = out.json();
@@ -171,21 +318,7 @@ async fn workers_share_a_campaign_and_a_killed_one_is_replaced(shared: Shared) {
         return;
     };
     let file = write_nicks(&env, "list.txt", "w", count);
-    let enqueued = env
-        .cli(&[
-            "campaign",
-            "run",
-            "taobao",
-            "--coupon",
-            TAOBAO_COUPON,
-            "--recipients",
-            &file,
-            "--detach",
-            "--json",
-        ])
-        .await
-        .json();
-    let id = enqueued["id"].as_str().unwrap().to_owned();
+    let id = enqueue_detached(&env, &file).await;
     assert_eq!(env.sim.ledger().len(), 0, "--detach sends nothing");
 
     let worker = ["worker", "--concurrency", "3"];

@@ -541,41 +541,187 @@ async fn a_second_sigterm_exits_at_once() {
     assert!(stderr.contains("second signal"), "{stderr}");
 }
 
-/// A campaign started over HTTP stops at the drain deadline too, and posting it again to the
-/// next server resumes it: everyone gets the coupon once.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_campaign_stops_at_the_drain_deadline_and_resumes_on_the_next_server() {
+/// A server that starts a campaign of 120 recipients through the slow plugin and is cut by a
+/// drain (1 s) while its first send is held: the env, the recipients, the campaign's body and
+/// id, and the server's stderr. `running` sees the campaign's status while it ran.
+async fn a_campaign_cut_by_a_drain(
+    prefix: &str,
+    running: impl FnOnce(&Value),
+) -> (TestEnv, Vec<String>, Value, String, String) {
     let env = with_keys("drain_timeout_s = 1").await;
     env.add_slow_plugin();
     let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
     env.delay_next_send(60_000);
-    let recipients: Vec<String> = (0..120).map(|i| format!("nick:drained{i:03}")).collect();
+    let recipients: Vec<String> = (0..120).map(|i| format!("nick:{prefix}{i:03}")).collect();
     let body = json!({"plugin": "slow", "coupon": TAOBAO_COUPON, "recipients": recipients, "concurrency": 1});
     let started = server.post("/v1/campaigns", body.to_string()).await;
     assert_eq!(started.status, 202, "{}", started.text);
     let id = started.json()["id"].as_str().unwrap().to_owned();
     env.wait_for_sends(1).await;
+    running(&server.get(&format!("/v1/campaigns/{id}")).await.json());
     let (status, stderr) = server.terminate().await;
     assert_eq!(status.code(), Some(1), "{stderr}");
+    (env, recipients, body, id, stderr)
+}
+
+/// A campaign started over HTTP stops at the drain deadline too, and posting it again to the
+/// next server resumes it: everyone gets the coupon once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_stops_at_the_drain_deadline_and_resumes_on_the_next_server() {
+    let (env, recipients, body, id, stderr) = a_campaign_cut_by_a_drain("drained", |_| {}).await;
     assert!(stderr.contains("1 campaigns"), "{stderr}");
 
     let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
     let again = server.post("/v1/campaigns", body.to_string()).await;
     assert_eq!(again.json()["id"], id.as_str());
+    finishes_once_each(&server, &env, &id, &recipients).await;
+}
+
+/// Waits until campaign `id` is done on `server` (bounded) — its status never saying `running`
+/// with `"running":false` — and checks everyone in `recipients` got the coupon once.
+async fn finishes_once_each(server: &Server, env: &TestEnv, id: &str, recipients: &[String]) {
     let mut status = Value::Null;
-    for _ in 0..1000 {
+    for _ in 0..3000 {
         status = server.get(&format!("/v1/campaigns/{id}")).await.json();
-        if status["state"] == "done" && status["running"] == false {
+        assert!(
+            !(status["state"] == "running" && status["running"] == false),
+            "{status}"
+        );
+        if status["state"] == "done" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(status["issued"], 120, "{status}");
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!(status["issued"], recipients.len(), "{status}");
     let issued = recipients
         .iter()
         .map(|r| r.trim_start_matches("nick:").to_owned())
         .collect();
     env.assert_ledger("taobao", &issued, &Default::default());
+}
+
+/// A campaign cut off by a drain is resumed by the next server without being posted again
+/// (`serve` works unfinished campaigns like a worker); meanwhile, with no process working it,
+/// its status says `waiting`, never `running`. A drain that ends in time logs no error.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_campaign_cut_by_a_drain_resumes_on_restart_without_being_posted_again() {
+    let (env, recipients, _, id, _) = a_campaign_cut_by_a_drain("resumed", |running| {
+        assert_eq!(
+            (&running["state"], &running["running"]),
+            (&json!("running"), &json!(true)),
+            "{running}"
+        );
+    })
+    .await;
+
+    // Nobody works it now.
+    let between = env.cli(&["campaign", "status", &id, "--json"]).await.json();
+    assert_eq!(between["state"], "waiting", "{between}");
+    assert!(between["pending"].as_u64().unwrap() > 0, "{between}");
+
+    // The next server picks it up on its own; it is never posted again.
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    finishes_once_each(&server, &env, &id, &recipients).await;
+    // This drain has nothing left to cut: it ends in time, and says nothing at ERROR.
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("\"level\":\"ERROR\""), "{stderr}");
+}
+
+/// A campaign the platform refuses whole (an unknown coupon) says `stopped` over HTTP, with
+/// the refusal, and `"running":false`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stopped_campaign_says_stopped_over_http() {
+    let env = with_keys("").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    let recipients: Vec<String> = (0..30).map(|i| format!("nick:refused{i}")).collect();
+    let body = json!({"plugin": "taobao", "coupon": "99999", "recipients": recipients});
+    let started = server.post("/v1/campaigns", body.to_string()).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let id = started.json()["id"].as_str().unwrap().to_owned();
+    let mut status = Value::Null;
+    for _ in 0..1000 {
+        status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+        if status["state"] == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["state"], "stopped", "{status}");
+    assert_eq!(status["running"], false, "{status}");
+    assert_eq!(status["error"]["class"], "coupon-unavailable", "{status}");
+    assert_eq!(status["pending"], 30, "{status}");
+    let (exit, stderr) = server.terminate().await;
+    assert_eq!(exit.code(), Some(0), "{stderr}");
+}
+
+/// With `work_campaigns = false`, `serve` leaves campaigns it does not run to workers.
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_told_not_to_work_campaigns_leaves_them_waiting() {
+    let env = with_keys("work_campaigns = false").await;
+    let list = env.dir.path().join("list.txt");
+    std::fs::write(&list, "nick:idle1\nnick:idle2\n").unwrap();
+    let id = crate::fleet::enqueue_detached(&env, list.to_str().unwrap()).await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    // A send through the server: by the time it is answered, a worker would have claimed a
+    // batch long since (it polls every 250 ms and is woken at once).
+    for _ in 0..5 {
+        let sent = server
+            .send(
+                "taobao",
+                json!({"coupon": TAOBAO_COUPON, "recipients": ["nick:other"]}),
+            )
+            .await;
+        assert_eq!(sent.status, 200, "{}", sent.text);
+    }
+    let status = server.get(&format!("/v1/campaigns/{id}")).await.json();
+    assert_eq!(
+        (&status["state"], &status["running"]),
+        (&json!("waiting"), &json!(false)),
+        "{status}"
+    );
+    assert_eq!(status["pending"], 2, "{status}");
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// Refused starts write nothing: twenty inline campaigns refused with 422 (`concurrency: 0`,
+/// an account the plugin does not have) leave no recipients file and no campaign.
+#[tokio::test(flavor = "multi_thread")]
+async fn refused_campaign_starts_leave_no_file_and_no_campaign() {
+    let env = with_keys("").await;
+    let server = Server::start(&env, &[]).await.with_key(ENGINE_KEY);
+    for i in 0..20 {
+        let recipients: Vec<String> = (0..1000).map(|j| format!("nick:refused{i}-{j}")).collect();
+        let body = if i % 2 == 0 {
+            json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients": recipients, "concurrency": 0})
+        } else {
+            json!({"plugin": "taobao", "coupon": TAOBAO_COUPON, "recipients": recipients, "account": "nobody"})
+        };
+        let answer = server.post("/v1/campaigns", body.to_string()).await;
+        assert_eq!(answer.status, 422, "{}", answer.text);
+    }
+    assert_eq!(campaign_files(&env), 0);
+    assert_eq!(campaign_rows(&env), 0);
+    let (status, stderr) = server.terminate().await;
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+/// Inline lists kept in the env's data folder (beside `state.db`).
+fn campaign_files(env: &TestEnv) -> usize {
+    std::fs::read_dir(env.dir.path().join("campaigns"))
+        .map(|dir| dir.count())
+        .unwrap_or(0)
+}
+
+/// Campaigns registered in the env's `state.db`.
+fn campaign_rows(env: &TestEnv) -> usize {
+    let db = rusqlite::Connection::open(env.dir.path().join("state.db")).unwrap();
+    db.query_row("SELECT COUNT(*) FROM campaigns", [], |row| {
+        row.get::<_, i64>(0)
+    })
+    .unwrap() as usize
 }
 
 /// Connections that send their head a byte at a time, or promise a body and stall, are closed
@@ -843,6 +989,9 @@ async fn a_flood_of_campaign_starts_is_capped_and_answered() {
         assert_eq!(status["issued"], 5, "{status}");
     }
     assert_eq!(env.sim.duplicate_issuances(), 0);
+    // The refused starts left nothing: one file and one campaign per accepted list, each done.
+    assert_eq!(campaign_files(&env), ids.len());
+    assert_eq!(campaign_rows(&env), ids.len());
 }
 
 /// The schemathesis release the fuzz run uses; installed from PyPI into a virtual environment

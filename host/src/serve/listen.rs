@@ -49,6 +49,21 @@ pub async fn serve(
         })
     });
 
+    // Unfinished campaigns on the storage (one cut off by a drain, one whose process died) are
+    // worked here too, as `coupon-host worker` works them, until the drain.
+    let (stop_work, work_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut worker = options.work_campaigns.then(|| {
+        let host = host.clone();
+        tokio::spawn(async move {
+            let stop = async {
+                let _ = work_stopped.await;
+            };
+            if let Err(error) = host.work(super::WORK_CONCURRENCY, stop).await {
+                tracing::warn!(error = %crate::error::full_message(&error), "cannot work campaigns");
+            }
+        })
+    });
+
     let (drain, draining) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -82,12 +97,18 @@ pub async fn serve(
         "draining: no new connections or calls; finishing what runs"
     );
     let _ = drain.send(true);
+    let _ = stop_work.send(());
 
     let drained = async {
         tokio::join!(
             async { while connections.join_next().await.is_some() {} },
             host.shutdown(),
             campaigns_ended(&state),
+            async {
+                if let Some(worker) = worker.as_mut() {
+                    let _ = worker.await;
+                }
+            },
         )
     };
     let result = match tokio::time::timeout(options.drain_timeout, drained).await {
@@ -98,6 +119,9 @@ pub async fn serve(
         Err(_) => {
             let cut_connections = connections.len();
             connections.shutdown().await;
+            if let Some(worker) = &worker {
+                worker.abort();
+            }
             let cut_campaigns = {
                 let campaigns = state.campaigns.lock().unwrap_or_else(|p| p.into_inner());
                 for task in campaigns.running.values() {

@@ -144,6 +144,31 @@ pub(crate) trait Ledger: Send + Sync {
     async fn campaign_workers(&self, id: &str, since_ms: i64) -> Result<Vec<WorkerStatus>>;
 }
 
+/// Completes a status from what the backend read besides the journal's counts: the lines not
+/// sent (by state: `rejected`, `skipped`) and why the campaign was stopped, if it was. A stopped
+/// campaign that is not done says `stopped`, with the refusal that stopped it.
+pub(crate) fn settle_status(
+    status: &mut CampaignStatus,
+    rejects: impl IntoIterator<Item = (String, u64)>,
+    stopped: Option<String>,
+) {
+    for (state, n) in rejects {
+        match state.as_str() {
+            "skipped" => status.skipped += n,
+            _ => status.rejected += n,
+        }
+    }
+    status.pending = status.total.saturating_sub(status.finished());
+    if let Some(why) = stopped
+        && status.state != "done"
+    {
+        status.state = "stopped".to_owned();
+        status.error = Some(serde_json::from_str(&why).unwrap_or_else(|_| {
+            crate::types::AdapterError::new(crate::types::ErrorClass::Unknown, "stopped", why)
+        }));
+    }
+}
+
 /// The journal key of a campaign's batch.
 pub(crate) fn batch_key(id: &str, index: u64) -> String {
     format!("{id}/{index:08}")

@@ -43,6 +43,7 @@ mod journal;
 mod kv;
 mod ledger;
 mod pacing;
+mod processes;
 mod schema;
 mod tokens;
 

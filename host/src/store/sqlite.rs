@@ -14,6 +14,7 @@ mod journal;
 mod kv;
 mod ledger;
 mod pacing;
+mod processes;
 mod schema;
 mod tokens;
 

@@ -651,7 +651,10 @@ macro_rules! storage_suite {
             let names: Vec<String> = kept.iter().map(|r| r.id().to_owned()).collect();
             assert_eq!(names, ["n0", "n1", "n2", "n3", "n4"]);
             let status = f.storage.campaign_status("c").await.unwrap();
-            assert_eq!((status.total, status.rejected, status.pending), (7, 2, 5));
+            assert_eq!(
+                (status.total, status.rejected, status.skipped, status.pending),
+                (7, 1, 1, 5)
+            );
             assert_eq!(status.state, "running");
         }
 
@@ -812,7 +815,23 @@ macro_rules! storage_suite {
                 f.storage.campaign_claim(None, "w", far).await.unwrap(),
                 Claim::Wait
             );
+            // Its status says so, with the refusal (as stored: an error's JSON, or plain text).
+            let status = f.storage.campaign_status("c").await.unwrap();
+            assert_eq!(status.state, "stopped");
+            assert_eq!(
+                status.error.as_ref().map(|e| e.message.as_str()),
+                Some("coupon-unavailable")
+            );
+            let refusal = AdapterError::new(ErrorClass::CouponUnavailable, "15", "no such coupon");
+            f.storage
+                .campaign_stop("c", Some(&serde_json::to_string(&refusal).unwrap()))
+                .await
+                .unwrap();
+            let status = f.storage.campaign_status("c").await.unwrap();
+            assert_eq!((status.state.as_str(), status.error), ("stopped", Some(refusal)));
             f.storage.campaign_stop("c", None).await.unwrap();
+            let status = f.storage.campaign_status("c").await.unwrap();
+            assert_eq!((status.state.as_str(), status.error), ("running", None));
             assert!(matches!(
                 f.storage.campaign_claim(Some("c"), "w", far).await.unwrap(),
                 Claim::Batch(_)
@@ -892,9 +911,10 @@ macro_rules! storage_suite {
                     status.failed,
                     status.unknown,
                     status.rejected,
+                    status.skipped,
                     status.pending
                 ),
-                (1, 1, 0, 2, 3),
+                (1, 1, 0, 1, 1, 3),
                 "{status:?}"
             );
             let mut lines = Vec::new();
@@ -927,6 +947,69 @@ macro_rules! storage_suite {
                 lines[2].message.as_deref(),
                 Some("repeats line 1; sent once")
             );
+        }
+
+        // ---- processes ----
+
+        fn process(holder: &str, beat_ms: i64) -> Process {
+            Process {
+                holder: holder.to_owned(),
+                host: "box".into(),
+                pid: 42,
+                works: "c".into(),
+                beat_ms,
+            }
+        }
+
+        #[tokio::test]
+        async fn processes_beat_and_a_dead_ones_leases_are_given_back_at_once() {
+            let Some(f) = fixture().await else { return };
+            // A process holds a batch and its send, both leased for an hour.
+            f.storage.campaign_open(&campaign("c", 2)).await.unwrap();
+            enqueue(&f, "c").await;
+            f.storage.campaign_queue("c", 0).await.unwrap();
+            let hour = now_ms() + 3_600_000;
+            let Claim::Batch(batch) = f.storage.campaign_claim(Some("c"), "dead", hour).await.unwrap() else {
+                panic!("a batch to claim")
+            };
+            let key = SendKey {
+                scope: scope("p", DEFAULT_ACCOUNT),
+                key: ledger::batch_key("c", batch.index),
+            };
+            new_rows(f.storage.journal_begin(&key, "fp", &batch.recipients, 2, &lease("dead", 3_600_000)).await.unwrap());
+            let beat = now_ms() - 60_000;
+            f.storage.process_beat(&process("dead", beat)).await.unwrap();
+            f.storage.process_beat(&process("live", now_ms())).await.unwrap();
+            let listed = f.storage.processes().await.unwrap();
+            assert_eq!(listed, vec![process("dead", beat), listed[1].clone()]);
+            assert!(listed[1].works_on("c") && !listed[1].works_on("d"));
+            // Nobody else gets them while the leases hold.
+            assert_eq!(f.storage.campaign_claim(Some("c"), "live", hour).await.unwrap(), Claim::Wait);
+            let next = lease("live", 60_000);
+            assert!(matches!(f.storage.journal_begin(&key, "fp", &batch.recipients, 2, &next).await.unwrap(), Begin::Busy { .. }));
+
+            // A reap that saw an older beat than the last leaves the process alone.
+            assert_eq!(f.storage.process_reap("dead", Some(beat - 1)).await.unwrap(), None);
+            assert_eq!(
+                f.storage.process_reap("dead", Some(beat)).await.unwrap(),
+                Some(Reaped { batches: 1, sends: 1 })
+            );
+            // Once: a second reaper finds it ended.
+            assert_eq!(f.storage.process_reap("dead", Some(beat)).await.unwrap(), None);
+            let listed: Vec<String> = f.storage.processes().await.unwrap().into_iter().map(|p| p.holder).collect();
+            assert_eq!(listed, ["live"]);
+            // Its batch and its send are taken over at once, an hour before their leases end.
+            assert!(matches!(f.storage.campaign_claim(Some("c"), "live", hour).await.unwrap(), Claim::Batch(b) if b.index == batch.index));
+            assert!(matches!(f.storage.journal_begin(&key, "fp", &batch.recipients, 2, &next).await.unwrap(), Begin::Resumed(_)));
+            // A live process's own end gives back what it holds, whatever its last beat.
+            assert_eq!(
+                f.storage.process_reap("live", None).await.unwrap(),
+                Some(Reaped { batches: 1, sends: 1 })
+            );
+            assert!(f.storage.processes().await.unwrap().is_empty());
+            // Beating again says it is alive again.
+            f.storage.process_beat(&process("live", now_ms())).await.unwrap();
+            assert_eq!(f.storage.processes().await.unwrap().len(), 1);
         }
 
         // ---- accounts ----

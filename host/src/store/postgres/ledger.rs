@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 
 use super::{LOCK, LockClass, Postgres, Tx, Wrap, pipeline, prepare};
 use crate::error::{Error, Result};
-use crate::store::ledger::{batch_key, report_line};
+use crate::store::ledger::{batch_key, report_line, settle_status};
 use crate::store::{Batch, CampaignRecord, Claim, Ledger, Reject, Scope, now_ms};
 use crate::types::{CampaignStatus, Recipient, ReportLine, WorkerStatus};
 
@@ -109,8 +109,8 @@ const RELEASE_HOLDER: &str = "UPDATE campaign_batches SET state = 'queued', hold
 
 const STOP: &str = "UPDATE campaigns SET stopped = $2, updated_ms = $3 WHERE id = $1";
 
-const STATUS: &str = "SELECT plugin, account, coupon, source, state, total_lines FROM campaigns
-    WHERE id = $1";
+const STATUS: &str = "SELECT plugin, account, coupon, source, state, total_lines, stopped
+    FROM campaigns WHERE id = $1";
 
 /// A campaign's recipients by state in the journal: its batches' sends are the keys from
 /// `CAMPAIGN/` to `CAMPAIGN/~` of its scope (`batch_key`).
@@ -119,7 +119,8 @@ const COUNTS: &str = "SELECT r.state, COUNT(*) FROM campaigns c
         AND r.key > c.id || '/' AND r.key < c.id || '/~'
     WHERE c.id = $1 GROUP BY r.state";
 
-const REJECTED: &str = "SELECT COUNT(*) FROM campaign_rejects WHERE campaign = $1";
+const REJECTED: &str =
+    "SELECT state, COUNT(*) FROM campaign_rejects WHERE campaign = $1 GROUP BY state";
 
 /// Up to `$3` report lines after line `$2`, in file order. A line's send is its batch's
 /// (`batch_key`: the campaign, `/`, the batch zero-padded to 8 digits).
@@ -540,8 +541,11 @@ impl Ledger for Postgres {
                 _ => {}
             }
         }
-        status.rejected = found[2][0].get::<_, i64>(0) as u64;
-        status.pending = status.total.saturating_sub(status.finished());
+        let stopped: Option<String> = row.get(6);
+        let rejects = found[2]
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64));
+        settle_status(&mut status, rejects, stopped);
         Ok(status)
     }
 

@@ -97,6 +97,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (plugin, name));
     CREATE TABLE master_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BYTEA NOT NULL);
     "#,
+    // 3: every process's heartbeat (`store/processes.rs`): a dead process is noticed in
+    // seconds, and its leases given back, instead of after they expire.
+    r#"
+    CREATE TABLE processes (
+        holder TEXT COLLATE "C" PRIMARY KEY, host TEXT NOT NULL, pid BIGINT NOT NULL,
+        works TEXT NOT NULL DEFAULT '', beat_ms BIGINT NOT NULL, ended_ms BIGINT);
+    "#,
 ];
 
 /// The newest schema version this host knows.

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Context, Sqlite};
 use crate::error::{Error, Result};
-use crate::store::ledger::{batch_key, report_line};
+use crate::store::ledger::{batch_key, report_line, settle_status};
 use crate::store::{Batch, CampaignRecord, Claim, Ledger, Reject, Scope, now_ms};
 use crate::types::{CampaignStatus, Recipient, ReportLine, WorkerStatus};
 
@@ -469,23 +469,27 @@ fn next_batch(conn: &Connection, id: &str, now: i64) -> Result<Option<i64>> {
 }
 
 fn status(conn: &Connection, id: &str) -> Result<CampaignStatus> {
-    let mut status = conn
+    let (mut status, stopped) = conn
         .prepare_cached(
-            "SELECT plugin, account, coupon, source, state, total_lines FROM campaigns WHERE id = ?1",
+            "SELECT plugin, account, coupon, source, state, total_lines, stopped FROM campaigns
+             WHERE id = ?1",
         )
         .and_then(|mut select| {
             select
                 .query_row(params![id], |row| {
-                    Ok(CampaignStatus {
-                        id: id.to_owned(),
-                        plugin: row.get(0)?,
-                        account: row.get(1)?,
-                        coupon: row.get(2)?,
-                        source: row.get(3)?,
-                        state: row.get(4)?,
-                        total: row.get::<_, i64>(5)? as u64,
-                        ..CampaignStatus::default()
-                    })
+                    Ok((
+                        CampaignStatus {
+                            id: id.to_owned(),
+                            plugin: row.get(0)?,
+                            account: row.get(1)?,
+                            coupon: row.get(2)?,
+                            source: row.get(3)?,
+                            state: row.get(4)?,
+                            total: row.get::<_, i64>(5)? as u64,
+                            ..CampaignStatus::default()
+                        },
+                        row.get::<_, Option<String>>(6)?,
+                    ))
                 })
                 .optional()
         })
@@ -512,11 +516,19 @@ fn status(conn: &Connection, id: &str) -> Result<CampaignStatus> {
             _ => {}
         }
     }
-    status.rejected = conn
-        .prepare_cached("SELECT COUNT(*) FROM campaign_rejects WHERE campaign = ?1")
-        .and_then(|mut select| select.query_row(params![id], |row| row.get::<_, i64>(0)))
-        .doing("cannot count a campaign's rejected lines")? as u64;
-    status.pending = status.total.saturating_sub(status.finished());
+    let rejects = conn
+        .prepare_cached(
+            "SELECT state, COUNT(*) FROM campaign_rejects WHERE campaign = ?1 GROUP BY state",
+        )
+        .and_then(|mut select| {
+            select
+                .query_map(params![id], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .doing("cannot count a campaign's rejected lines")?;
+    settle_status(&mut status, rejects, stopped);
     Ok(status)
 }
 

@@ -116,6 +116,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (plugin, name)) WITHOUT ROWID;
     CREATE TABLE master_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);
     ",
+    // 4: every process's heartbeat (`store/processes.rs`): a dead process is noticed in
+    // seconds, and its leases given back, instead of after they expire.
+    "
+    CREATE TABLE processes (
+        holder TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+        works TEXT NOT NULL DEFAULT '', beat_ms INTEGER NOT NULL, ended_ms INTEGER)
+        WITHOUT ROWID;
+    ",
 ];
 
 /// The newest schema version this host knows.
