@@ -129,17 +129,20 @@ impl Cluster {
             ca: TestCa::new("coupon-host test CA"),
         };
         cluster.give(cluster.dir.path());
-        cluster.run("initdb", &[
-            "-D",
-            &cluster.data().display().to_string(),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--no-sync",
-        ]);
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data().display().to_string(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
         let cert = cluster.ca.issue(&["localhost"], Validity::Current);
         cluster.write_cert(&cert);
         cluster.ca.write(&cluster.ca_file());
@@ -202,7 +205,10 @@ impl Cluster {
     }
 
     fn write_cert(&self, cert: &ServerCert) {
-        let (crt, key) = (self.data().join("server.crt"), self.data().join("server.key"));
+        let (crt, key) = (
+            self.data().join("server.crt"),
+            self.data().join("server.key"),
+        );
         std::fs::write(&crt, &cert.cert_pem).expect("server.crt is written");
         std::fs::write(&key, &cert.key_pem).expect("server.key is written");
         // The server refuses a key others may read.
@@ -288,7 +294,10 @@ fn find_bin() -> Result<PathBuf, String> {
         return if dir.join("initdb").is_file() {
             Ok(dir)
         } else {
-            Err(format!("{BIN_VAR} names {}, which has no initdb", dir.display()))
+            Err(format!(
+                "{BIN_VAR} names {}, which has no initdb",
+                dir.display()
+            ))
         };
     }
     let base = Path::new("/usr/lib/postgresql");
@@ -329,4 +338,3 @@ fn free_port() -> u16 {
         .map(|addr| addr.port())
         .expect("a free port")
 }
-
