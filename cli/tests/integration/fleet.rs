@@ -367,12 +367,14 @@ async fn workers_finish_a_campaign_across_a_postgres_restart() {
         return;
     };
     let count = 6_000;
-    let mut options = Options::default();
-    options.storage = format!(
-        "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nlease_ms = {LEASE_MS}\n\
-         tls_ca_file = {:?}",
-        cluster.ca_file()
-    );
+    let options = Options {
+        storage: format!(
+            "backend = \"postgres\"\nurl_env = \"COUPON_TEST_PG_URL\"\nlease_ms = {LEASE_MS}\n\
+             tls_ca_file = {:?}",
+            cluster.ca_file()
+        ),
+        ..Options::default()
+    };
     let mut env = TestEnv::start(SimConfig::demo(), options).await;
     let url = format!("{}?sslmode=verify-full", cluster.url("localhost"));
     env.secrets.push(("COUPON_TEST_PG_URL".to_owned(), url));
