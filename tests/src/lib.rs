@@ -5,10 +5,13 @@
 //! (`templates/rust-adapter` as `template-rust`, `templates/js-adapter` as `template-js`); each
 //! also has its own constant, e.g. [`TAOBAO`], [`DOUYIN_JS`] or [`TEMPLATE_JS`].
 //!
-//! [`postgres`]: the test PostgreSQL server and a schema per test, for every test crate.
+//! [`postgres`]: the test PostgreSQL server and a schema per test, for every test crate;
+//! [`cluster`]: a PostgreSQL cluster of a test's own (its own port, TLS with a CA it makes, a
+//! restart), for what the shared server must not be put through.
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
+pub mod cluster;
 pub mod postgres;
 
 #[cfg(test)]

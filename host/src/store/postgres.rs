@@ -6,6 +6,7 @@
 //! url_env = "COUPON_HOST_DATABASE_URL" # the variable holding the URL, password included
 //! pool_size = 16                       # optional, 1..=256
 //! schema = "public"                    # optional; created if missing
+//! tls_ca_file = "ca.pem"               # optional; the CA for `sslmode=verify-ca|verify-full`
 //! ```
 //!
 //! The URL and its password are read from the environment when the config loads and are never
@@ -17,8 +18,9 @@
 //! the one-round-trip writes below need (sqlx's compile-time checks, own pool and migrations
 //! would add layers without serving them).
 //!
-//! TLS: none yet (`NoTls`). Reach the server over a trusted network or a local socket; a URL
-//! that asks for TLS (`sslmode=require`) fails to connect rather than fall back to clear text.
+//! TLS: the URL's `sslmode` and `sslrootcert` (or `tls_ca_file`) mean what they mean to libpq,
+//! default `prefer`; see [`tls`]. The host logs at start whether its connection is encrypted and
+//! what was verified.
 //!
 //! **Round trips.** A trait call is one round trip: its statements go out together on one
 //! connection ([`pipeline`]), wrapped in `BEGIN` … `COMMIT` when they must be one transaction,
@@ -45,6 +47,7 @@ mod ledger;
 mod pacing;
 mod processes;
 mod schema;
+mod tls;
 mod tokens;
 
 use std::sync::Arc;
@@ -53,7 +56,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod};
 use futures::FutureExt;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row, Statement};
+use tokio_postgres::{Row, Statement};
 
 use super::{BackendKind, Options, Storage};
 use crate::error::{Error, Result};
@@ -101,6 +104,17 @@ fn check(table: &toml::Table) -> std::result::Result<(), (String, String)> {
                 Some(1..=256) => {}
                 _ => return Err((key.clone(), "must be an integer from 1 to 256".to_owned())),
             },
+            "tls_ca_file" => match value.as_str() {
+                Some(path) if !path.trim().is_empty() => {}
+                _ => {
+                    return Err((
+                        key.clone(),
+                        "must be the path of a PEM file holding the CA that signed the server's \
+                         certificate"
+                            .to_owned(),
+                    ));
+                }
+            },
             "schema" => {
                 if let Err(why) = value
                     .as_str()
@@ -113,8 +127,8 @@ fn check(table: &toml::Table) -> std::result::Result<(), (String, String)> {
             _ => {
                 return Err((
                     key.clone(),
-                    "unknown key for the postgres backend (it takes `url_env`, `pool_size` and \
-                     `schema`)"
+                    "unknown key for the postgres backend (it takes `url_env`, `pool_size`, \
+                     `schema` and `tls_ca_file`)"
                         .to_owned(),
                 ));
             }
@@ -155,6 +169,8 @@ pub(crate) struct Postgres {
     pool: Pool,
     /// The schema every connection uses (its `search_path`).
     schema: String,
+    /// Whether the connection is encrypted and what was verified, as logged at start.
+    security: String,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -162,6 +178,7 @@ impl std::fmt::Debug for Postgres {
         // The pool's config holds the URL's parts: only the schema is shown.
         f.debug_struct("Postgres")
             .field("schema", &self.schema)
+            .field("security", &self.security)
             .finish_non_exhaustive()
     }
 }
@@ -176,12 +193,18 @@ impl Postgres {
             ))
         })?;
         // The parser's own message may quote the URL: only the variable is named.
-        let mut config: tokio_postgres::Config = url.expose().parse().map_err(|_| {
+        let unparsed = || {
             Error::storage(format!(
                 "the PostgreSQL URL in {var} does not parse (expected \
                  postgres://USER:PASSWORD@HOST:PORT/DATABASE)"
             ))
-        })?;
+        };
+        // tokio-postgres knows neither `sslrootcert` nor the verify modes: they are the host's.
+        let (url, params) = tls::split_url(url.expose()).ok_or_else(unparsed)?;
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| unparsed())?;
+        let tls = tls::Tls::new(&params, options.path("tls_ca_file"))
+            .map_err(|why| Error::storage(format!("PostgreSQL TLS (the URL in {var}): {why}")))?;
+        config.ssl_mode(tls.driver_mode());
         let schema = options
             .string("schema")
             .unwrap_or(DEFAULT_SCHEMA)
@@ -206,7 +229,7 @@ impl Postgres {
             .unwrap_or(DEFAULT_POOL_SIZE);
         let manager = Manager::from_config(
             config,
-            NoTls,
+            tls.connector(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -218,13 +241,24 @@ impl Postgres {
             .create_timeout(Some(POOL_WAIT))
             .build()
             .map_err(|e| Error::storage_from("cannot make the PostgreSQL pool", e))?;
-        let postgres = Postgres { pool, schema };
+        let mut postgres = Postgres {
+            pool,
+            schema,
+            security: String::new(),
+        };
         let mut conn = postgres.pool.get().await.map_err(|e| {
             pool_error(
                 &format!("cannot connect to PostgreSQL (the URL in {var})"),
                 e,
             )
         })?;
+        // Once, at start: whether what travels to the database is encrypted, and what was checked.
+        postgres.security = tls.describe();
+        if tls.as_asked() {
+            tracing::info!("PostgreSQL connection: {}", postgres.security);
+        } else {
+            tracing::warn!("PostgreSQL connection: {}", postgres.security);
+        }
         schema::migrate(&mut conn, &postgres.schema).await?;
         Ok(postgres)
     }
@@ -457,6 +491,7 @@ mod tests {
     use crate::store::Options;
     use crate::store::postgres::{Postgres, schema};
 
+    use coupon_host_tests::cluster::{Cluster, TestCa, Validity};
     use coupon_host_tests::postgres::{SchemaGuard, URL_VAR, fresh_name, test_url, with_param};
 
     /// Options for a fresh schema on the test server, and the guard that drops it; `None` when
@@ -467,16 +502,25 @@ mod tests {
         let schema = fresh_name("coupon_test_");
         // The backend's sessions carry the schema's name, for the guard to find them.
         let tagged = with_param(&url, "application_name", &schema);
+        let mut options = options_for(tagged, None);
+        options.table.insert("schema".into(), schema.clone().into());
+        Some((options, SchemaGuard::new(&url, schema)))
+    }
+
+    /// Options for the database at `url` (in `$COUPON_TEST_POSTGRES_URL`), with `tls_ca_file`
+    /// when given.
+    fn options_for(url: String, tls_ca_file: Option<&std::path::Path>) -> Options {
         let mut table = toml::Table::new();
         table.insert("url_env".into(), URL_VAR.into());
-        table.insert("schema".into(), schema.clone().into());
         table.insert("pool_size".into(), 8_i64.into());
-        let options = Options {
+        if let Some(path) = tls_ca_file {
+            table.insert("tls_ca_file".into(), path.to_str().unwrap().into());
+        }
+        Options {
             table,
             base: std::env::temp_dir(),
-            secrets: [("url_env".to_owned(), Secret::new(tagged))].into(),
-        };
-        Some((options, SchemaGuard::new(&url, schema)))
+            secrets: [("url_env".to_owned(), Secret::new(url))].into(),
+        }
     }
 
     crate::store::suite::storage_suite!(async {
@@ -753,5 +797,153 @@ mod tests {
             assert!(!error.contains("hunter2"), "{error}");
             assert!(!error.contains("coupon:"), "{error}");
         }
+    }
+
+    /// Whether the backend's connections are encrypted, as the server sees them.
+    async fn server_sees_tls(postgres: &Postgres) -> bool {
+        let conn = postgres.conn().await.unwrap();
+        conn.query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    /// `sslmode=require` encrypts against the machine's server (which runs with `ssl = on`);
+    /// `disable` does not.
+    #[tokio::test]
+    async fn require_encrypts_and_disable_does_not_on_the_machines_server() {
+        let Some((options, _guard)) = scratch().await else {
+            return;
+        };
+        let url = options.secret("url_env").unwrap().expose().to_owned();
+        for (mode, encrypted) in [("require", true), ("disable", false)] {
+            let mut options = options.clone();
+            let url = with_param(&url, "sslmode", mode);
+            options.secrets.insert("url_env".into(), Secret::new(url));
+            let postgres = Postgres::open(&options).await.expect("it opens");
+            assert_eq!(
+                server_sees_tls(&postgres).await,
+                encrypted,
+                "sslmode={mode}"
+            );
+            let said = if encrypted {
+                "encrypted (TLS), certificate not verified (sslmode=require)"
+            } else {
+                "not encrypted (sslmode=disable)"
+            };
+            assert_eq!(postgres.security, said);
+        }
+    }
+
+    /// The URL on the test cluster, reached as `host`, with `sslmode` and a password that must
+    /// never show (trust auth ignores it).
+    fn cluster_url(cluster: &Cluster, host: &str, mode: &str) -> String {
+        let url = cluster
+            .url(host)
+            .replacen("postgres@", "postgres:hunter2-pw@", 1);
+        with_param(&url, "sslmode", mode)
+    }
+
+    /// Opening fails; the error, whole, names `cause` and never the URL or its password.
+    async fn refused(options: &Options, cause: &str) {
+        let error = match Postgres::open(options).await {
+            Err(error) => crate::error::full_message(&error),
+            Ok(_) => panic!("opened, though the certificate should be refused for {cause}"),
+        };
+        assert!(error.contains(cause), "{error}");
+        assert!(error.contains(URL_VAR), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(!error.contains("postgres://"), "{error}");
+    }
+
+    /// `verify-full` with the CA that signed the server's certificate, and the name the
+    /// certificate holds: the connection is encrypted and both are verified.
+    #[tokio::test]
+    async fn verify_full_connects_with_the_right_ca_and_name() {
+        let Some(cluster) = Cluster::start() else {
+            return;
+        };
+        let url = cluster_url(&cluster, "localhost", "verify-full");
+        let postgres = Postgres::open(&options_for(url, Some(cluster.ca_file().as_path())))
+            .await
+            .expect("verify-full opens");
+        assert!(server_sees_tls(&postgres).await);
+        let security = &postgres.security;
+        assert!(
+            security.starts_with("encrypted (TLS), certificate chain (the CA in ")
+                && security.ends_with(
+                    "(storage.tls_ca_file)) and host name verified (sslmode=verify-full)"
+                ),
+            "{security}"
+        );
+        // The same CA as the URL's sslrootcert.
+        let ca = cluster.ca_file();
+        let url = with_param(
+            &cluster_url(&cluster, "localhost", "verify-full"),
+            "sslrootcert",
+            &ca.to_str().unwrap().replace('/', "%2F"),
+        );
+        let postgres = Postgres::open(&options_for(url, None)).await.unwrap();
+        assert!(server_sees_tls(&postgres).await);
+    }
+
+    /// A CA other than the one that signed the server's certificate: refused as an unknown CA,
+    /// by `verify-full`, by `verify-ca`, and by `require` given a CA file (as libpq).
+    #[tokio::test]
+    async fn a_certificate_of_another_ca_is_refused_as_unknown() {
+        let Some(cluster) = Cluster::start() else {
+            return;
+        };
+        let other = cluster.scratch().join("other-ca.pem");
+        TestCa::new("another CA").write(&other);
+        for mode in ["verify-full", "verify-ca", "require"] {
+            let url = cluster_url(&cluster, "localhost", mode);
+            refused(&options_for(url, Some(other.as_path())), "unknown CA").await;
+        }
+        // Without a CA file, `require` encrypts and checks nothing.
+        let url = cluster_url(&cluster, "localhost", "require");
+        let postgres = Postgres::open(&options_for(url, None)).await.unwrap();
+        assert!(server_sees_tls(&postgres).await);
+    }
+
+    /// The server's certificate names `localhost`; reached as 127.0.0.1, `verify-full` refuses
+    /// it as a name mismatch, while `verify-ca` (the chain without the name) takes it.
+    #[tokio::test]
+    async fn verify_full_refuses_a_certificate_for_another_name() {
+        let Some(cluster) = Cluster::start() else {
+            return;
+        };
+        let ca = cluster.ca_file();
+        let url = cluster_url(&cluster, "127.0.0.1", "verify-full");
+        refused(&options_for(url, Some(ca.as_path())), "name mismatch").await;
+        let url = cluster_url(&cluster, "127.0.0.1", "verify-ca");
+        let postgres = Postgres::open(&options_for(url, Some(ca.as_path())))
+            .await
+            .expect("verify-ca does not check the name");
+        assert!(
+            postgres
+                .security
+                .contains("host name not checked (sslmode=verify-ca)"),
+            "{}",
+            postgres.security
+        );
+    }
+
+    /// An expired certificate from the right CA is refused as expired.
+    #[tokio::test]
+    async fn verify_full_refuses_an_expired_certificate() {
+        let Some(cluster) = Cluster::start() else {
+            return;
+        };
+        cluster.serve(&cluster.ca.issue(&["localhost"], Validity::Expired));
+        let url = cluster_url(&cluster, "localhost", "verify-full");
+        refused(
+            &options_for(url, Some(cluster.ca_file().as_path())),
+            "expired",
+        )
+        .await;
     }
 }
