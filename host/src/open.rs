@@ -5,9 +5,9 @@
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
-use std::path::{Component, Path};
+use std::path::Path;
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{Mode, OFlags};
 
 /// How a file is opened: read only, never blocking (a FIFO with no writer would block an
 /// `open` for reading forever), not inherited by child processes.
@@ -77,8 +77,13 @@ pub(crate) fn open_regular(path: &Path, no_follow: bool) -> io::Result<(File, Me
 /// Opens `relative` (plain names only: no `..`, not absolute) beneath the folder `dir`, once,
 /// following no symbolic link anywhere on the way, and checks the opened file is a regular
 /// file. `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)` where the kernel has it; otherwise
-/// a walk of folder descriptors, each opened without following a link.
+/// a walk of folder descriptors, each opened without following a link. (Only `serve` reads
+/// files beneath a folder it is given.)
+#[cfg(feature = "serve")]
 pub(crate) fn open_beneath(dir: &Path, relative: &Path) -> io::Result<(File, Metadata)> {
+    use rustix::fs::ResolveFlags;
+    use std::path::Component;
+
     let mut names = Vec::new();
     for part in relative.components() {
         match part {
