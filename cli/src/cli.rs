@@ -383,9 +383,13 @@ async fn serve(
         args.max_body_kib as usize * 1024,
     )
     .with_config(serve_config);
-    coupon_host::serve::serve(listener, host, options, Some(metrics), stop)
+    let served = coupon_host::serve::serve(listener, host, options, Some(metrics), stop)
         .await
-        .context("serving")
+        .context("serving");
+    if served.is_ok() {
+        tracing::info!("stopped: drained, exiting");
+    }
+    served
 }
 
 /// On SIGHUP, reloads the config file: plugins change while calls run (see `Host::reload`); a

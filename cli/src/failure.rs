@@ -68,10 +68,24 @@ pub(crate) fn report(error: &anyhow::Error, json: bool) {
         let _ = writeln!(stdout, "{}", json!({ "error": object }));
         let _ = stdout.flush();
     }
+    // Sending again under the key helps only when the send itself could not finish (the
+    // platform, the sandbox, the storage); a request the host refused would be refused again.
+    let resendable = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<SendFailed>())
+        .is_some_and(|failed| {
+            !matches!(
+                failed.error,
+                coupon_host::Error::InvalidRequest(_)
+                    | coupon_host::Error::Config(_)
+                    | coupon_host::Error::UnknownPlugin(_)
+            )
+        });
     let text = match key {
-        Some(key) => format!(
+        Some(key) if resendable => format!(
             "{message} (idempotency key {key}: send again with --idempotency-key {key}; nobody gets the coupon twice)"
         ),
+        Some(key) => format!("{message} (idempotency key {key})"),
         None => message,
     };
     line(&text, key);

@@ -311,6 +311,37 @@ pub(crate) fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// A key reused for another request is refused, and the error names the key without advising
+/// to send again under it (that would be refused again); a send that could not finish does.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_key_is_named_without_advice_to_resend_under_it() {
+    let env = TestEnv::start(SimConfig::demo(), Options::default()).await;
+    let send = |to: &'static str| {
+        [
+            "send",
+            "taobao",
+            "--coupon",
+            "48552",
+            "--to",
+            to,
+            "--idempotency-key",
+            "reused-key",
+        ]
+    };
+    assert!(env.cli(&send("nick:张三")).await.status.success());
+    let refused = env.cli(&send("nick:李四")).await;
+    assert_eq!(refused.status.code(), Some(1), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("already used for a different request")
+            && refused.stderr.contains("(idempotency key reused-key)")
+            && !refused.stderr.contains("send again"),
+        "{}",
+        refused.stderr
+    );
+}
+
 /// The platform answers 502 to every attempt: the send fails as a whole. `--json` prints one
 /// JSON object naming the key it ran under, the text `error:` line names it too, and sent again
 /// under that key once the platform is back, the recipient gets the coupon, once.
