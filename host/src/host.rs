@@ -357,7 +357,7 @@ impl Host {
                 validate_key(key)?;
                 key.clone()
             }
-            None => new_idempotency_key(),
+            None => crate::types::new_idempotency_key(),
         };
         validate_send(&request, &plugin.info.describe)?;
         let span = tracing::info_span!("send", plugin = plugin_name, idempotency_key = %key, recipients = request.recipients.len(),
@@ -722,17 +722,6 @@ fn validate_key(key: &str) -> Result<()> {
     Ok(())
 }
 
-/// A generated key: milliseconds since the epoch, then 80 random bits (like a UUIDv7). Keys that
-/// grow with time go in at the end of the journal's B-trees, which are keyed on them; fully
-/// random keys dirtied (and had to read) a random leaf page of each table per send.
-pub(crate) fn new_idempotency_key() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
-    let random = rand::random::<u128>() & ((1 << 80) - 1);
-    format!("ch-{:012x}{random:020x}", ms & 0xFFFF_FFFF_FFFF)
-}
-
 fn unsupported_kind(info: &AdapterInfo, recipient: &Recipient) -> Error {
     let kinds: Vec<_> = info.recipient_kinds.iter().map(|k| k.as_str()).collect();
     Error::InvalidRequest(format!(
@@ -806,21 +795,4 @@ fn record_query(
         Err(error) => span.record("error_class", error.kind()),
     };
     crate::metrics::query_finished(plugin, result, elapsed);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::new_idempotency_key;
-
-    #[test]
-    fn generated_keys_are_distinct_and_grow_with_time() {
-        let first = new_idempotency_key();
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        let second = new_idempotency_key();
-        assert_ne!(first, second);
-        assert_eq!(first.len(), "ch-".len() + 32);
-        assert!(first.starts_with("ch-") && first[3..].bytes().all(|b| b.is_ascii_hexdigit()));
-        // The time prefix orders keys made a millisecond or more apart.
-        assert!(first[..15] < second[..15], "{first} then {second}");
-    }
 }

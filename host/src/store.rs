@@ -142,10 +142,4 @@ pub(crate) fn data_dir(options: &Options, cache_dir: &Path) -> std::path::PathBu
     }
 }
 
-/// Milliseconds since the Unix epoch: what every backend stores times in.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use crate::types::now_ms;

@@ -104,6 +104,32 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Puts the file in WAL mode (which it keeps). A new file opened by several processes at once
+/// (a fleet's first start) can answer `SQLITE_BUSY` at once, without the busy handler, while
+/// another connection switches it or migrates it: that is waited out, up to [`BUSY_TIMEOUT`].
+fn switch_to_wal(conn: &Connection) -> Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let switched = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0));
+        match switched {
+            Ok(mode) if mode.eq_ignore_ascii_case("wal") => return Ok(()),
+            Ok(mode) => {
+                return Err(Error::storage(format!(
+                    "cannot switch to WAL: the file stays in {mode} mode"
+                )));
+            }
+            Err(rusqlite::Error::SqliteFailure(error, _))
+                if error.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(error) => return Err(storage("cannot switch to WAL")(error)),
+        }
+    }
+}
+
 /// A read connection: [`connect`], with a smaller page cache than the writer's. Reads are point
 /// lookups and the range scans of campaign status and reports; the file's pages stay in the OS's
 /// cache anyway, and with up to [`MAX_READERS`] idle readers, SQLite's default 2 MB each was most
@@ -131,8 +157,7 @@ impl Sqlite {
             })?;
         }
         let mut conn = connect(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(storage("cannot switch to WAL"))?;
+        switch_to_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(storage("cannot configure the file"))?;
         // Checkpoints (which fsync) run on a thread of their own, not inside a send's commit
