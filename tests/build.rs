@@ -18,12 +18,15 @@
 
 #[path = "js_adapters.rs"]
 mod js_adapters;
+#[path = "wasm_build.rs"]
+mod wasm_build;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use js_adapters::{build_js_adapter, is_js_adapter, js_adapters_in, js_artifact};
+use wasm_build::wasm_build;
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -51,20 +54,11 @@ fn main() {
     guests.sort();
 
     let target_dir = out_dir.join("wasm");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(cargo);
-    command
-        .current_dir(&root)
-        .args(["build", "--target", "wasm32-wasip2", "--profile", "wasm"])
-        .env("CARGO_TARGET_DIR", &target_dir)
-        // The outer build's flags are for the host target, not wasm.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_MAKEFLAGS");
-    for (crate_name, _) in plugins.iter().chain(&guests) {
-        command.args(["-p", crate_name]);
-    }
+    let mut command = wasm_build(
+        &root,
+        &target_dir,
+        plugins.iter().chain(&guests).map(|(name, _)| name.as_str()),
+    );
     let status = command
         .status()
         .expect("cannot run cargo for the wasm components");

@@ -51,10 +51,10 @@ pub(crate) fn is_broken_pipe(error: &anyhow::Error) -> bool {
 pub(crate) fn report(error: &anyhow::Error, json: bool) {
     // One line: the chain joined, as scripts read stderr line by line.
     let message = format!("{error:#}").replace('\n', " ");
-    let key = error
+    let failed = error
         .chain()
-        .find_map(|cause| cause.downcast_ref::<SendFailed>())
-        .map(|failed| failed.key.as_str());
+        .find_map(|cause| cause.downcast_ref::<SendFailed>());
+    let key = failed.map(|failed| failed.key.as_str());
     if json {
         let mut object = json!({
             "class": class(error),
@@ -70,17 +70,14 @@ pub(crate) fn report(error: &anyhow::Error, json: bool) {
     }
     // Sending again under the key helps only when the send itself could not finish (the
     // platform, the sandbox, the storage); a request the host refused would be refused again.
-    let resendable = error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<SendFailed>())
-        .is_some_and(|failed| {
-            !matches!(
-                failed.error,
-                coupon_host::Error::InvalidRequest(_)
-                    | coupon_host::Error::Config(_)
-                    | coupon_host::Error::UnknownPlugin(_)
-            )
-        });
+    let resendable = failed.is_some_and(|failed| {
+        !matches!(
+            failed.error,
+            coupon_host::Error::InvalidRequest(_)
+                | coupon_host::Error::Config(_)
+                | coupon_host::Error::UnknownPlugin(_)
+        )
+    });
     let text = match key {
         Some(key) if resendable => format!(
             "{message} (idempotency key {key}: send again with --idempotency-key {key}; nobody gets the coupon twice)"

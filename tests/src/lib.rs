@@ -15,6 +15,10 @@ pub mod cluster;
 pub mod postgres;
 
 #[cfg(test)]
+#[path = "../wasm_build.rs"]
+mod wasm_build;
+
+#[cfg(test)]
 mod tests {
     use std::path::Path;
     use std::process::Command;
@@ -63,6 +67,7 @@ mod tests {
     #[test]
     fn rust_adapters_build_byte_for_byte_the_same() {
         use sha2::{Digest, Sha256};
+        use crate::wasm_build::wasm_build;
 
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let again = Path::new(env!("OUT_DIR")).join("wasm-again");
@@ -72,23 +77,8 @@ mod tests {
             .filter(|(_, path)| path.contains("wasm32-wasip2"))
             .collect();
         assert!(rust.len() >= 4, "{rust:?}");
-        let mut command = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-        command
-            .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--target",
-                "wasm32-wasip2",
-                "--profile",
-                "wasm",
-            ])
-            .env("CARGO_TARGET_DIR", &again)
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS");
-        for (name, _) in &rust {
-            command.args(["-p", name]);
-        }
+        let mut command = wasm_build(&root, &again, rust.iter().map(|(name, _)| *name));
+        command.arg("--quiet");
         let output = command.output().expect("cargo runs");
         assert!(
             output.status.success(),

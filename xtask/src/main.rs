@@ -163,17 +163,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// What went wrong in the demo, one entry per failed step: the demo runs every step it can,
-/// then exits non-zero naming how many failed.
-#[derive(Default)]
-struct Failures(Vec<String>);
-
-impl Failures {
-    fn add(&mut self, step: impl Into<String>) {
-        self.0.push(step.into());
-    }
-}
-
 fn demo() -> anyhow::Result<()> {
     build_components()?;
     build_js_components()?;
@@ -223,7 +212,9 @@ fn demo() -> anyhow::Result<()> {
         }
         Ok(serde_json::from_slice(&output.stdout)?)
     };
-    let mut failures = Failures::default();
+    // One entry per failed step: the demo runs every step it can, then exits non-zero naming
+    // them.
+    let mut failures: Vec<String> = Vec::new();
 
     println!();
     println!(
@@ -268,7 +259,7 @@ fn demo() -> anyhow::Result<()> {
                 // Some recipients are there to show a per-recipient failure; the first is
                 // always one the platform accepts.
                 if issued.is_none_or(|issued| issued.is_empty()) {
-                    failures.add(format!("{plugin} send: nobody was issued a coupon"));
+                    failures.push(format!("{plugin} send: nobody was issued a coupon"));
                 }
             }
             Err(e) => {
@@ -278,7 +269,7 @@ fn demo() -> anyhow::Result<()> {
                     pad("-", 34),
                     "error"
                 );
-                failures.add(format!("{plugin} send"));
+                failures.push(format!("{plugin} send"));
             }
         }
         match host(&["query", plugin, "--recipient", query_recipient, "--json"]) {
@@ -305,7 +296,7 @@ fn demo() -> anyhow::Result<()> {
                         pad(query_recipient, 34),
                         "error"
                     );
-                    failures.add(format!("{plugin} query: {query_recipient} holds nothing"));
+                    failures.push(format!("{plugin} query: {query_recipient} holds nothing"));
                 }
             }
             Err(e) => {
@@ -315,30 +306,30 @@ fn demo() -> anyhow::Result<()> {
                     pad(query_recipient, 34),
                     "error"
                 );
-                failures.add(format!("{plugin} query"));
+                failures.push(format!("{plugin} query"));
             }
         }
     }
 
     if let Err(e) = demo_campaign(&host) {
         println!("campaign: error: {e:#}");
-        failures.add("the campaign");
+        failures.push("the campaign".to_owned());
     }
     if let Err(e) = demo_accounts(&host) {
         println!("two merchants: error: {e:#}");
-        failures.add("two merchants through one plugin");
+        failures.push("two merchants through one plugin".to_owned());
     }
     drop(sim);
 
     println!();
-    if failures.0.is_empty() {
+    if failures.is_empty() {
         println!("demo: every step succeeded");
         Ok(())
     } else {
         println!(
             "demo: {} step(s) failed: {}",
-            failures.0.len(),
-            failures.0.join("; ")
+            failures.len(),
+            failures.join("; ")
         );
         std::process::exit(1);
     }
