@@ -66,8 +66,8 @@ mod tests {
     /// (JavaScript adapters do not: the README says why.)
     #[test]
     fn rust_adapters_build_byte_for_byte_the_same() {
-        use sha2::{Digest, Sha256};
         use crate::wasm_build::wasm_build;
+        use sha2::{Digest, Sha256};
 
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let again = Path::new(env!("OUT_DIR")).join("wasm-again");
